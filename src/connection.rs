@@ -1,0 +1,88 @@
+//! [`TenantConnection`]: a checked-out connection bound to one scope.
+
+use std::ops::{Deref, DerefMut};
+
+use diesel::pg::PgConnection;
+
+use crate::error::Result;
+use crate::manager::{ConnectionManager, Outcome};
+use crate::scope::Scope;
+
+/// A pooled connection whose `search_path` is set to one [`Scope`].
+///
+/// It derefs to [`PgConnection`], so Diesel queries run on it directly: tenant tables
+/// unqualified, shared tables declared as `public.x` in `table!`. When it is dropped the
+/// connection goes back to the pool, or is discarded if its state can no longer be
+/// trusted (a panic, an open transaction, a lost connection, a statement that may have
+/// changed the path outside the pool's knowledge, ...).
+///
+/// In [`PoolMode::TransactionLocal`](crate::PoolMode::TransactionLocal) the guard is a
+/// transaction: call [`commit`](Self::commit) to keep the work; dropping it rolls back.
+pub struct TenantConnection {
+    inner: r2d2::PooledConnection<ConnectionManager>,
+    scope: Scope,
+    finished: bool,
+}
+
+impl std::fmt::Debug for TenantConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConnection")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantConnection {
+    /// Enters `scope` on a freshly checked-out connection.
+    pub(crate) fn enter(
+        mut inner: r2d2::PooledConnection<ConnectionManager>,
+        scope: Scope,
+    ) -> Result<Self> {
+        inner.enter(&scope)?;
+        Ok(TenantConnection {
+            inner,
+            scope,
+            finished: false,
+        })
+    }
+
+    /// The scope this connection is bound to.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Ends the scoped work and keeps it: commits in `TransactionLocal` mode, and only
+    /// returns the connection in `Session` mode.
+    pub fn commit(mut self) -> Result<()> {
+        self.finished = true;
+        self.inner.leave(Outcome::Commit)
+    }
+
+    /// Ends the scoped work and discards it: rolls back in `TransactionLocal` mode.
+    pub fn rollback(mut self) -> Result<()> {
+        self.finished = true;
+        self.inner.leave(Outcome::Rollback)
+    }
+}
+
+impl Deref for TenantConnection {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.inner.pg_ref()
+    }
+}
+
+impl DerefMut for TenantConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.inner.pg()
+    }
+}
+
+impl Drop for TenantConnection {
+    fn drop(&mut self) {
+        if !self.finished {
+            // `leave` poisons the connection on any failure, so the error has been acted on.
+            let _ = self.inner.leave(Outcome::Rollback);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// A boxed error coming from Diesel's migration harness.
+pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`enum@Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where something happened: the public schema or one tenant's schema.
+///
+/// Used in error messages so that every failure names the tenant it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// The `public` schema (shared tables, tenant registry).
+    Public,
+    /// A tenant schema, by its schema name.
+    Schema(String),
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Public => f.write_str("the public schema"),
+            Place::Schema(s) => write!(f, "tenant schema `{s}`"),
+        }
+    }
+}
+
+/// Everything that can go wrong in `diesel-tenancy`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A schema name broke the naming rules; `reason` says which.
+    #[error("invalid schema name `{name}`: {reason}")]
+    InvalidSchemaName {
+        /// The rejected input (possibly shortened for display).
+        name: String,
+        /// A human explanation of the rule that was broken.
+        reason: &'static str,
+    },
+
+    /// A tenant name was empty, too long or contained control characters.
+    #[error("invalid tenant name `{name}`: {reason}")]
+    InvalidTenantName {
+        /// The rejected input (possibly shortened for display).
+        name: String,
+        /// A human explanation of the rule that was broken.
+        reason: &'static str,
+    },
+
+    /// A domain name was not a valid host name.
+    #[error("invalid domain `{domain}`: {reason}")]
+    InvalidDomain {
+        /// The rejected input (possibly shortened for display).
+        domain: String,
+        /// A human explanation of the rule that was broken.
+        reason: &'static str,
+    },
+
+    /// No tenant is registered under this name.
+    #[error("unknown tenant `{name}`")]
+    UnknownTenant {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// No domain is registered under this name.
+    #[error("unknown domain `{domain}`")]
+    UnknownDomain {
+        /// The domain that was looked up.
+        domain: String,
+    },
+
+    /// A tenant with this name (compared case-insensitively) already exists.
+    #[error("a tenant named `{name}` already exists")]
+    TenantExists {
+        /// The conflicting name.
+        name: String,
+    },
+
+    /// The schema a new tenant would use already exists (another tenant's, or a stray one).
+    #[error("schema `{schema}` already exists; refusing to reuse it for tenant `{tenant}`")]
+    SchemaExists {
+        /// The tenant being created or renamed.
+        tenant: String,
+        /// The schema that already exists.
+        schema: String,
+    },
+
+    /// A registered tenant's schema does not exist.
+    #[error("schema `{schema}` does not exist (its registry row has no schema)")]
+    SchemaMissing {
+        /// The missing schema.
+        schema: String,
+    },
+
+    /// The domain (compared case-insensitively) is already registered.
+    #[error("domain `{domain}` is already registered")]
+    DomainExists {
+        /// The conflicting domain.
+        domain: String,
+    },
+
+    /// The scope of a connection was to be changed while a transaction is open on it.
+    #[error("cannot change the scope of a connection to {wanted} inside an open transaction")]
+    ScopeChangeInTransaction {
+        /// The scope that was asked for.
+        wanted: Place,
+    },
+
+    /// Setting `search_path` failed; the connection was discarded.
+    #[error("could not set search_path for {place}: {source}")]
+    SetScope {
+        /// The scope being entered.
+        place: Place,
+        /// The database error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// No connection could be checked out of the pool in time, or one could not be opened.
+    #[error("could not get a database connection: {0}")]
+    Pool(#[source] r2d2::Error),
+
+    /// Opening a connection failed.
+    #[error("could not connect to the database: {0}")]
+    Connection(#[source] diesel::ConnectionError),
+
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(#[source] diesel::result::Error),
+
+    /// A query failed while working in a given schema.
+    #[error("while working in {place}: {source}")]
+    QueryIn {
+        /// Where the query ran.
+        place: Place,
+        /// The database error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// A migration failed; everything it did in that schema was rolled back.
+    #[error("while migrating {place}: {source}")]
+    Migration {
+        /// The schema being migrated.
+        place: Place,
+        /// The harness error.
+        #[source]
+        source: MigrationError,
+    },
+
+    /// Two migration sets that share a tracking table use the same version.
+    #[error(
+        "migration version `{version}` appears in both the shared and the tenant set; \
+         they share `public.__diesel_schema_migrations` when the public tenant is on, \
+         so versions must be distinct"
+    )]
+    MigrationVersionConflict {
+        /// The duplicated version.
+        version: String,
+    },
+
+    /// The configuration is not usable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        Error::Query(e)
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Pool(e)
+    }
+}
+
+impl From<diesel::ConnectionError> for Error {
+    fn from(e: diesel::ConnectionError) -> Self {
+        Error::Connection(e)
+    }
+}
+
+impl Error {
+    /// True when the error means the database could not be reached in time
+    /// (pool timeout, refused or lost connection): a service should answer 503.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error as D};
+        let q = |e: &D| {
+            matches!(
+                e,
+                D::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _
+                ) | D::BrokenTransactionManager
+            )
+        };
+        match self {
+            Error::Pool(_) | Error::Connection(_) => true,
+            Error::Query(e)
+            | Error::SetScope { source: e, .. }
+            | Error::QueryIn { source: e, .. } => q(e),
+            _ => false,
+        }
+    }
+}
+
+/// Shortens user input kept in error values, so a 10 KB header does not become a 10 KB message.
+pub(crate) fn shorten(input: &str) -> String {
+    const MAX: usize = 80;
+    if input.len() <= MAX {
+        return input.escape_debug().to_string();
+    }
+    let mut end = MAX;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", input[..end].escape_debug())
+}

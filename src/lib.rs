@@ -1,0 +1,40 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod connection;
+mod domain_name;
+mod error;
+mod manager;
+mod migrate;
+mod migration_set;
+mod pool;
+mod registry;
+mod report;
+pub mod schema;
+mod schema_name;
+mod scope;
+mod status;
+mod watch;
+
+pub use connection::TenantConnection;
+pub use domain_name::DomainName;
+pub use error::{Error, MigrationError, Place, Result};
+pub use manager::{ConnectionManager, ManagedConnection, PoolMode};
+pub use migrate::{NewTenant, SyncRouter, REGISTRY_MIGRATIONS};
+pub use migration_set::Source;
+pub use pool::{TenantPool, TenantPoolBuilder};
+pub use registry::{validate_tenant_name, Domain, Tenant, TenantRegistry, MAX_TENANT_NAME_LEN};
+pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
+pub use schema_name::{SchemaName, SchemaRules};
+pub use scope::Scope;
+
+pub use diesel;
+pub use diesel_migrations;
+pub use r2d2;

@@ -1,0 +1,292 @@
+//! [`SyncRouter`]: applies the shared set to `public` and the tenant set to every tenant.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::pg::{Pg, PgConnection};
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Integer, Text};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::domain_name::DomainName;
+use crate::error::{Error, Place, Result};
+use crate::migration_set::{MigrationSet, Source};
+use crate::pool::TenantPool;
+use crate::registry::{validate_tenant_name, Tenant, TenantRegistry};
+use crate::report::{MigrateOptions, MigrateReport, TenantReport};
+use crate::schema_name::{SchemaName, SchemaRules};
+
+/// The crate's own shared migrations: the tenant registry.
+pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// First key of every advisory lock this crate takes (ASCII `tent`).
+const LOCK_CLASS: i32 = 0x7465_6e74;
+
+/// A tenant to provision with [`SyncRouter::create_tenant`].
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    /// Free-form name, unique case-insensitively.
+    pub name: String,
+    /// The schema to create; derived from the name when `None`.
+    pub schema_name: Option<SchemaName>,
+    /// Domains to register; the first is the primary one.
+    pub domains: Vec<DomainName>,
+}
+
+impl NewTenant {
+    /// A tenant with a derived schema and no domains.
+    pub fn named(name: impl Into<String>) -> Self {
+        NewTenant {
+            name: name.into(),
+            ..NewTenant::default()
+        }
+    }
+}
+
+/// Routes migrations: the shared set (the crate's registry plus the app's shared
+/// migrations) to `public`, the tenant set to every tenant schema, each schema with its
+/// own `__diesel_schema_migrations`.
+///
+/// ```no_run
+/// use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+/// use diesel_tenancy::{NewTenant, SyncRouter, TenantPool};
+///
+/// const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+///
+/// # fn main() -> diesel_tenancy::Result<()> {
+/// let pool = TenantPool::builder().build("postgres://localhost/app")?;
+/// let router = SyncRouter::new(pool, TENANT);
+/// router.migrate_shared()?;
+/// let acme = router.create_tenant(&NewTenant::named("Acme"))?;
+/// assert_eq!(acme.schema_name.as_str(), "acme");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SyncRouter {
+    pub(crate) pool: TenantPool,
+    shared: Vec<Source>,
+    pub(crate) tenant: MigrationSet,
+    public_tenant: bool,
+    rules: SchemaRules,
+}
+
+impl std::fmt::Debug for SyncRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRouter")
+            .field("pool", &self.pool)
+            .field("shared_sources", &self.shared.len())
+            .field("public_tenant", &self.public_tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncRouter {
+    /// A router applying `tenant` to every tenant schema. The shared set starts with the
+    /// crate's registry migrations.
+    pub fn new(pool: TenantPool, tenant: impl MigrationSource<Pg> + Send + Sync + 'static) -> Self {
+        SyncRouter {
+            pool,
+            shared: vec![Arc::new(REGISTRY_MIGRATIONS)],
+            tenant: MigrationSet::new(vec![Arc::new(tenant)]),
+            public_tenant: false,
+            rules: SchemaRules::default(),
+        }
+    }
+
+    /// Adds the application's shared migrations, applied to `public`.
+    pub fn shared(mut self, source: impl MigrationSource<Pg> + Send + Sync + 'static) -> Self {
+        self.shared.push(Arc::new(source));
+        self
+    }
+
+    /// Also applies the tenant set to `public`, so `public` holds the tenant tables too
+    /// (django-tenants' "public tenant"). Defaults to `false`.
+    ///
+    /// `public` then tracks both sets in one table, so their versions must differ:
+    /// [`migrate_shared`](Self::migrate_shared) refuses to run if they collide.
+    pub fn public_tenant(mut self, enabled: bool) -> Self {
+        self.public_tenant = enabled;
+        self
+    }
+
+    /// The rules new schema names are checked against. Defaults to [`SchemaRules::default`].
+    pub fn schema_rules(mut self, rules: SchemaRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Whether the tenant set is also applied to `public`.
+    pub fn is_public_tenant(&self) -> bool {
+        self.public_tenant
+    }
+
+    /// The pool this router works through.
+    pub fn pool(&self) -> &TenantPool {
+        &self.pool
+    }
+
+    /// The set applied to `public`, checked for version collisions.
+    pub(crate) fn shared_set(&self) -> Result<MigrationSet> {
+        let mut sources = self.shared.clone();
+        if self.public_tenant {
+            sources.push(Arc::new(self.tenant.clone()));
+        }
+        let set = MigrationSet::new(sources);
+        set.versions(&Place::Public)?;
+        Ok(set)
+    }
+
+    /// Versions of the tenant set, sorted.
+    pub fn tenant_versions(&self) -> Result<Vec<String>> {
+        self.tenant.versions(&Place::Schema("<tenant set>".into()))
+    }
+
+    /// Applies the pending shared migrations to `public` under an advisory lock and
+    /// returns the versions applied.
+    pub fn migrate_shared(&self) -> Result<Vec<String>> {
+        let set = self.shared_set()?;
+        self.pool.raw()?.run_internal(|conn| {
+            conn.transaction(|conn| {
+                set_local_path(conn, "\"public\"")?;
+                lock(conn, "public")?;
+                run_pending(conn, &set, &Place::Public)
+            })
+        })
+    }
+
+    /// Registers a tenant, creates its schema and applies the tenant set to it, all in
+    /// one transaction: any failure leaves no row and no schema behind.
+    pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
+        let name = validate_tenant_name(&new.name)?;
+        let schema = match &new.schema_name {
+            Some(s) => self.rules.validate(s.as_str())?,
+            None => self.rules.derive_from(name)?,
+        };
+        self.pool.raw()?.run_internal(|conn| {
+            conn.transaction(|conn| {
+                lock(conn, schema.as_str())?;
+                let tenant = TenantRegistry::create(conn, name, &schema)?;
+                if schema_exists(conn, &schema)? {
+                    return Err(Error::SchemaExists {
+                        tenant: name.to_owned(),
+                        schema: schema.to_string(),
+                    });
+                }
+                conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
+                set_local_path(conn, &schema.quoted())?;
+                run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
+                for (i, domain) in new.domains.iter().enumerate() {
+                    TenantRegistry::add_domain(conn, name, domain, i == 0)?;
+                }
+                Ok(tenant)
+            })
+        })
+    }
+
+    /// Deletes a tenant's registry row (and domains). The schema and its data are dropped
+    /// only when `drop_schema` is true.
+    pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
+        self.pool.raw()?.run_internal(|conn| {
+            conn.transaction(|conn| {
+                let tenant = TenantRegistry::get_by_name(conn, name)?;
+                lock(conn, tenant.schema_name.as_str())?;
+                TenantRegistry::delete(conn, name)?;
+                if drop_schema {
+                    conn.batch_execute(&format!(
+                        "DROP SCHEMA IF EXISTS {} CASCADE",
+                        tenant.schema_name.quoted()
+                    ))?;
+                }
+                Ok(tenant)
+            })
+        })
+    }
+
+    /// Applies the pending tenant migrations to one schema, in one transaction under the
+    /// schema's advisory lock, and returns the versions applied.
+    pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
+        let place = Place::Schema(schema.to_string());
+        self.pool.raw()?.run_internal(|conn| {
+            conn.transaction(|conn| {
+                lock(conn, schema.as_str())?;
+                if !schema_exists(conn, schema)? {
+                    return Err(Error::SchemaMissing {
+                        schema: schema.to_string(),
+                    });
+                }
+                set_local_path(conn, &schema.quoted())?;
+                run_pending(conn, &self.tenant, &place)
+            })
+        })
+    }
+
+    /// Migrates every tenant with pending migrations, `options.jobs` at a time.
+    ///
+    /// Pending work is found with [`status`](Self::status) (a bounded number of
+    /// queries), so up-to-date tenants cost nothing. Each tenant migrates in its own
+    /// transaction; a failing tenant is rolled back whole and, with `keep_going`, the
+    /// others still run.
+    pub fn migrate_all(&self, options: &MigrateOptions) -> Result<MigrateReport> {
+        let status = self.status()?;
+        let todo = options.select(&status)?;
+        let jobs = options.jobs.clamp(1, self.pool.max_size().max(1) as usize);
+        let started = Instant::now();
+        let tenants = crate::report::run_parallel(todo, jobs, options, |tenant: &Tenant| {
+            let t0 = Instant::now();
+            let result = self.migrate_tenant(&tenant.schema_name);
+            TenantReport::new(tenant, result, t0.elapsed())
+        });
+        Ok(MigrateReport {
+            tenants,
+            up_to_date: status
+                .tenants
+                .iter()
+                .filter(|t| t.pending.is_empty())
+                .count(),
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// `SET LOCAL search_path` for the current transaction; `path` is already quoted.
+fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> {
+    conn.batch_execute(&format!("SET LOCAL search_path TO {path}"))?;
+    Ok(())
+}
+
+/// Takes the transaction-scoped advisory lock of one schema.
+fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind::<Integer, _>(LOCK_CLASS)
+        .bind::<Text, _>(schema)
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    present: bool,
+}
+
+fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
+    let row: Exists = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1) AS present",
+    )
+    .bind::<Text, _>(schema.as_str())
+    .get_result(conn)?;
+    Ok(row.present)
+}
+
+fn run_pending(conn: &mut PgConnection, set: &MigrationSet, place: &Place) -> Result<Vec<String>> {
+    set.versions(place)?;
+    let applied = conn
+        .run_pending_migrations(set.clone())
+        .map_err(|source| Error::Migration {
+            place: place.clone(),
+            source,
+        })?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}

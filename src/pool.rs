@@ -1,0 +1,279 @@
+//! [`TenantPool`]: an r2d2 pool whose every checkout names its scope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::pg::PgConnection;
+
+use crate::connection::TenantConnection;
+use crate::error::{Error, Result};
+use crate::manager::{ConnectionManager, ManagerConfig, PoolMode};
+use crate::schema_name::SchemaName;
+use crate::scope::Scope;
+
+/// A pool of PostgreSQL connections that are always scoped to a tenant or to `public`.
+///
+/// Cheap to clone; clones share the pool.
+///
+/// ```no_run
+/// use diesel::prelude::*;
+/// use diesel_tenancy::{SchemaName, TenantPool};
+///
+/// # fn main() -> diesel_tenancy::Result<()> {
+/// let pool = TenantPool::builder().max_size(4).build("postgres://localhost/app")?;
+/// let acme = SchemaName::new("acme")?;
+/// let mut conn = pool.tenant(&acme)?; // search_path = "acme"
+/// let n: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM hotels")
+///     .get_result(&mut *conn)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TenantPool {
+    inner: r2d2::Pool<ConnectionManager>,
+    mode: PoolMode,
+}
+
+impl std::fmt::Debug for TenantPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantPool")
+            .field("mode", &self.mode)
+            .field("state", &self.inner.state())
+            .finish()
+    }
+}
+
+impl TenantPool {
+    /// A builder with the defaults documented on each setter.
+    pub fn builder() -> TenantPoolBuilder {
+        TenantPoolBuilder::default()
+    }
+
+    /// Checks out a connection scoped to the tenant schema `schema` alone
+    /// (plus the configured extension schemas).
+    pub fn tenant(&self, schema: &SchemaName) -> Result<TenantConnection> {
+        self.checkout(Scope::Tenant(schema.clone()))
+    }
+
+    /// Checks out a connection scoped to `public`.
+    pub fn public(&self) -> Result<TenantConnection> {
+        self.checkout(Scope::Public)
+    }
+
+    /// Checks out a connection scoped to `scope`.
+    ///
+    /// A pooled connection that turns out to be dead when its path is set is discarded
+    /// and another one is tried, so a database restart costs no failed request here.
+    pub fn checkout(&self, scope: Scope) -> Result<TenantConnection> {
+        let attempts = self.inner.max_size() + 1;
+        let mut last = None;
+        for _ in 0..attempts {
+            let pooled = self.inner.get()?;
+            match TenantConnection::enter(pooled, scope.clone()) {
+                Ok(conn) => return Ok(conn),
+                Err(e) if e.is_unavailable() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("the pool has no connections".into())))
+    }
+
+    /// Runs `f` on a connection scoped to `schema`. In `TransactionLocal` mode the work is
+    /// committed when `f` returns `Ok` and rolled back otherwise.
+    pub fn with_tenant<T, E, F>(&self, schema: &SchemaName, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        self.with_scope(Scope::Tenant(schema.clone()), f)
+    }
+
+    /// Runs `f` on a connection scoped to `public`; see [`with_tenant`](Self::with_tenant).
+    pub fn with_public<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        self.with_scope(Scope::Public, f)
+    }
+
+    /// Runs `f` on a connection scoped to `scope`; see [`with_tenant`](Self::with_tenant).
+    pub fn with_scope<T, E, F>(&self, scope: Scope, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let mut conn = self.checkout(scope)?;
+        match f(&mut conn) {
+            Ok(value) => {
+                conn.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                // Dropping rolls back in TransactionLocal mode; the closure's error wins.
+                let _ = conn.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// The mode connections are scoped with.
+    pub fn mode(&self) -> PoolMode {
+        self.mode
+    }
+
+    /// The pool's size limit.
+    pub fn max_size(&self) -> u32 {
+        self.inner.max_size()
+    }
+
+    /// Connections open and idle right now.
+    pub fn state(&self) -> r2d2::State {
+        self.inner.state()
+    }
+
+    /// A raw pooled connection for the crate's own migration work, which scopes it itself.
+    pub(crate) fn raw(&self) -> Result<r2d2::PooledConnection<ConnectionManager>> {
+        Ok(self.inner.get()?)
+    }
+}
+
+/// Configures a [`TenantPool`].
+#[derive(Debug, Clone)]
+pub struct TenantPoolBuilder {
+    max_size: u32,
+    min_idle: Option<u32>,
+    connection_timeout: Duration,
+    max_lifetime: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    test_on_check_out: bool,
+    mode: PoolMode,
+    extra_schemas: Vec<String>,
+    statement_cache: bool,
+    max_schemas_per_connection: usize,
+}
+
+impl Default for TenantPoolBuilder {
+    fn default() -> Self {
+        TenantPoolBuilder {
+            max_size: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_secs(30),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            test_on_check_out: false,
+            mode: PoolMode::Session,
+            extra_schemas: Vec::new(),
+            statement_cache: true,
+            max_schemas_per_connection: 1000,
+        }
+    }
+}
+
+impl TenantPoolBuilder {
+    /// The most connections the pool opens. Defaults to 10.
+    ///
+    /// # Panics
+    /// `build` panics (in r2d2) if it is 0.
+    pub fn max_size(mut self, max_size: u32) -> Self {
+        self.max_size = max_size;
+        self
+    }
+
+    /// Idle connections the pool keeps open. Defaults to `None`: as many as `max_size`.
+    pub fn min_idle(mut self, min_idle: Option<u32>) -> Self {
+        self.min_idle = min_idle;
+        self
+    }
+
+    /// How long a checkout waits for a connection before failing with
+    /// [`Error::Pool`]. Defaults to 30 seconds.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Age after which a connection is closed. Defaults to 30 minutes.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Idle time after which a connection is closed. Defaults to 10 minutes.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Pings each connection (`SELECT 1`) before handing it out. Defaults to `false`.
+    ///
+    /// It costs one extra round trip on every checkout, which is as much as the
+    /// `SET search_path` it would guard. Without it, a connection found dead while its
+    /// path is set is discarded and another is tried; one whose path needed no `SET`
+    /// fails on its first query and is then discarded.
+    pub fn test_on_check_out(mut self, test: bool) -> Self {
+        self.test_on_check_out = test;
+        self
+    }
+
+    /// How connections are put into their scope. Defaults to [`PoolMode::Session`].
+    pub fn mode(mut self, mode: PoolMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// A schema added after the scope's own schema on every path, e.g. where extensions
+    /// live. Defaults to none. `public` is refused: it would let a tenant's unqualified
+    /// tables fall through to public's.
+    pub fn extra_schema(mut self, schema: impl Into<String>) -> Self {
+        self.extra_schemas.push(schema.into());
+        self
+    }
+
+    /// Whether Diesel caches prepared statements. Defaults to `true`.
+    ///
+    /// Turn it off behind a transaction pooler that does not track prepared statements
+    /// (PgBouncer before 1.21).
+    pub fn statement_cache(mut self, enabled: bool) -> Self {
+        self.statement_cache = enabled;
+        self
+    }
+
+    /// After a connection has worked in this many distinct tenant schemas it is closed at
+    /// check-in, because each backend keeps catalog caches for every table it touched.
+    /// Defaults to 1000.
+    pub fn max_schemas_per_connection(mut self, n: usize) -> Self {
+        self.max_schemas_per_connection = n;
+        self
+    }
+
+    /// Builds the pool and opens its initial connections, failing if the database cannot
+    /// be reached within the connection timeout.
+    pub fn build(self, database_url: &str) -> Result<TenantPool> {
+        for schema in &self.extra_schemas {
+            if schema == "public" {
+                return Err(Error::Config(
+                    "`public` cannot be an extra schema: tenant tables would fall through to it"
+                        .into(),
+                ));
+            }
+            SchemaName::from_stored(schema)?;
+        }
+        let mode = self.mode;
+        let manager = ConnectionManager::new(ManagerConfig {
+            url: database_url.to_owned(),
+            mode,
+            extra_schemas: Arc::from(self.extra_schemas),
+            statement_cache: self.statement_cache,
+            max_schemas_per_connection: self.max_schemas_per_connection,
+        });
+        let inner = r2d2::Pool::builder()
+            .max_size(self.max_size)
+            .min_idle(self.min_idle)
+            .connection_timeout(self.connection_timeout)
+            .max_lifetime(self.max_lifetime)
+            .idle_timeout(self.idle_timeout)
+            .test_on_check_out(self.test_on_check_out)
+            .build(manager)?;
+        Ok(TenantPool { inner, mode })
+    }
+}

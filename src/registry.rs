@@ -1,0 +1,310 @@
+//! [`TenantRegistry`]: tenants and their domains, stored in `public`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde::Serialize;
+
+use crate::domain_name::DomainName;
+use crate::error::{shorten, Error, Result};
+use crate::schema::{domains, lower, tenants};
+use crate::schema_name::SchemaName;
+
+/// A registered tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tenant {
+    /// Registry id.
+    pub id: i64,
+    /// Display name; unique case-insensitively.
+    pub name: String,
+    /// The tenant's schema.
+    pub schema_name: SchemaName,
+    /// When the tenant was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A domain a tenant is reached at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable, Selectable)]
+#[diesel(table_name = domains, check_for_backend(diesel::pg::Pg))]
+pub struct Domain {
+    /// Registry id.
+    pub id: i64,
+    /// Normalized domain (lowercase, no port, no trailing dot).
+    pub domain: String,
+    /// The owning tenant's id.
+    pub tenant_id: i64,
+    /// Whether this is the tenant's primary domain (at most one per tenant).
+    pub is_primary: bool,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
+struct TenantRow {
+    id: i64,
+    name: String,
+    schema_name: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = Error;
+    fn try_from(row: TenantRow) -> Result<Tenant> {
+        Ok(Tenant {
+            schema_name: SchemaName::from_stored(&row.schema_name)?,
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// Longest tenant name accepted.
+pub const MAX_TENANT_NAME_LEN: usize = 255;
+
+/// Checks a tenant name: trimmed, 1–255 bytes, no control characters, not `public`
+/// (which always names the public scope). Returns the trimmed name.
+pub fn validate_tenant_name(name: &str) -> Result<&str> {
+    let trimmed = name.trim();
+    let reason = if trimmed.is_empty() {
+        Some("a tenant name cannot be empty")
+    } else if trimmed.len() > MAX_TENANT_NAME_LEN {
+        Some("a tenant name is at most 255 bytes")
+    } else if trimmed.chars().any(char::is_control) {
+        Some("a tenant name cannot contain control characters")
+    } else if trimmed.eq_ignore_ascii_case("public") {
+        Some("`public` names the public schema and cannot be a tenant name")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidTenantName {
+            name: shorten(name),
+            reason,
+        }),
+        None => Ok(trimmed),
+    }
+}
+
+/// Reads and writes the tenant registry (`public.tenants`, `public.domains`).
+///
+/// Every function takes a connection in any scope: the tables are schema-qualified.
+/// Creating and deleting tenants *with* their schema is
+/// [`SyncRouter`](crate::SyncRouter)'s job; these functions touch the rows only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantRegistry;
+
+impl TenantRegistry {
+    /// Registers a tenant row for `schema`. Does not create the schema.
+    pub fn create(conn: &mut PgConnection, name: &str, schema: &SchemaName) -> Result<Tenant> {
+        let name = validate_tenant_name(name)?;
+        diesel::insert_into(tenants::table)
+            .values((
+                tenants::name.eq(name),
+                tenants::schema_name.eq(schema.as_str()),
+            ))
+            .returning(TenantRow::as_returning())
+            .get_result(conn)
+            .map_err(|e| conflict(e, name, schema.as_str()))?
+            .try_into()
+    }
+
+    /// The tenant called `name`, compared case-insensitively after trimming.
+    pub fn find_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<Tenant>> {
+        tenants::table
+            .filter(lower(tenants::name).eq(lower(name.trim())))
+            .select(TenantRow::as_select())
+            .first(conn)
+            .optional()?
+            .map(Tenant::try_from)
+            .transpose()
+    }
+
+    /// Like [`find_by_name`](Self::find_by_name), but a missing tenant is
+    /// [`Error::UnknownTenant`].
+    pub fn get_by_name(conn: &mut PgConnection, name: &str) -> Result<Tenant> {
+        Self::find_by_name(conn, name)?.ok_or_else(|| Error::UnknownTenant {
+            name: shorten(name),
+        })
+    }
+
+    /// The tenant reached at `domain` (normalized first).
+    pub fn find_by_domain(conn: &mut PgConnection, domain: &DomainName) -> Result<Option<Tenant>> {
+        tenants::table
+            .inner_join(domains::table)
+            .filter(domains::domain.eq(domain.as_str()))
+            .select(TenantRow::as_select())
+            .first(conn)
+            .optional()?
+            .map(Tenant::try_from)
+            .transpose()
+    }
+
+    /// The tenant registered for `schema`.
+    pub fn find_by_schema(conn: &mut PgConnection, schema: &SchemaName) -> Result<Option<Tenant>> {
+        tenants::table
+            .filter(tenants::schema_name.eq(schema.as_str()))
+            .select(TenantRow::as_select())
+            .first(conn)
+            .optional()?
+            .map(Tenant::try_from)
+            .transpose()
+    }
+
+    /// Every tenant, ordered by name.
+    pub fn list(conn: &mut PgConnection) -> Result<Vec<Tenant>> {
+        tenants::table
+            .order(lower(tenants::name))
+            .select(TenantRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(Tenant::try_from)
+            .collect()
+    }
+
+    /// Every domain, ordered by tenant then domain.
+    pub fn list_domains(conn: &mut PgConnection) -> Result<Vec<Domain>> {
+        Ok(domains::table
+            .order((domains::tenant_id, domains::domain))
+            .select(Domain::as_select())
+            .load(conn)?)
+    }
+
+    /// The domains of one tenant, primary first.
+    pub fn domains_of(conn: &mut PgConnection, tenant: &Tenant) -> Result<Vec<Domain>> {
+        Ok(domains::table
+            .filter(domains::tenant_id.eq(tenant.id))
+            .order((domains::is_primary.desc(), domains::domain))
+            .select(Domain::as_select())
+            .load(conn)?)
+    }
+
+    /// Renames a tenant; its schema keeps its name.
+    pub fn rename(conn: &mut PgConnection, old: &str, new: &str) -> Result<Tenant> {
+        let new = validate_tenant_name(new)?;
+        let tenant = Self::get_by_name(conn, old)?;
+        diesel::update(tenants::table.find(tenant.id))
+            .set(tenants::name.eq(new))
+            .returning(TenantRow::as_returning())
+            .get_result(conn)
+            .map_err(|e| conflict(e, new, tenant.schema_name.as_str()))?
+            .try_into()
+    }
+
+    /// Deletes a tenant's row and its domains. Does not touch its schema.
+    pub fn delete(conn: &mut PgConnection, name: &str) -> Result<Tenant> {
+        let tenant = Self::get_by_name(conn, name)?;
+        diesel::delete(tenants::table.find(tenant.id)).execute(conn)?;
+        Ok(tenant)
+    }
+
+    /// Adds a domain to a tenant. With `is_primary`, it replaces the tenant's primary.
+    pub fn add_domain(
+        conn: &mut PgConnection,
+        tenant_name: &str,
+        domain: &DomainName,
+        is_primary: bool,
+    ) -> Result<Domain> {
+        conn.transaction(|conn| {
+            let tenant = Self::get_by_name(conn, tenant_name)?;
+            if is_primary {
+                Self::clear_primary(conn, tenant.id)?;
+            }
+            diesel::insert_into(domains::table)
+                .values((
+                    domains::domain.eq(domain.as_str()),
+                    domains::tenant_id.eq(tenant.id),
+                    domains::is_primary.eq(is_primary),
+                ))
+                .returning(Domain::as_returning())
+                .get_result(conn)
+                .map_err(|e| domain_conflict(e, domain))
+        })
+    }
+
+    /// Makes `domain` its tenant's primary domain.
+    pub fn set_primary(conn: &mut PgConnection, domain: &DomainName) -> Result<Domain> {
+        conn.transaction(|conn| {
+            let row = Self::get_domain(conn, domain)?;
+            Self::clear_primary(conn, row.tenant_id)?;
+            Ok(diesel::update(domains::table.find(row.id))
+                .set(domains::is_primary.eq(true))
+                .returning(Domain::as_returning())
+                .get_result(conn)?)
+        })
+    }
+
+    /// Removes a domain.
+    pub fn remove_domain(conn: &mut PgConnection, domain: &DomainName) -> Result<Domain> {
+        diesel::delete(domains::table.filter(domains::domain.eq(domain.as_str())))
+            .returning(Domain::as_returning())
+            .get_result(conn)
+            .optional()?
+            .ok_or_else(|| Error::UnknownDomain {
+                domain: domain.to_string(),
+            })
+    }
+
+    fn get_domain(conn: &mut PgConnection, domain: &DomainName) -> Result<Domain> {
+        domains::table
+            .filter(domains::domain.eq(domain.as_str()))
+            .select(Domain::as_select())
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| Error::UnknownDomain {
+                domain: domain.to_string(),
+            })
+    }
+
+    fn clear_primary(conn: &mut PgConnection, tenant_id: i64) -> Result<()> {
+        diesel::update(domains::table.filter(domains::tenant_id.eq(tenant_id)))
+            .set(domains::is_primary.eq(false))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
+fn is_unique_violation(e: &DieselError) -> Option<&str> {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            Some(info.constraint_name().unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+fn conflict(e: DieselError, name: &str, schema: &str) -> Error {
+    match is_unique_violation(&e) {
+        Some(c) if c.contains("schema_name") => Error::SchemaExists {
+            tenant: shorten(name),
+            schema: schema.to_owned(),
+        },
+        Some(_) => Error::TenantExists {
+            name: shorten(name),
+        },
+        None => Error::Query(e),
+    }
+}
+
+fn domain_conflict(e: DieselError, domain: &DomainName) -> Error {
+    match is_unique_violation(&e) {
+        Some(_) => Error::DomainExists {
+            domain: domain.to_string(),
+        },
+        None => Error::Query(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_names() {
+        assert_eq!(validate_tenant_name("  Demo 1 ").unwrap(), "Demo 1");
+        for bad in ["", "  ", "PUBLIC", "a\nb", "x\0"] {
+            assert!(validate_tenant_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_tenant_name(&"é".repeat(128)).is_err());
+        assert!(validate_tenant_name("Hôtel ✓").is_ok());
+    }
+}

@@ -1,0 +1,229 @@
+//! What migrations did and what is pending: options, per-tenant reports, status.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::registry::Tenant;
+
+/// Called after each tenant is migrated (e.g. to advance a progress bar).
+pub type ProgressFn = Arc<dyn Fn(&TenantReport) + Send + Sync>;
+
+/// Options for [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all).
+#[derive(Clone)]
+pub struct MigrateOptions {
+    /// Tenants migrated at once. Defaults to 1; capped at the pool size.
+    pub jobs: usize,
+    /// Only these tenants (names, case-insensitive). Empty means all.
+    pub only: Vec<String>,
+    /// Never these tenants (names, case-insensitive).
+    pub skip: Vec<String>,
+    /// Go on with the other tenants after one fails. Defaults to `false`.
+    pub keep_going: bool,
+    /// Called after each tenant.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            jobs: 1,
+            only: Vec::new(),
+            skip: Vec::new(),
+            keep_going: false,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for MigrateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateOptions")
+            .field("jobs", &self.jobs)
+            .field("only", &self.only)
+            .field("skip", &self.skip)
+            .field("keep_going", &self.keep_going)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MigrateOptions {
+    /// The tenants with pending migrations that these options select.
+    pub(crate) fn select(&self, status: &Status) -> Result<Vec<Tenant>> {
+        let lower = |v: &[String]| -> HashSet<String> {
+            v.iter().map(|n| n.trim().to_lowercase()).collect()
+        };
+        let only = lower(&self.only);
+        let skip = lower(&self.skip);
+        let known: HashSet<String> = status
+            .tenants
+            .iter()
+            .map(|t| t.tenant.name.to_lowercase())
+            .collect();
+        if let Some(missing) = self
+            .only
+            .iter()
+            .find(|n| !known.contains(&n.trim().to_lowercase()))
+        {
+            return Err(Error::UnknownTenant {
+                name: missing.clone(),
+            });
+        }
+        Ok(status
+            .tenants
+            .iter()
+            .filter(|t| !t.pending.is_empty() || t.schema_missing)
+            .filter(|t| only.is_empty() || only.contains(&t.tenant.name.to_lowercase()))
+            .filter(|t| !skip.contains(&t.tenant.name.to_lowercase()))
+            .map(|t| t.tenant.clone())
+            .collect())
+    }
+}
+
+/// What migrating one tenant did.
+#[derive(Debug, Serialize)]
+pub struct TenantReport {
+    /// Tenant name.
+    pub tenant: String,
+    /// Tenant schema.
+    pub schema: String,
+    /// Versions applied (empty on failure: the tenant was rolled back whole).
+    pub applied: Vec<String>,
+    /// Time taken.
+    pub duration: Duration,
+    /// Why it failed, if it did.
+    #[serde(serialize_with = "error_text")]
+    pub error: Option<Error>,
+}
+
+fn error_text<S: serde::Serializer>(
+    e: &Option<Error>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match e {
+        Some(e) => s.serialize_some(&e.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl TenantReport {
+    pub(crate) fn new(tenant: &Tenant, result: Result<Vec<String>>, duration: Duration) -> Self {
+        let (applied, error) = match result {
+            Ok(applied) => (applied, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        TenantReport {
+            tenant: tenant.name.clone(),
+            schema: tenant.schema_name.to_string(),
+            applied,
+            duration,
+            error,
+        }
+    }
+}
+
+/// What [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all) did.
+#[derive(Debug, Serialize)]
+pub struct MigrateReport {
+    /// One entry per tenant that was attempted.
+    pub tenants: Vec<TenantReport>,
+    /// Tenants that had nothing pending.
+    pub up_to_date: usize,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl MigrateReport {
+    /// Tenants whose migration failed.
+    pub fn failures(&self) -> impl Iterator<Item = &TenantReport> {
+        self.tenants.iter().filter(|t| t.error.is_some())
+    }
+
+    /// Total versions applied over all tenants.
+    pub fn applied_count(&self) -> usize {
+        self.tenants.iter().map(|t| t.applied.len()).sum()
+    }
+}
+
+/// Migration state of one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Versions of the tenant set not applied in its schema.
+    pub pending: Vec<String>,
+    /// Versions applied in its schema that the tenant set does not know.
+    pub unknown_applied: Vec<String>,
+    /// The registry row names a schema that does not exist.
+    pub schema_missing: bool,
+}
+
+/// Migration state of the whole database, from [`SyncRouter::status`](crate::SyncRouter::status).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Shared (and, with the public tenant, tenant) versions not applied to `public`.
+    pub shared_pending: Vec<String>,
+    /// Every registered tenant.
+    pub tenants: Vec<TenantStatus>,
+    /// Schemas that hold a Diesel tracking table but have no registry row.
+    pub orphan_schemas: Vec<String>,
+}
+
+impl Status {
+    /// True if anything, shared or tenant, is pending.
+    pub fn has_pending(&self) -> bool {
+        !self.shared_pending.is_empty()
+            || self
+                .tenants
+                .iter()
+                .any(|t| !t.pending.is_empty() || t.schema_missing)
+    }
+}
+
+/// Runs `work` over `items` on `jobs` threads; without `keep_going`, stops handing out
+/// work after the first failure.
+pub(crate) fn run_parallel<F>(
+    items: Vec<Tenant>,
+    jobs: usize,
+    options: &MigrateOptions,
+    work: F,
+) -> Vec<TenantReport>
+where
+    F: Fn(&Tenant) -> TenantReport + Sync,
+{
+    let queue = Mutex::new(items.into_iter().collect::<VecDeque<_>>());
+    let results = Mutex::new(Vec::new());
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let next = queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pop_front();
+                let Some(tenant) = next else { break };
+                let report = work(&tenant);
+                if report.error.is_some() && !options.keep_going {
+                    stop.store(true, Ordering::Release);
+                }
+                if let Some(progress) = &options.progress {
+                    progress(&report);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(report);
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
+    results.sort_by(|a, b| a.tenant.to_lowercase().cmp(&b.tenant.to_lowercase()));
+    results
+}

@@ -1,0 +1,64 @@
+//! [`Scope`]: which schema a connection works in.
+
+use crate::error::Place;
+use crate::schema_name::{quote_ident, SchemaName};
+
+/// The schema a checked-out connection is bound to.
+///
+/// There is no unscoped variant: every checkout names one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// The `public` schema: shared tables and the tenant registry.
+    Public,
+    /// One tenant's schema, alone on the path (plus configured extension schemas).
+    Tenant(SchemaName),
+}
+
+impl Scope {
+    /// The place this scope names, for error messages.
+    pub fn place(&self) -> Place {
+        match self {
+            Scope::Public => Place::Public,
+            Scope::Tenant(s) => Place::Schema(s.as_str().to_owned()),
+        }
+    }
+
+    /// Renders the `search_path` value for this scope: the scope's schema first, then
+    /// `extra` (already validated extension schemas), each as a quoted identifier.
+    ///
+    /// `public` is never added to a tenant's path, so an unqualified tenant table
+    /// missing from the tenant schema is an error rather than a read of `public`.
+    pub(crate) fn search_path(&self, extra: &[String]) -> String {
+        let first = match self {
+            Scope::Public => quote_ident("public"),
+            Scope::Tenant(s) => s.quoted(),
+        };
+        extra.iter().fold(first, |mut path, schema| {
+            path.push_str(", ");
+            path.push_str(&quote_ident(schema));
+            path
+        })
+    }
+}
+
+impl From<SchemaName> for Scope {
+    fn from(s: SchemaName) -> Self {
+        Scope::Tenant(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_quoted_paths() {
+        let acme = Scope::Tenant(SchemaName::new("acme").unwrap());
+        assert_eq!(acme.search_path(&[]), "\"acme\"");
+        assert_eq!(
+            acme.search_path(&["extensions".into()]),
+            "\"acme\", \"extensions\""
+        );
+        assert_eq!(Scope::Public.search_path(&[]), "\"public\"");
+    }
+}

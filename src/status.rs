@@ -1,0 +1,151 @@
+//! [`SyncRouter::status`]: pending migrations of every schema in a bounded number of queries.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Text};
+
+use crate::error::{Place, Result};
+use crate::migrate::SyncRouter;
+use crate::registry::TenantRegistry;
+use crate::report::{Status, TenantStatus};
+use crate::schema_name::{quote_ident, SchemaName};
+
+/// Tracking tables read per query; keeps each `UNION ALL` statement a sane size.
+const CHUNK: usize = 500;
+
+#[derive(QueryableByName)]
+struct SchemaRow {
+    #[diesel(sql_type = Text)]
+    schema_name: String,
+}
+
+#[derive(QueryableByName)]
+struct VersionRow {
+    #[diesel(sql_type = Text)]
+    schema_name: String,
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+impl SyncRouter {
+    /// Which schemas have pending migrations, plus registry/catalog mismatches.
+    ///
+    /// Costs `4 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// says which schemas have a tracking table, and their versions are read with one
+    /// `UNION ALL` query per 500 schemas.
+    pub fn status(&self) -> Result<Status> {
+        let shared = self.shared_set()?.versions(&Place::Public)?;
+        let tenant_versions = self.tenant_versions()?;
+        self.pool.with_public(|conn| {
+            let tenants = TenantRegistry::list(conn)?;
+            let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
+            let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+            let existing = existing_schemas(conn, &names)?;
+            let mut to_read: Vec<SchemaName> = tenants
+                .iter()
+                .map(|t| t.schema_name.clone())
+                .filter(|s| tracked.contains(s.as_str()))
+                .collect();
+            if tracked.contains("public") {
+                to_read.push(SchemaName::from_stored("public")?);
+            }
+            let applied = applied_versions(conn, &to_read)?;
+            let empty = BTreeSet::new();
+            let registered: HashSet<&str> = names.iter().copied().collect();
+            let orphan_schemas = tracked
+                .iter()
+                .filter(|s| *s != "public" && !registered.contains(s.as_str()))
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let shared_pending = missing(&shared, applied.get("public").unwrap_or(&empty));
+            let tenants = tenants
+                .into_iter()
+                .map(|tenant| {
+                    let done = applied.get(tenant.schema_name.as_str()).unwrap_or(&empty);
+                    TenantStatus {
+                        pending: missing(&tenant_versions, done),
+                        unknown_applied: done
+                            .iter()
+                            .filter(|v| !tenant_versions.contains(v))
+                            .cloned()
+                            .collect(),
+                        schema_missing: !existing.contains(tenant.schema_name.as_str()),
+                        tenant,
+                    }
+                })
+                .collect();
+            Ok(Status {
+                shared_pending,
+                tenants,
+                orphan_schemas,
+            })
+        })
+    }
+}
+
+fn missing(expected: &[String], applied: &BTreeSet<String>) -> Vec<String> {
+    expected
+        .iter()
+        .filter(|v| !applied.contains(*v))
+        .cloned()
+        .collect()
+}
+
+fn tracked_schemas(conn: &mut PgConnection) -> Result<Vec<String>> {
+    Ok(diesel::sql_query(
+        "SELECT n.nspname::text AS schema_name FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname = '__diesel_schema_migrations' AND c.relkind IN ('r', 'p')",
+    )
+    .load::<SchemaRow>(conn)?
+    .into_iter()
+    .map(|r| r.schema_name)
+    .collect())
+}
+
+fn existing_schemas(conn: &mut PgConnection, names: &[&str]) -> Result<HashSet<String>> {
+    Ok(diesel::sql_query(
+        "SELECT nspname::text AS schema_name FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(names)
+    .load::<SchemaRow>(conn)?
+    .into_iter()
+    .map(|r| r.schema_name)
+    .collect())
+}
+
+/// Applied versions of each schema, one `UNION ALL` query per [`CHUNK`] schemas.
+fn applied_versions(
+    conn: &mut PgConnection,
+    schemas: &[SchemaName],
+) -> Result<HashMap<String, BTreeSet<String>>> {
+    let mut applied: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for chunk in schemas.chunks(CHUNK) {
+        let sql = chunk
+            .iter()
+            .map(|s| {
+                format!(
+                    "SELECT '{name}'::text AS schema_name, version::text AS version \
+                     FROM {ident}.__diesel_schema_migrations",
+                    name = s.as_str(),
+                    ident = quote_ident(s.as_str())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for row in diesel::sql_query(sql).load::<VersionRow>(conn)? {
+            applied
+                .entry(row.schema_name)
+                .or_default()
+                .insert(row.version);
+        }
+    }
+    for s in schemas {
+        applied.entry(s.as_str().to_owned()).or_default();
+    }
+    Ok(applied)
+}
