@@ -1,4 +1,5 @@
 fn main() {
-    println!("cargo:rerun-if-changed=migrations");
-    println!("cargo:rerun-if-changed=migrations_tenant");
+    for dir in ["migrations", "migrations_tenant", "tests/fixtures"] {
+        println!("cargo:rerun-if-changed={dir}");
+    }
 }

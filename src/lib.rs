@@ -9,6 +9,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod connection;
+pub mod database;
 mod domain_name;
 mod error;
 mod manager;

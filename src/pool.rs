@@ -246,9 +246,12 @@ impl TenantPoolBuilder {
         self
     }
 
-    /// Builds the pool and opens its initial connections, failing if the database cannot
-    /// be reached within the connection timeout.
-    pub fn build(self, database_url: &str) -> Result<TenantPool> {
+    /// The connection manager these settings describe, for use with another r2d2-based
+    /// pool (e.g. `rocket_sync_db_pools`). Its connections are [`ManagedConnection`]s,
+    /// which expose a `PgConnection` only inside a scope.
+    ///
+    /// [`ManagedConnection`]: crate::ManagedConnection
+    pub fn manager(&self, database_url: &str) -> Result<ConnectionManager> {
         for schema in &self.extra_schemas {
             if schema == "public" {
                 return Err(Error::Config(
@@ -258,14 +261,19 @@ impl TenantPoolBuilder {
             }
             SchemaName::from_stored(schema)?;
         }
-        let mode = self.mode;
-        let manager = ConnectionManager::new(ManagerConfig {
+        Ok(ConnectionManager::new(ManagerConfig {
             url: database_url.to_owned(),
-            mode,
-            extra_schemas: Arc::from(self.extra_schemas),
+            mode: self.mode,
+            extra_schemas: Arc::from(self.extra_schemas.clone()),
             statement_cache: self.statement_cache,
             max_schemas_per_connection: self.max_schemas_per_connection,
-        });
+        }))
+    }
+
+    /// Builds the pool and opens its initial connections, failing if the database cannot
+    /// be reached within the connection timeout.
+    pub fn build(self, database_url: &str) -> Result<TenantPool> {
+        let manager = self.manager(database_url)?;
         let inner = r2d2::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)
@@ -274,6 +282,9 @@ impl TenantPoolBuilder {
             .idle_timeout(self.idle_timeout)
             .test_on_check_out(self.test_on_check_out)
             .build(manager)?;
-        Ok(TenantPool { inner, mode })
+        Ok(TenantPool {
+            inner,
+            mode: self.mode,
+        })
     }
 }

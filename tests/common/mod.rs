@@ -1,0 +1,66 @@
+//! Shared test support: every test works in its own throwaway database.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
+use diesel_tenancy::{SyncRouter, TenantPool};
+
+/// The hotel tenant set.
+pub const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+
+/// Where the tests connect; any database on the server works, tests create their own.
+pub fn base_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+/// A database created for one test and dropped (with its connections) when dropped.
+pub struct TestDb {
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!(
+            "dt_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
+        let url = with_database(&base_url(), &name).expect("DATABASE_URL names a database");
+        assert!(create_database_if_missing(&url).expect("create test database"));
+        TestDb { url }
+    }
+
+    /// A pool of `size` connections with short timeouts.
+    pub fn pool(&self, size: u32) -> TenantPool {
+        TenantPool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .build(&self.url)
+            .expect("pool")
+    }
+
+    /// A router over the hotel tenant set, with the shared set already applied.
+    pub fn router(&self, size: u32) -> SyncRouter {
+        let router = SyncRouter::new(self.pool(size), TENANT);
+        router.migrate_shared().expect("shared migrations");
+        router
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Err(e) = drop_database(&self.url) {
+            eprintln!("could not drop {}: {e}", self.url);
+        }
+    }
+}
