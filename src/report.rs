@@ -224,6 +224,6 @@ where
         }
     });
     let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
-    results.sort_by(|a, b| a.tenant.to_lowercase().cmp(&b.tenant.to_lowercase()));
+    results.sort_by_key(|r| r.tenant.to_lowercase());
     results
 }

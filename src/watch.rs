@@ -81,11 +81,7 @@ impl Instrumentation for Watch {
             }
             InstrumentationEvent::FinishQuery {
                 error: Some(error), ..
-            } => {
-                if poisons(error) {
-                    self.flags.raise(POISON);
-                }
-            }
+            } if poisons(error) => self.flags.raise(POISON),
             _ => {}
         }
     }
