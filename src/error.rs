@@ -163,6 +163,15 @@ pub enum Error {
         version: String,
     },
 
+    /// A `Session`-mode pool was pointed at a transaction pooler (e.g. PgBouncer in
+    /// `pool_mode = transaction`), where a session `SET search_path` leaks to other clients.
+    #[error(
+        "the database URL leads to a transaction pooler (two client sessions shared one \
+         server backend); session-mode search_path would leak between clients: use \
+         PoolMode::TransactionLocal"
+    )]
+    SessionModeBehindPooler,
+
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -16,6 +16,7 @@ mod manager;
 mod migrate;
 mod migration_set;
 mod pool;
+mod pooler;
 mod registry;
 mod report;
 pub mod schema;

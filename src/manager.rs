@@ -48,6 +48,7 @@ pub(crate) struct ManagerConfig {
     pub(crate) mode: PoolMode,
     pub(crate) extra_schemas: Arc<[String]>,
     pub(crate) statement_cache: bool,
+    pub(crate) reset_statements_on_switch: bool,
     pub(crate) max_schemas_per_connection: usize,
 }
 
@@ -83,6 +84,7 @@ impl r2d2::ManageConnection for ConnectionManager {
             conn,
             flags,
             path: None,
+            last_path: None,
             schemas: HashSet::new(),
             poisoned: false,
             config: self.config.clone(),
@@ -109,6 +111,8 @@ pub struct ManagedConnection {
     flags: Flags,
     /// The session `search_path` this connection is known to have (`Session` mode).
     path: Option<String>,
+    /// The path of the scope last entered (both modes).
+    last_path: Option<String>,
     /// Distinct tenant schemas this backend has worked in (each costs backend memory).
     schemas: HashSet<crate::SchemaName>,
     poisoned: bool,
@@ -222,6 +226,7 @@ impl ManagedConnection {
     pub(crate) fn poison(&mut self) {
         self.poisoned = true;
         self.path = None;
+        self.last_path = None;
     }
 
     fn transaction_depth(&mut self) -> Option<u32> {
@@ -247,6 +252,10 @@ impl ManagedConnection {
             });
         }
         let path = scope.search_path(&self.config.extra_schemas);
+        let reset = self.config.reset_statements_on_switch
+            && self.last_path.is_some()
+            && self.last_path.as_deref() != Some(&path);
+        let deallocate = if reset { "DEALLOCATE ALL; " } else { "" };
         let set = match self.config.mode {
             PoolMode::Session => {
                 if self.path.as_deref() == Some(&path) && self.flags.get() & PATH_UNSURE == 0 {
@@ -254,12 +263,12 @@ impl ManagedConnection {
                 } else {
                     self.path = None;
                     self.conn
-                        .batch_execute(&format!("SET search_path TO {path}"))
+                        .batch_execute(&format!("{deallocate}SET search_path TO {path}"))
                 }
             }
             PoolMode::TransactionLocal => AnsiTransactionManager::begin_transaction_sql(
                 &mut self.conn,
-                &format!("BEGIN; SET LOCAL search_path TO {path}"),
+                &format!("BEGIN; {deallocate}SET LOCAL search_path TO {path}"),
             ),
         };
         if let Err(source) = set {
@@ -269,10 +278,18 @@ impl ManagedConnection {
                 source,
             });
         }
+        if reset && self.config.statement_cache {
+            // The server forgot every prepared statement: make Diesel forget them too.
+            self.conn
+                .set_prepared_statement_cache_size(CacheSize::Disabled);
+            self.conn
+                .set_prepared_statement_cache_size(CacheSize::Unbounded);
+        }
         self.flags.clear();
         if self.config.mode == PoolMode::Session {
-            self.path = Some(path);
+            self.path = Some(path.clone());
         }
+        self.last_path = Some(path);
         if let Scope::Tenant(schema) = scope {
             if !self.schemas.contains(schema) {
                 self.schemas.insert(schema.clone());

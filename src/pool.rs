@@ -149,7 +149,9 @@ pub struct TenantPoolBuilder {
     mode: PoolMode,
     extra_schemas: Vec<String>,
     statement_cache: bool,
+    reset_statements_on_switch: bool,
     max_schemas_per_connection: usize,
+    check_pooler: bool,
 }
 
 impl Default for TenantPoolBuilder {
@@ -164,7 +166,9 @@ impl Default for TenantPoolBuilder {
             mode: PoolMode::Session,
             extra_schemas: Vec::new(),
             statement_cache: true,
+            reset_statements_on_switch: false,
             max_schemas_per_connection: 1000,
+            check_pooler: true,
         }
     }
 }
@@ -238,6 +242,31 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Deallocates the connection's prepared statements whenever it switches to another
+    /// schema. Defaults to `false`.
+    ///
+    /// When tenants are at different migration versions and a column's type differs
+    /// between them, a statement prepared in one schema fails in the other with "cached
+    /// plan must not change result type". By default that error reaches the caller once
+    /// and the connection is then discarded. With this option it never happens, at the
+    /// price of re-preparing statements after each switch (`DEALLOCATE ALL` rides on the
+    /// switch's own `SET`, so it adds no round trip by itself).
+    pub fn reset_statements_on_switch(mut self, enabled: bool) -> Self {
+        self.reset_statements_on_switch = enabled;
+        self
+    }
+
+    /// Skips the probe that refuses [`PoolMode::Session`] behind a transaction pooler.
+    ///
+    /// ### Warning
+    /// Behind PgBouncer (or any pooler) in transaction mode, a session-mode pool leaks one
+    /// tenant's `search_path` to other clients: tenant A reads tenant B's rows. Only skip
+    /// the probe when you know the connection is direct or session-pooled.
+    pub fn dangerous_skip_pooler_check(mut self) -> Self {
+        self.check_pooler = false;
+        self
+    }
+
     /// After a connection has worked in this many distinct tenant schemas it is closed at
     /// check-in, because each backend keeps catalog caches for every table it touched.
     /// Defaults to 1000.
@@ -266,14 +295,25 @@ impl TenantPoolBuilder {
             mode: self.mode,
             extra_schemas: Arc::from(self.extra_schemas.clone()),
             statement_cache: self.statement_cache,
+            reset_statements_on_switch: self.reset_statements_on_switch,
             max_schemas_per_connection: self.max_schemas_per_connection,
         }))
     }
 
     /// Builds the pool and opens its initial connections, failing if the database cannot
     /// be reached within the connection timeout.
+    ///
+    /// In [`PoolMode::Session`] it first probes for a transaction pooler (two extra
+    /// connections, three round trips) and fails with [`Error::SessionModeBehindPooler`]
+    /// if it finds one; see [`dangerous_skip_pooler_check`](Self::dangerous_skip_pooler_check).
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
+        if self.mode == PoolMode::Session
+            && self.check_pooler
+            && crate::pooler::detect_transaction_pooler(database_url)?
+        {
+            return Err(Error::SessionModeBehindPooler);
+        }
         let inner = r2d2::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)
