@@ -1,0 +1,301 @@
+//! Leak property test: many random checkouts under injected faults never read another
+//! tenant's data. Figures land in `$CARGO_TARGET_TMPDIR/leak_report.txt`; see RELIABILITY.md.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{TestDb, TENANT};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_tenancy::{Error, NewTenant, PoolMode, Scope, SyncRouter, TenantPool, TenantRegistry};
+
+const TENANTS: usize = 50;
+const THREADS: usize = 8;
+/// Checkouts per thread per configuration; 2 modes × 4 pool sizes × 8 threads × this.
+const PER_THREAD: usize = 1_600;
+
+diesel::table! {
+    sentinel (name) {
+        name -> Text,
+    }
+}
+
+diesel::define_sql_function! {
+    fn current_schema() -> Nullable<Text>;
+}
+
+/// A tiny deterministic generator (xorshift64*), seeded per thread.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    None,
+    Panic,
+    QueryError,
+    Rollback,
+    SavepointAfterScopeChange,
+    LeaveTransactionOpen,
+    RawRollback,
+    TerminateBackend,
+}
+
+const FAULTS: [Fault; 7] = [
+    Fault::Panic,
+    Fault::QueryError,
+    Fault::Rollback,
+    Fault::SavepointAfterScopeChange,
+    Fault::LeaveTransactionOpen,
+    Fault::RawRollback,
+    Fault::TerminateBackend,
+];
+
+#[derive(Default)]
+struct Counts {
+    checkouts: AtomicU64,
+    verified_reads: AtomicU64,
+    wrong_reads: AtomicU64,
+    errors: AtomicU64,
+    panics: AtomicU64,
+    faults: Mutex<BTreeMap<String, u64>>,
+    wrong_examples: Mutex<Vec<String>>,
+}
+
+fn name_of(scope: &Scope) -> String {
+    match scope {
+        Scope::Public => "public".into(),
+        Scope::Tenant(s) => s.as_str().into(),
+    }
+}
+
+/// Reads `current_schema()` and the sentinel row; both must name `expected`.
+fn check(conn: &mut PgConnection, expected: &str, counts: &Counts) -> Result<(), Error> {
+    let (schema, sentinel): (Option<String>, String) = sentinel::table
+        .select((current_schema(), sentinel::name))
+        .first(conn)?;
+    if schema.as_deref() != Some(expected) || sentinel != expected {
+        counts.wrong_reads.fetch_add(1, Ordering::Relaxed);
+        let mut ex = counts.wrong_examples.lock().unwrap();
+        if ex.len() < 10 {
+            ex.push(format!(
+                "expected {expected}, current_schema {schema:?}, sentinel {sentinel}"
+            ));
+        }
+    } else {
+        counts.verified_reads.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn inject(conn: &mut PgConnection, fault: Fault, other: &str) -> Result<(), Error> {
+    use diesel::result::Error::RollbackTransaction;
+    match fault {
+        Fault::None => Ok(()),
+        Fault::Panic => panic!("injected panic"),
+        Fault::QueryError => Ok(conn.batch_execute("SELECT * FROM no_such_table")?),
+        Fault::Rollback => {
+            let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
+                c.batch_execute(&format!("SET search_path TO \"{other}\""))?;
+                Err(RollbackTransaction)
+            });
+            Ok(())
+        }
+        Fault::SavepointAfterScopeChange => {
+            conn.transaction::<(), diesel::result::Error, _>(|c| {
+                c.batch_execute(&format!("SET search_path TO \"{other}\""))?;
+                let _ = c.transaction::<(), _, _>(|c| {
+                    c.batch_execute("SET search_path TO public")?;
+                    Err(RollbackTransaction)
+                });
+                Ok(())
+            })?;
+            Ok(())
+        }
+        Fault::LeaveTransactionOpen => {
+            Ok(conn.batch_execute(&format!("BEGIN; SET LOCAL search_path TO \"{other}\""))?)
+        }
+        Fault::RawRollback => Ok(conn.batch_execute("ROLLBACK")?),
+        Fault::TerminateBackend => Ok(conn.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend' ORDER BY random() LIMIT 1",
+        )?),
+    }
+}
+
+fn setup(db: &TestDb) -> Vec<Scope> {
+    let router = SyncRouter::new(db.pool(4), TENANT);
+    router.migrate_shared().unwrap();
+    let mut scopes = vec![Scope::Public];
+    router
+        .pool()
+        .with_public(|c| {
+            Ok::<_, Error>(c.batch_execute(
+                "CREATE TABLE public.sentinel (name text NOT NULL); \
+                 INSERT INTO public.sentinel VALUES ('public')",
+            )?)
+        })
+        .unwrap();
+    for i in 0..TENANTS {
+        let t = router
+            .create_tenant(&NewTenant::named(format!("leak{i:02}")))
+            .unwrap();
+        let s = t.schema_name.clone();
+        router
+            .pool()
+            .with_tenant(&s, |c| {
+                Ok::<_, Error>(c.batch_execute(&format!(
+                    "CREATE TABLE sentinel (name text NOT NULL); INSERT INTO sentinel VALUES ('{s}')"
+                ))?)
+            })
+            .unwrap();
+        scopes.push(Scope::Tenant(s));
+    }
+    let registered = router.pool().with_public(TenantRegistry::list).unwrap();
+    assert_eq!(registered.len(), TENANTS);
+    scopes
+}
+
+fn run_config(
+    db: &TestDb,
+    scopes: &[Scope],
+    mode: PoolMode,
+    size: u32,
+    counts: &Counts,
+    seed: u64,
+) {
+    let pool = TenantPool::builder()
+        .mode(mode)
+        .max_size(size)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(20))
+        .build(&db.url)
+        .unwrap();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let pool = pool.clone();
+            s.spawn(move || {
+                let mut rng = Rng((seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1);
+                for _ in 0..PER_THREAD {
+                    let scope = scopes[rng.below(scopes.len())].clone();
+                    let other = name_of(&scopes[rng.below(scopes.len())]);
+                    let fault = if rng.below(100) < 12 {
+                        FAULTS[rng.below(FAULTS.len())]
+                    } else {
+                        Fault::None
+                    };
+                    if fault != Fault::None {
+                        *counts
+                            .faults
+                            .lock()
+                            .unwrap()
+                            .entry(format!("{fault:?}"))
+                            .or_default() += 1;
+                    }
+                    counts.checkouts.fetch_add(1, Ordering::Relaxed);
+                    let expected = name_of(&scope);
+                    let outcome = catch_unwind(AssertUnwindSafe(|| {
+                        pool.with_scope(scope.clone(), |c| {
+                            check(c, &expected, counts)?;
+                            inject(c, fault, &other)?;
+                            if matches!(fault, Fault::Rollback | Fault::None) {
+                                check(c, &expected, counts)?;
+                            }
+                            Ok::<_, Error>(())
+                        })
+                    }));
+                    match outcome {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            counts.panics.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    // After the storm every scope still reads its own sentinel.
+    for scope in scopes {
+        let expected = name_of(scope);
+        pool.with_scope(scope.clone(), |c| check(c, &expected, counts))
+            .unwrap();
+    }
+}
+
+#[test]
+fn no_cross_tenant_read_under_faults() {
+    // Panics are injected on purpose; keep their messages out of the output.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !format!("{info}").contains("injected panic") {
+            default_hook(info);
+        }
+    }));
+    let db = TestDb::new();
+    let scopes = setup(&db);
+    let counts = Counts::default();
+    let started = Instant::now();
+    let mut seed = 0x5eed_u64;
+    for mode in [PoolMode::Session, PoolMode::TransactionLocal] {
+        for size in 1..=4 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            run_config(&db, &scopes, mode, size, &counts, seed);
+        }
+    }
+    let elapsed = started.elapsed();
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let faults = counts.faults.lock().unwrap().clone();
+    let report = format!(
+        "leak property test: {} tenants + public, {} threads, pool sizes 1-4, modes Session and TransactionLocal\n\
+         checkouts: {}\nverified reads: {}\nwrong-schema reads: {}\nerrors returned: {}\npanics caught: {}\n\
+         faults injected: {:?}\nelapsed: {:.1} s\n",
+        TENANTS,
+        THREADS,
+        c(&counts.checkouts),
+        c(&counts.verified_reads),
+        c(&counts.wrong_reads),
+        c(&counts.errors),
+        c(&counts.panics),
+        faults,
+        elapsed.as_secs_f64()
+    );
+    println!("{report}");
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("leak_report.txt"),
+        &report,
+    );
+    assert_eq!(
+        c(&counts.wrong_reads),
+        0,
+        "{report}\nexamples: {:?}",
+        counts.wrong_examples.lock().unwrap()
+    );
+    assert!(c(&counts.checkouts) >= 100_000, "{report}");
+    // Every fault kind was exercised, and most checkouts did real verified work.
+    assert_eq!(faults.len(), FAULTS.len(), "{report}");
+    assert!(
+        c(&counts.verified_reads) >= c(&counts.checkouts) * 8 / 10,
+        "{report}"
+    );
+}
