@@ -9,25 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TENANT};
+use common::sentinel::{self, name_of};
+use common::TestDb;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel_tenancy::{Error, NewTenant, PoolMode, Scope, SyncRouter, TenantPool, TenantRegistry};
+use diesel_tenancy::{Error, PoolMode, Scope, TenantPool};
 
 const TENANTS: usize = 50;
 const THREADS: usize = 8;
 /// Checkouts per thread per configuration; 2 modes × 4 pool sizes × 8 threads × this.
 const PER_THREAD: usize = 1_600;
-
-diesel::table! {
-    sentinel (name) {
-        name -> Text,
-    }
-}
-
-diesel::define_sql_function! {
-    fn current_schema() -> Nullable<Text>;
-}
 
 /// A tiny deterministic generator (xorshift64*), seeded per thread.
 struct Rng(u64);
@@ -77,29 +68,18 @@ struct Counts {
     wrong_examples: Mutex<Vec<String>>,
 }
 
-fn name_of(scope: &Scope) -> String {
-    match scope {
-        Scope::Public => "public".into(),
-        Scope::Tenant(s) => s.as_str().into(),
-    }
-}
-
-/// Reads `current_schema()` and the sentinel row; both must name `expected`.
+/// Counts one sentinel check.
 fn check(conn: &mut PgConnection, expected: &str, counts: &Counts) -> Result<(), Error> {
-    let (schema, sentinel): (Option<String>, String) = sentinel::table
-        .select((current_schema(), sentinel::name))
-        .first(conn)?;
-    if schema.as_deref() != Some(expected) || sentinel != expected {
-        counts.wrong_reads.fetch_add(1, Ordering::Relaxed);
-        let mut ex = counts.wrong_examples.lock().unwrap();
-        if ex.len() < 10 {
-            ex.push(format!(
-                "expected {expected}, current_schema {schema:?}, sentinel {sentinel}"
-            ));
+    match sentinel::check(conn, expected)? {
+        None => counts.verified_reads.fetch_add(1, Ordering::Relaxed),
+        Some(wrong) => {
+            let mut ex = counts.wrong_examples.lock().unwrap();
+            if ex.len() < 10 {
+                ex.push(wrong);
+            }
+            counts.wrong_reads.fetch_add(1, Ordering::Relaxed)
         }
-    } else {
-        counts.verified_reads.fetch_add(1, Ordering::Relaxed);
-    }
+    };
     Ok(())
 }
 
@@ -137,39 +117,6 @@ fn inject(conn: &mut PgConnection, fault: Fault, other: &str) -> Result<(), Erro
              AND backend_type = 'client backend' ORDER BY random() LIMIT 1",
         )?),
     }
-}
-
-fn setup(db: &TestDb) -> Vec<Scope> {
-    let router = SyncRouter::new(db.pool(4), TENANT);
-    router.migrate_shared().unwrap();
-    let mut scopes = vec![Scope::Public];
-    router
-        .pool()
-        .with_public(|c| {
-            Ok::<_, Error>(c.batch_execute(
-                "CREATE TABLE public.sentinel (name text NOT NULL); \
-                 INSERT INTO public.sentinel VALUES ('public')",
-            )?)
-        })
-        .unwrap();
-    for i in 0..TENANTS {
-        let t = router
-            .create_tenant(&NewTenant::named(format!("leak{i:02}")))
-            .unwrap();
-        let s = t.schema_name.clone();
-        router
-            .pool()
-            .with_tenant(&s, |c| {
-                Ok::<_, Error>(c.batch_execute(&format!(
-                    "CREATE TABLE sentinel (name text NOT NULL); INSERT INTO sentinel VALUES ('{s}')"
-                ))?)
-            })
-            .unwrap();
-        scopes.push(Scope::Tenant(s));
-    }
-    let registered = router.pool().with_public(TenantRegistry::list).unwrap();
-    assert_eq!(registered.len(), TENANTS);
-    scopes
 }
 
 fn run_config(
@@ -251,7 +198,7 @@ fn no_cross_tenant_read_under_faults() {
         }
     }));
     let db = TestDb::new();
-    let scopes = setup(&db);
+    let scopes = sentinel::setup(db.pool(4), "leak", TENANTS);
     let counts = Counts::default();
     let started = Instant::now();
     let mut seed = 0x5eed_u64;

@@ -1,6 +1,9 @@
 //! Shared test support: every test works in its own throwaway database.
 #![allow(dead_code)]
 
+pub mod pgbouncer;
+pub mod sentinel;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};

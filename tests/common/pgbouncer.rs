@@ -1,0 +1,91 @@
+//! A private PgBouncer in transaction pooling mode, in front of one test database.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel_tenancy::database::database_name;
+
+pub struct PgBouncer {
+    child: Child,
+    dir: PathBuf,
+    pub url: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
+    /// of the database `db_url` names, and waits until it accepts connections.
+    pub fn start(db_url: &str, pool_size: u32) -> PgBouncer {
+        let db = database_name(db_url).expect("database name").to_owned();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("dt_pgbouncer_{}_{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("pgbouncer dir");
+        let ini = dir.join("pgbouncer.ini");
+        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").expect("users.txt");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db} user=postgres\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
+                 default_pool_size = {pool_size}\nmax_client_conn = 200\nunix_socket_dir =\n\
+                 logfile = {log}\npidfile = {pid}\n\
+                 ignore_startup_parameters = extra_float_digits,options\n",
+                users = dir.join("users.txt").display(),
+                log = dir.join("pgbouncer.log").display(),
+                pid = dir.join("pgbouncer.pid").display(),
+            ),
+        )
+        .expect("pgbouncer.ini");
+        let mut cmd = Command::new("pgbouncer");
+        if is_root() {
+            // PgBouncer refuses to run as root; let it drop to the postgres user.
+            let _ = Command::new("chmod")
+                .args(["-R", "a+rwX"])
+                .arg(&dir)
+                .status();
+            cmd.args(["-u", "postgres"]);
+        }
+        let child = cmd
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbouncer is installed (.ci/run installs Debian's package)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not start; see {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{db}?sslmode=disable");
+        PgBouncer { child, dir, url }
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,97 @@
+//! Behind PgBouncer in transaction pooling mode: `TransactionLocal` never leaks, `Session`
+//! is detected and refused. Figures in `$CARGO_TARGET_TMPDIR/pgbouncer_report.txt`.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::pgbouncer::PgBouncer;
+use common::sentinel::{self, name_of};
+use common::TestDb;
+use diesel_tenancy::{Error, PoolMode, TenantPool};
+
+const TENANTS: usize = 20;
+const CLIENTS: usize = 8;
+const PER_CLIENT: usize = 1_300;
+
+#[test]
+fn session_mode_behind_a_transaction_pooler_is_refused() {
+    let db = TestDb::new();
+    let bouncer = PgBouncer::start(&db.url, 2);
+    let err = TenantPool::builder()
+        .mode(PoolMode::Session)
+        .statement_cache(false)
+        .max_size(2)
+        .build(&bouncer.url)
+        .unwrap_err();
+    assert!(matches!(err, Error::SessionModeBehindPooler), "{err}");
+    // The same probe passes on a direct connection.
+    TenantPool::builder().max_size(1).build(&db.url).unwrap();
+}
+
+#[test]
+fn transaction_local_mode_never_leaks_behind_pgbouncer() {
+    let db = TestDb::new();
+    let scopes = sentinel::setup(db.pool(2), "bounce", TENANTS);
+    let bouncer = PgBouncer::start(&db.url, 4);
+    // PgBouncer 1.18 does not track named prepared statements in transaction mode:
+    // Diesel's statement cache must be off (statements are then sent unnamed).
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .max_size(CLIENTS as u32)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(20))
+        .build(&bouncer.url)
+        .unwrap();
+    let verified = AtomicU64::new(0);
+    let wrong = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for client in 0..CLIENTS {
+            let (pool, scopes) = (&pool, &scopes);
+            let (verified, wrong, errors) = (&verified, &wrong, &errors);
+            s.spawn(move || {
+                for i in 0..PER_CLIENT {
+                    let scope = &scopes[(i * 7 + client * 13) % scopes.len()];
+                    let expected = name_of(scope);
+                    match pool.with_scope(scope.clone(), |c| sentinel::check(c, &expected)) {
+                        Ok(None) => verified.fetch_add(1, Ordering::Relaxed),
+                        Ok(Some(w)) => {
+                            eprintln!("LEAK: {w}");
+                            wrong.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            errors.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            });
+        }
+    });
+    let report = format!(
+        "pgbouncer transaction pooling, 4 server connections, {CLIENTS} clients, \
+         {TENANTS} tenants + public, TransactionLocal, statement cache off\n\
+         requests: {}\nverified: {}\nwrong-schema reads: {}\nerrors: {}\nelapsed: {:.1} s\n",
+        CLIENTS * PER_CLIENT,
+        verified.load(Ordering::Relaxed),
+        wrong.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{report}");
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgbouncer_report.txt"),
+        &report,
+    );
+    assert_eq!(wrong.load(Ordering::Relaxed), 0, "{report}");
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "{report}");
+    assert_eq!(
+        verified.load(Ordering::Relaxed),
+        (CLIENTS * PER_CLIENT) as u64
+    );
+    drop(bouncer);
+}
