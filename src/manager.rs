@@ -6,6 +6,7 @@
 //! entered into a scope on every checkout and left on every check-in.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use diesel::connection::{
@@ -15,7 +16,7 @@ use diesel::pg::PgConnection;
 
 use crate::error::{Error, Result};
 use crate::scope::Scope;
-use crate::watch::{Flags, Watch, PATH_UNSURE, POISON, RAW_TRANSACTION};
+use crate::watch::{Flags, Watch, PATH_UNSURE, POISON, RAW_TRANSACTION, STALE_PLAN};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +50,9 @@ pub(crate) struct ManagerConfig {
     pub(crate) extra_schemas: Arc<[String]>,
     pub(crate) statement_cache: bool,
     pub(crate) reset_statements_on_switch: bool,
+    /// Set once any connection of the pool met a stale plan: from then on every
+    /// connection deallocates its statements when it switches schema.
+    pub(crate) schemas_diverge: Arc<AtomicBool>,
     pub(crate) max_schemas_per_connection: usize,
 }
 
@@ -185,6 +189,9 @@ impl ManagedConnection {
 
     /// True if the connection must not be reused.
     pub(crate) fn is_poisoned(&mut self) -> bool {
+        if self.flags.get() & STALE_PLAN != 0 {
+            self.config.schemas_diverge.store(true, Ordering::Relaxed);
+        }
         self.poisoned
             || self.flags.get() & POISON != 0
             || AnsiTransactionManager::is_broken_transaction_manager(&mut self.conn)
@@ -252,7 +259,8 @@ impl ManagedConnection {
             });
         }
         let path = scope.search_path(&self.config.extra_schemas);
-        let reset = self.config.reset_statements_on_switch
+        let reset = (self.config.reset_statements_on_switch
+            || self.config.schemas_diverge.load(Ordering::Relaxed))
             && self.last_path.is_some()
             && self.last_path.as_deref() != Some(&path);
         let deallocate = if reset { "DEALLOCATE ALL; " } else { "" };
@@ -317,6 +325,9 @@ impl ManagedConnection {
             }
         }
         let flags = self.flags.get();
+        if flags & STALE_PLAN != 0 {
+            self.config.schemas_diverge.store(true, Ordering::Relaxed);
+        }
         let unsure_in_tl =
             self.config.mode == PoolMode::TransactionLocal && flags & PATH_UNSURE != 0;
         if self.transaction_depth().is_some()

@@ -248,9 +248,10 @@ impl TenantPoolBuilder {
     /// When tenants are at different migration versions and a column's type differs
     /// between them, a statement prepared in one schema fails in the other with "cached
     /// plan must not change result type". By default that error reaches the caller once
-    /// and the connection is then discarded. With this option it never happens, at the
-    /// price of re-preparing statements after each switch (`DEALLOCATE ALL` rides on the
-    /// switch's own `SET`, so it adds no round trip by itself).
+    /// per pool: the connection is discarded and the pool turns this option on by itself.
+    /// With the option on from the start it never happens, at the price of re-preparing
+    /// statements after each switch (`DEALLOCATE ALL` rides on the switch's own `SET`,
+    /// so it adds no round trip by itself).
     pub fn reset_statements_on_switch(mut self, enabled: bool) -> Self {
         self.reset_statements_on_switch = enabled;
         self
@@ -296,6 +297,7 @@ impl TenantPoolBuilder {
             extra_schemas: Arc::from(self.extra_schemas.clone()),
             statement_cache: self.statement_cache,
             reset_statements_on_switch: self.reset_statements_on_switch,
+            schemas_diverge: Default::default(),
             max_schemas_per_connection: self.max_schemas_per_connection,
         }))
     }

@@ -22,6 +22,9 @@ pub(crate) const PATH_UNSURE: u8 = 1;
 pub(crate) const RAW_TRANSACTION: u8 = 2;
 /// The connection must not be reused (lost connection, stale cached plan).
 pub(crate) const POISON: u8 = 4;
+/// A prepared statement met a schema whose result type differs ("cached plan must not
+/// change result type"): tenants are at different versions.
+pub(crate) const STALE_PLAN: u8 = 8;
 
 /// Flags shared between a connection's [`Watch`] and its owner.
 #[derive(Debug, Default, Clone)]
@@ -81,7 +84,7 @@ impl Instrumentation for Watch {
             }
             InstrumentationEvent::FinishQuery {
                 error: Some(error), ..
-            } if poisons(error) => self.flags.raise(POISON),
+            } => self.flags.raise(poisons(error)),
             _ => {}
         }
     }
@@ -94,19 +97,23 @@ fn sql_text(displayed: &str) -> &str {
         .map_or(displayed, |at| &displayed[..at])
 }
 
-/// Errors after which a connection is not reused.
-pub(crate) fn poisons(error: &DieselError) -> bool {
+/// The flags an error raises: [`POISON`] when the connection must not be reused, plus
+/// [`STALE_PLAN`] when the reason is a prepared statement planned in another schema.
+pub(crate) fn poisons(error: &DieselError) -> u8 {
     match error {
-        DieselError::DatabaseError(kind, info) => {
-            matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-            ) || info
+        DieselError::DatabaseError(_, info)
+            if info
                 .message()
-                .contains("cached plan must not change result type")
+                .contains("cached plan must not change result type") =>
+        {
+            POISON | STALE_PLAN
         }
-        DieselError::BrokenTransactionManager => true,
-        _ => false,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | DieselError::BrokenTransactionManager => POISON,
+        _ => 0,
     }
 }
 
