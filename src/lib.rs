@@ -8,6 +8,8 @@
 )]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 mod connection;
 pub mod database;
 mod domain_name;

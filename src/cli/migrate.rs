@@ -1,0 +1,302 @@
+//! `migrate`: the shared set, then every tenant; or, with `--check`, only what is pending.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::progress::Bar;
+use super::{Done, MigrateArgs, Outcome};
+use crate::error::{Error, Result};
+use crate::migrate::SyncRouter;
+use crate::report::{MigrateOptions, MigrateReport, Status, TenantStatus};
+
+/// Migrated tenants listed one per line in the human summary; more are counted only.
+const LISTED: usize = 50;
+
+pub(super) fn run(args: &MigrateArgs, router: &SyncRouter, bar: bool) -> Result<Done> {
+    if args.check {
+        return check(args, router);
+    }
+    let started = Instant::now();
+    let shared = router.migrate_shared()?;
+    let bar = if bar {
+        let status = router.status()?;
+        Some(Bar::start(selected(args, &status)?.len()))
+    } else {
+        None
+    };
+    let options = MigrateOptions {
+        jobs: args.jobs.get(),
+        only: args.tenants.clone(),
+        skip: args.skip.clone(),
+        keep_going: args.keep_going,
+        progress: bar.as_ref().map(Bar::callback),
+    };
+    let report = router.migrate_all(&options);
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = report?;
+    Ok(summarize(args, &shared, &report, started.elapsed()))
+}
+
+fn summarize(
+    args: &MigrateArgs,
+    shared: &[String],
+    report: &MigrateReport,
+    took: Duration,
+) -> Done {
+    let failed: Vec<_> = report.failures().collect();
+    let output = if args.output.json {
+        let tenants: Vec<Value> = report
+            .tenants
+            .iter()
+            .map(|t| {
+                json!({
+                    "tenant": t.tenant,
+                    "schema": t.schema,
+                    "applied": t.applied,
+                    "error": t.error.as_ref().map(ToString::to_string),
+                    "duration_ms": t.duration.as_millis() as u64,
+                })
+            })
+            .collect();
+        let value = json!({
+            "shared_applied": shared,
+            "tenants": tenants,
+            "migrated": report.tenants.len() - failed.len(),
+            "failed": failed.len(),
+            "up_to_date": report.up_to_date,
+            "duration_ms": took.as_millis() as u64,
+        });
+        format!("{value:#}\n")
+    } else {
+        human_summary(shared, report, took)
+    };
+    let problem = failed.first().map(|first| {
+        let mut line = format!(
+            "migration failed for {} of {} tenant(s); first: tenant `{}`: {}",
+            failed.len(),
+            report.tenants.len(),
+            first.tenant,
+            first
+                .error
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        if !args.keep_going {
+            line.push_str(" (stopped at the first failure; --keep-going migrates the others)");
+        }
+        line
+    });
+    Done {
+        outcome: if problem.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        },
+        output,
+        problem,
+    }
+}
+
+fn human_summary(shared: &[String], report: &MigrateReport, took: Duration) -> String {
+    let mut out = String::new();
+    if shared.is_empty() {
+        out.push_str("Shared: up to date.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Shared: applied {} migration(s) to public: {}.",
+            shared.len(),
+            shared.join(", ")
+        );
+    }
+    let mut listed = 0;
+    for t in &report.tenants {
+        match &t.error {
+            Some(e) => {
+                let _ = writeln!(out, "  FAILED {} ({}): {e}", t.tenant, t.schema);
+            }
+            None if listed < LISTED => {
+                listed += 1;
+                let _ = writeln!(
+                    out,
+                    "  {} ({}): {}",
+                    t.tenant,
+                    t.schema,
+                    t.applied.join(", ")
+                );
+            }
+            None => listed += 1,
+        }
+    }
+    if listed > LISTED {
+        let _ = writeln!(out, "  … and {} more", listed - LISTED);
+    }
+    let failed = report.failures().count();
+    let _ = writeln!(
+        out,
+        "Tenants: {} migrated ({} migration(s)), {} up to date, {} failed, in {:.2} s.",
+        report.tenants.len() - failed,
+        report.applied_count(),
+        report.up_to_date,
+        failed,
+        took.as_secs_f64()
+    );
+    out
+}
+
+/// The tenants `--tenant`/`--skip` select that have something pending.
+fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a TenantStatus>> {
+    let lower = |names: &[String]| -> HashSet<String> {
+        names.iter().map(|n| n.trim().to_lowercase()).collect()
+    };
+    let only = lower(&args.tenants);
+    let skip = lower(&args.skip);
+    let known: HashSet<String> = status
+        .tenants
+        .iter()
+        .map(|t| t.tenant.name.to_lowercase())
+        .collect();
+    if let Some(name) = args
+        .tenants
+        .iter()
+        .find(|n| !known.contains(&n.trim().to_lowercase()))
+    {
+        return Err(Error::UnknownTenant { name: name.clone() });
+    }
+    Ok(status
+        .tenants
+        .iter()
+        .filter(|t| !t.pending.is_empty() || t.schema_missing)
+        .filter(|t| {
+            let name = t.tenant.name.to_lowercase();
+            (only.is_empty() || only.contains(&name)) && !skip.contains(&name)
+        })
+        .collect())
+}
+
+fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
+    if !registry_exists(router)? {
+        return Ok(never_migrated(args));
+    }
+    let status = router.status()?;
+    let tenants = selected(args, &status)?;
+    let pending = !status.shared_pending.is_empty() || !tenants.is_empty();
+    let output = if args.output.json {
+        let list: Vec<Value> = tenants
+            .iter()
+            .map(|t| {
+                json!({
+                    "tenant": t.tenant.name,
+                    "schema": t.tenant.schema_name.as_str(),
+                    "pending": t.pending,
+                    "schema_missing": t.schema_missing,
+                })
+            })
+            .collect();
+        let value = json!({
+            "pending": pending,
+            "shared_pending": status.shared_pending,
+            "tenants": list,
+            "orphan_schemas": status.orphan_schemas,
+        });
+        format!("{value:#}\n")
+    } else {
+        human_check(&status, &tenants)
+    };
+    Ok(Done {
+        outcome: if pending {
+            Outcome::Pending
+        } else {
+            Outcome::Success
+        },
+        output,
+        problem: None,
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Found {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    found: bool,
+}
+
+/// Whether the shared set ever ran here (the registry table exists).
+fn registry_exists(router: &SyncRouter) -> Result<bool> {
+    use diesel::RunQueryDsl;
+    router.pool().with_public(|conn| {
+        let row: Found =
+            diesel::sql_query("SELECT to_regclass('public.tenants') IS NOT NULL AS found")
+                .get_result(conn)?;
+        Ok(row.found)
+    })
+}
+
+/// `--check` on a database the shared set never ran on: everything is pending.
+fn never_migrated(args: &MigrateArgs) -> Done {
+    let output = if args.output.json {
+        let value = json!({
+            "pending": true,
+            "registry_missing": true,
+            "shared_pending": [],
+            "tenants": [],
+            "orphan_schemas": [],
+        });
+        format!("{value:#}\n")
+    } else {
+        "public: the shared migrations were never applied (no tenant registry); run `migrate`.\n"
+            .to_owned()
+    };
+    Done {
+        outcome: Outcome::Pending,
+        output,
+        problem: None,
+    }
+}
+
+fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
+    let mut out = String::new();
+    if !status.shared_pending.is_empty() {
+        let _ = writeln!(
+            out,
+            "public: {} pending: {}",
+            status.shared_pending.len(),
+            status.shared_pending.join(", ")
+        );
+    }
+    for t in tenants.iter().take(LISTED) {
+        let (name, schema) = (&t.tenant.name, &t.tenant.schema_name);
+        if t.schema_missing {
+            let _ = writeln!(out, "{name} ({schema}): schema missing");
+        } else {
+            let _ = writeln!(
+                out,
+                "{name} ({schema}): {} pending: {}",
+                t.pending.len(),
+                t.pending.join(", ")
+            );
+        }
+    }
+    if tenants.len() > LISTED {
+        let _ = writeln!(out, "… and {} more tenant(s)", tenants.len() - LISTED);
+    }
+    for orphan in &status.orphan_schemas {
+        let _ = writeln!(out, "note: schema `{orphan}` has migrations but no tenant");
+    }
+    if status.shared_pending.is_empty() && tenants.is_empty() {
+        out.push_str("Nothing pending.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Pending: {} shared migration(s), {} tenant(s) to migrate.",
+            status.shared_pending.len(),
+            tenants.len()
+        );
+    }
+    out
+}

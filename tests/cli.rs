@@ -1,0 +1,277 @@
+//! The management CLI against the real PostgreSQL, each test in its own throwaway database.
+
+mod common;
+
+use clap::Parser;
+use common::{TestDb, TENANT};
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use diesel_tenancy::cli::{self, Command, Outcome};
+use diesel_tenancy::{Error, SyncRouter};
+use serde_json::Value;
+
+const BROKEN: EmbeddedMigrations = embed_migrations!("tests/fixtures/broken_tenant");
+const TENANT_V2: EmbeddedMigrations = embed_migrations!("tests/fixtures/tenant_v2");
+
+#[derive(Parser)]
+struct App {
+    #[command(subcommand)]
+    command: Command,
+}
+
+struct Ran {
+    outcome: Outcome,
+    out: String,
+    err: String,
+}
+
+impl Ran {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.out).unwrap_or_else(|e| panic!("{e}: {:?}", self.out))
+    }
+
+    /// A failure writes nothing on stdout and exactly one line on stderr.
+    fn assert_failed(&self, needle: &str) {
+        assert_eq!(self.outcome, Outcome::Failed, "stdout: {}", self.out);
+        assert!(self.out.is_empty(), "stdout: {}", self.out);
+        assert!(self.err.starts_with("error: "), "{}", self.err);
+        assert_eq!(self.err.lines().count(), 1, "{}", self.err);
+        assert!(self.err.contains(needle), "{:?} lacks {needle:?}", self.err);
+    }
+}
+
+/// Runs one command line (words split on spaces).
+fn sh(router: &SyncRouter, line: &str) -> Ran {
+    let app = App::try_parse_from(std::iter::once("app").chain(line.split(' ')))
+        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let outcome = cli::run(&app.command, router, &mut out, &mut err);
+    Ran {
+        outcome,
+        out: String::from_utf8(out).expect("utf-8 stdout"),
+        err: String::from_utf8(err).expect("utf-8 stderr"),
+    }
+}
+
+fn ok(router: &SyncRouter, line: &str) -> Ran {
+    let ran = sh(router, line);
+    assert_eq!(ran.outcome, Outcome::Success, "{line}: {}", ran.err);
+    assert!(ran.err.is_empty(), "{line}: {}", ran.err);
+    ran
+}
+
+fn schema_exists(router: &SyncRouter, name: &str) -> bool {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    router
+        .pool()
+        .with_public(|c| {
+            diesel::sql_query(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS found",
+            )
+            .bind::<diesel::sql_types::Text, _>(name)
+            .get_result::<Found>(c)
+            .map_err(Error::from)
+        })
+        .expect("query pg_namespace")
+        .found
+}
+
+#[test]
+fn tenant_lifecycle() {
+    let db = TestDb::new();
+    let router = db.router(2);
+
+    assert_eq!(ok(&router, "tenant list").out, "No tenants.\n");
+    assert_eq!(
+        ok(&router, "tenant list --json").json(),
+        Value::Array(vec![])
+    );
+
+    let created = ok(&router, "tenant create demo1 --domain demo1.localhost");
+    assert_eq!(
+        created.out,
+        "Created tenant `demo1` in schema `demo1` (domains: demo1.localhost).\n"
+    );
+    let created = ok(&router, "tenant create Demo2 --schema d2 --json").json();
+    assert_eq!(created["name"], "Demo2");
+    assert_eq!(created["schema_name"], "d2");
+    assert_eq!(created["domains"], serde_json::json!([]));
+    assert!(created["created_at"].is_string());
+    assert!(schema_exists(&router, "d2"));
+
+    sh(&router, "tenant create DEMO1").assert_failed("schema `demo1` already exists");
+    sh(&router, "tenant create DEMO1 --schema other")
+        .assert_failed("a tenant named `DEMO1` already exists");
+    sh(&router, "tenant create public").assert_failed("invalid tenant name");
+    sh(&router, "tenant create x --schema pg_x").assert_failed("invalid schema name `pg_x`");
+    sh(&router, "tenant create x --domain bad_domain!").assert_failed("invalid domain");
+
+    let list = ok(&router, "tenant list").out;
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("SCHEMA"));
+    assert!(lines[1].starts_with("demo1") && lines[1].ends_with("demo1.localhost"));
+    assert!(lines[2].starts_with("Demo2") && lines[2].contains(" d2 "));
+
+    let renamed = ok(&router, "tenant rename DEMO1 first");
+    assert_eq!(
+        renamed.out,
+        "Renamed tenant `DEMO1` to `first`; schema `demo1` unchanged.\n"
+    );
+    sh(&router, "tenant rename ghost other").assert_failed("unknown tenant `ghost`");
+    sh(&router, "tenant rename first demo2").assert_failed("already exists");
+
+    let added = ok(&router, "domain add first www.First.test --primary --json").json();
+    assert_eq!(
+        added,
+        serde_json::json!({"domain": "www.first.test", "tenant": "first", "is_primary": true})
+    );
+    assert_eq!(
+        ok(&router, "domain add demo2 demo2.test").out,
+        "Added domain `demo2.test` to tenant `Demo2`.\n"
+    );
+    sh(&router, "domain add demo2 demo1.localhost").assert_failed("already registered");
+    sh(&router, "domain add ghost g.test").assert_failed("unknown tenant `ghost`");
+    sh(&router, "domain add first a:b").assert_failed("invalid domain");
+
+    let listed = ok(&router, "tenant list --json").json();
+    assert_eq!(listed[0]["name"], "Demo2");
+    assert_eq!(listed[1]["name"], "first");
+    assert_eq!(
+        listed[1]["domains"],
+        serde_json::json!(["www.first.test", "demo1.localhost"]),
+        "primary first"
+    );
+
+    assert_eq!(
+        ok(&router, "domain remove www.first.test").out,
+        "Removed domain `www.first.test`.\n"
+    );
+    sh(&router, "domain remove www.first.test").assert_failed("unknown domain");
+
+    let deleted = ok(&router, "tenant delete first").out;
+    assert!(deleted.contains("kept"), "{deleted}");
+    assert!(schema_exists(&router, "demo1"));
+    let deleted = ok(&router, "tenant delete demo2 --drop-schema --json").json();
+    assert_eq!(
+        deleted,
+        serde_json::json!({"name": "Demo2", "schema_name": "d2", "schema_dropped": true})
+    );
+    assert!(!schema_exists(&router, "d2"));
+    sh(&router, "tenant delete demo2").assert_failed("unknown tenant `demo2`");
+    assert_eq!(ok(&router, "tenant list").out, "No tenants.\n");
+}
+
+#[test]
+fn migrate_and_check() {
+    let db = TestDb::new();
+    let router = SyncRouter::new(db.pool(4), TENANT);
+
+    sh(&router, "tenant list").assert_failed("did you forget to run `migrate`?");
+    let check = sh(&router, "migrate --check");
+    assert_eq!(check.outcome, Outcome::Pending);
+    assert!(check.out.contains("never applied"), "{}", check.out);
+    assert_eq!(
+        sh(&router, "migrate --check --json").json()["registry_missing"],
+        true
+    );
+
+    let first = ok(&router, "migrate").out;
+    assert!(
+        first.starts_with("Shared: applied 1 migration(s)"),
+        "{first}"
+    );
+    assert!(first.contains("Tenants: 0 migrated"), "{first}");
+    assert_eq!(ok(&router, "migrate --check").out, "Nothing pending.\n");
+    let again = ok(&router, "migrate").out;
+    assert!(again.starts_with("Shared: up to date."), "{again}");
+
+    for name in ["a", "b", "c"] {
+        ok(&router, &format!("tenant create {name}"));
+    }
+    // A new tenant migration arrives.
+    let v2 = SyncRouter::new(db.pool(4), TENANT_V2);
+    let check = sh(&v2, "migrate --check --json");
+    assert_eq!(check.outcome, Outcome::Pending);
+    let value = check.json();
+    assert_eq!(value["pending"], true);
+    assert_eq!(value["shared_pending"], serde_json::json!([]));
+    assert_eq!(value["tenants"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        value["tenants"][0]["pending"],
+        serde_json::json!(["20240101000002"])
+    );
+    let only_a = sh(&v2, "migrate --check --tenant A");
+    assert_eq!(only_a.outcome, Outcome::Pending);
+    assert_eq!(
+        only_a.out,
+        "a (a): 1 pending: 20240101000002\nPending: 0 shared migration(s), 1 tenant(s) to migrate.\n"
+    );
+    sh(&v2, "migrate --check --tenant ghost").assert_failed("unknown tenant `ghost`");
+    sh(&v2, "migrate --tenant ghost").assert_failed("unknown tenant `ghost`");
+
+    let partial = ok(&v2, "migrate --skip c --jobs 2").out;
+    assert!(partial.contains("  a (a): 20240101000002\n"), "{partial}");
+    assert!(partial.contains("  b (b): 20240101000002\n"), "{partial}");
+    assert!(
+        partial.contains("Tenants: 2 migrated (2 migration(s)), 0 up to date"),
+        "{partial}"
+    );
+    let rest = sh(&v2, "migrate --check");
+    assert_eq!(rest.outcome, Outcome::Pending);
+    assert!(rest.out.starts_with("c (c): 1 pending"), "{}", rest.out);
+
+    let last = ok(&v2, "migrate --json").json();
+    assert_eq!(last["migrated"], 1);
+    assert_eq!(last["failed"], 0);
+    assert_eq!(last["up_to_date"], 2);
+    assert_eq!(last["tenants"][0]["tenant"], "c");
+    assert_eq!(
+        last["tenants"][0]["applied"],
+        serde_json::json!(["20240101000002"])
+    );
+    assert_eq!(ok(&v2, "migrate --check").out, "Nothing pending.\n");
+}
+
+#[test]
+fn migrate_failures_and_keep_going() {
+    let db = TestDb::new();
+    let router = db.router(2);
+    ok(&router, "tenant create a");
+    ok(&router, "tenant create b");
+
+    let broken = SyncRouter::new(db.pool(2), BROKEN);
+    let stopped = sh(&broken, "migrate");
+    assert_eq!(stopped.outcome, Outcome::Failed);
+    assert!(stopped.out.contains("FAILED a (a)"), "{}", stopped.out);
+    assert!(
+        stopped.out.contains("Tenants: 0 migrated"),
+        "{}",
+        stopped.out
+    );
+    assert_eq!(stopped.err.lines().count(), 1, "{}", stopped.err);
+    assert!(
+        stopped
+            .err
+            .starts_with("error: migration failed for 1 of 1 tenant(s); first: tenant `a`"),
+        "{}",
+        stopped.err
+    );
+    assert!(stopped.err.contains("--keep-going"), "{}", stopped.err);
+
+    let all = sh(&broken, "migrate --keep-going --json");
+    assert_eq!(all.outcome, Outcome::Failed);
+    assert_eq!(all.json()["failed"], 2);
+    assert!(
+        all.err.starts_with("error: migration failed for 2 of 2"),
+        "{}",
+        all.err
+    );
+
+    // Both tenants were rolled back whole: the good set still finds nothing pending.
+    assert_eq!(ok(&router, "migrate --check").out, "Nothing pending.\n");
+}
