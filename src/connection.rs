@@ -18,6 +18,12 @@ use crate::scope::Scope;
 ///
 /// In [`PoolMode::TransactionLocal`](crate::PoolMode::TransactionLocal) the guard is a
 /// transaction: call [`commit`](Self::commit) to keep the work; dropping it rolls back.
+///
+/// ### Warning
+/// Do not call `set_instrumentation` on it: the pool's own instrumentation watches for
+/// statements that change the path, and replacing it blinds that watch. Give the pool
+/// your instrumentation with
+/// [`TenantPoolBuilder::instrumentation`](crate::TenantPoolBuilder::instrumentation).
 pub struct TenantConnection {
     inner: r2d2::PooledConnection<ConnectionManager>,
     scope: Scope,

@@ -16,7 +16,9 @@ use diesel::pg::PgConnection;
 
 use crate::error::{Error, Result};
 use crate::scope::Scope;
-use crate::watch::{Flags, Watch, PATH_UNSURE, POISON, RAW_TRANSACTION, STALE_PLAN};
+use crate::watch::{
+    Flags, InstrumentationFactory, Watch, PATH_UNSURE, POISON, RAW_TRANSACTION, STALE_PLAN,
+};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +55,7 @@ pub(crate) struct ManagerConfig {
     /// Set once any connection of the pool met a stale plan: from then on every
     /// connection deallocates its statements when it switches schema.
     pub(crate) schemas_diverge: Arc<AtomicBool>,
+    pub(crate) instrumentation: Option<InstrumentationFactory>,
     pub(crate) max_schemas_per_connection: usize,
 }
 
@@ -83,7 +86,8 @@ impl r2d2::ManageConnection for ConnectionManager {
             conn.batch_execute("SET search_path TO ''")?;
         }
         let flags = Flags::default();
-        conn.set_instrumentation(Watch::new(flags.clone()));
+        let app = self.config.instrumentation.as_ref().map(|make| (make.0)());
+        conn.set_instrumentation(Watch::new(flags.clone(), app));
         Ok(ManagedConnection {
             conn,
             flags,

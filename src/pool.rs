@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::manager::{ConnectionManager, ManagerConfig, PoolMode};
 use crate::schema_name::SchemaName;
 use crate::scope::Scope;
+use crate::watch::InstrumentationFactory;
 
 /// A pool of PostgreSQL connections that are always scoped to a tenant or to `public`.
 ///
@@ -139,6 +140,7 @@ impl TenantPool {
 
 /// Configures a [`TenantPool`].
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct TenantPoolBuilder {
     max_size: u32,
     min_idle: Option<u32>,
@@ -152,6 +154,7 @@ pub struct TenantPoolBuilder {
     reset_statements_on_switch: bool,
     max_schemas_per_connection: usize,
     check_pooler: bool,
+    instrumentation: Option<InstrumentationFactory>,
 }
 
 impl Default for TenantPoolBuilder {
@@ -169,6 +172,7 @@ impl Default for TenantPoolBuilder {
             reset_statements_on_switch: false,
             max_schemas_per_connection: 1000,
             check_pooler: true,
+            instrumentation: None,
         }
     }
 }
@@ -257,6 +261,22 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Gives every connection the application's own Diesel [`Instrumentation`] (logging,
+    /// metrics, statement counting). Defaults to none.
+    ///
+    /// Use this instead of `set_instrumentation` on a checked-out connection: the pool
+    /// installs its own instrumentation to watch for statements that change the path, and
+    /// replacing it would blind that watch. Yours sees every event after it.
+    ///
+    /// [`Instrumentation`]: diesel::connection::Instrumentation
+    pub fn instrumentation<F>(mut self, make: F) -> Self
+    where
+        F: Fn() -> Box<dyn diesel::connection::Instrumentation> + Send + Sync + 'static,
+    {
+        self.instrumentation = Some(InstrumentationFactory(Arc::new(make)));
+        self
+    }
+
     /// Skips the probe that refuses [`PoolMode::Session`] behind a transaction pooler.
     ///
     /// ### Warning
@@ -298,6 +318,7 @@ impl TenantPoolBuilder {
             statement_cache: self.statement_cache,
             reset_statements_on_switch: self.reset_statements_on_switch,
             schemas_diverge: Default::default(),
+            instrumentation: self.instrumentation.clone(),
             max_schemas_per_connection: self.max_schemas_per_connection,
         }))
     }

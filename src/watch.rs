@@ -44,27 +44,50 @@ impl Flags {
     }
 }
 
+/// Makes the application's own [`Instrumentation`] for each new connection.
+#[derive(Clone)]
+pub(crate) struct InstrumentationFactory(
+    pub(crate) Arc<dyn Fn() -> Box<dyn Instrumentation> + Send + Sync>,
+);
+
+impl std::fmt::Debug for InstrumentationFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InstrumentationFactory")
+    }
+}
+
 /// The [`Instrumentation`] installed on every pooled connection.
-#[derive(Debug)]
 pub(crate) struct Watch {
     flags: Flags,
     /// Set by a transaction event: the next statement is Diesel's own `BEGIN`/`COMMIT`/...
     transaction_sql_next: bool,
     buf: String,
+    /// The application's instrumentation, which sees every event after the watch.
+    inner: Option<Box<dyn Instrumentation>>,
 }
 
 impl Watch {
-    pub(crate) fn new(flags: Flags) -> Self {
+    pub(crate) fn new(flags: Flags, inner: Option<Box<dyn Instrumentation>>) -> Self {
         Watch {
             flags,
             transaction_sql_next: false,
             buf: String::new(),
+            inner,
         }
     }
 }
 
 impl Instrumentation for Watch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        self.observe(&event);
+        if let Some(inner) = &mut self.inner {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+impl Watch {
+    fn observe(&mut self, event: &InstrumentationEvent<'_>) {
         match event {
             InstrumentationEvent::BeginTransaction { .. }
             | InstrumentationEvent::CommitTransaction { .. }

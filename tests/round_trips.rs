@@ -1,0 +1,112 @@
+//! Statements sent per request, counted through the pool's instrumentation hook (P7):
+//! a repeated tenant costs no round trip beyond the request's own query.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::TestDb;
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::prelude::*;
+use diesel_tenancy::{Error, NewTenant, PoolMode, SchemaName, TenantPool};
+
+diesel::table! {
+    hotels (id) {
+        id -> BigInt,
+        name -> Varchar,
+    }
+}
+
+#[derive(Clone, Default)]
+struct Counter {
+    statements: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+struct Count(Counter);
+
+impl Instrumentation for Count {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            self.0.statements.fetch_add(1, Ordering::SeqCst);
+            self.0.log.lock().unwrap().push(query.to_string());
+        }
+    }
+}
+
+/// Statements sent by one request that lists a tenant's hotels.
+fn request(pool: &TenantPool, schema: &SchemaName, counter: &Counter) -> usize {
+    let before = counter.statements.load(Ordering::SeqCst);
+    let rows = pool
+        .with_tenant(schema, |c| {
+            Ok::<_, Error>(
+                hotels::table
+                    .select((hotels::id, hotels::name))
+                    .load::<(i64, String)>(c)?,
+            )
+        })
+        .unwrap();
+    assert!(rows.is_empty());
+    counter.statements.load(Ordering::SeqCst) - before
+}
+
+fn setup(db: &TestDb, mode: PoolMode) -> (TenantPool, Counter, SchemaName, SchemaName) {
+    let router = db.router(1);
+    let a = router
+        .create_tenant(&NewTenant::named("a"))
+        .unwrap()
+        .schema_name;
+    let b = router
+        .create_tenant(&NewTenant::named("b"))
+        .unwrap()
+        .schema_name;
+    let counter = Counter::default();
+    let c = counter.clone();
+    let pool = TenantPool::builder()
+        .mode(mode)
+        .max_size(1)
+        .instrumentation(move || Box::new(Count(c.clone())))
+        .build(&db.url)
+        .unwrap();
+    (pool, counter, a, b)
+}
+
+#[test]
+fn session_mode_repeated_tenant_sends_only_the_query() {
+    let db = TestDb::new();
+    let (pool, counter, a, b) = setup(&db, PoolMode::Session);
+    assert_eq!(request(&pool, &a, &counter), 2, "first use: SET + query");
+    for _ in 0..10 {
+        assert_eq!(request(&pool, &a, &counter), 1, "repeat: the query alone");
+    }
+    assert_eq!(request(&pool, &b, &counter), 2, "switch: SET + query");
+    assert_eq!(request(&pool, &b, &counter), 1);
+    let log = counter.log.lock().unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|s| s.starts_with("SET search_path"))
+            .count(),
+        2,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn transaction_local_mode_folds_the_path_into_begin() {
+    let db = TestDb::new();
+    let (pool, counter, a, b) = setup(&db, PoolMode::TransactionLocal);
+    for schema in [&a, &a, &b, &a] {
+        assert_eq!(
+            request(&pool, schema, &counter),
+            3,
+            "BEGIN+SET LOCAL, query, COMMIT"
+        );
+    }
+    let log = counter.log.lock().unwrap();
+    assert!(
+        log.iter()
+            .any(|s| s.starts_with("BEGIN; SET LOCAL search_path TO \"a\"")),
+        "{log:?}"
+    );
+}
