@@ -1,0 +1,256 @@
+//! Library benchmarks P4–P8 (see BENCHMARKS.md). Run all, or some, with:
+//!
+//! ```sh
+//! cargo bench --bench tenancy            # p4 p5 p6 p8, 10,000 tenants
+//! cargo bench --bench tenancy -- p4 p8   # a subset
+//! BENCH_TENANTS=2000 cargo bench --bench tenancy
+//! ```
+//!
+//! Each run works in its own database (`dt_bench_<pid>`), dropped at the end. It prints
+//! one line per measurement; nothing here asserts a time.
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
+use diesel_tenancy::{Error, MigrateOptions, NewTenant, SchemaName, SyncRouter, TenantPool};
+
+const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+const TENANT_V2: EmbeddedMigrations = embed_migrations!("tests/fixtures/tenant_v2");
+
+diesel::table! {
+    hotels (id) {
+        id -> BigInt,
+        name -> Varchar,
+    }
+}
+
+struct BenchDb {
+    url: String,
+}
+
+impl BenchDb {
+    fn new(tag: &str) -> BenchDb {
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into());
+        let url = with_database(&base, &format!("dt_bench_{tag}_{}", std::process::id()))
+            .expect("DATABASE_URL names a database");
+        let _ = drop_database(&url);
+        create_database_if_missing(&url).expect("create bench database");
+        BenchDb { url }
+    }
+
+    fn router(&self, size: u32) -> SyncRouter {
+        let pool = TenantPool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(60))
+            .build(&self.url)
+            .expect("pool");
+        let router = SyncRouter::new(pool, TENANT);
+        router.migrate_shared().expect("shared set");
+        router
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        let _ = drop_database(&self.url);
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Creates `n` tenants `t00000`… on `threads` threads; returns the wall time.
+fn create_many(router: &SyncRouter, n: usize, threads: usize) -> Duration {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                for i in (t..n).step_by(threads) {
+                    router
+                        .create_tenant(&NewTenant::named(format!("t{i:05}")))
+                        .expect("create tenant");
+                }
+            });
+        }
+    });
+    started.elapsed()
+}
+
+fn p4() {
+    let db = BenchDb::new("p4");
+    let router = db.router(2);
+    let times: Vec<Duration> = (0..50)
+        .map(|i| {
+            let t0 = Instant::now();
+            router
+                .create_tenant(&NewTenant::named(format!("warm{i}")))
+                .expect("create");
+            t0.elapsed()
+        })
+        .collect();
+    println!(
+        "P4 create one tenant (schema + tenant set), median of 50: {}",
+        ms(median(times))
+    );
+    let total = create_many(&router, 1000, 1);
+    println!(
+        "P4 1,000 tenants in a row (one thread): {:.2} s",
+        total.as_secs_f64()
+    );
+}
+
+fn p5_p6(tenants: usize) {
+    let db = BenchDb::new("p56");
+    let router = db.router(4);
+    let made = create_many(&router, tenants, 4);
+    println!(
+        "setup: {tenants} tenants created on 4 threads in {:.1} s",
+        made.as_secs_f64()
+    );
+    let v2 = SyncRouter::new(router.pool().clone(), TENANT_V2);
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let status = v2.status().expect("status");
+        runs.push(t0.elapsed());
+        assert_eq!(status.tenants.len(), tenants);
+    }
+    println!(
+        "P5 status()/--check across {tenants} tenants (v2 pending everywhere), median of 5: {}",
+        ms(median(runs))
+    );
+    for jobs in [4] {
+        let t0 = Instant::now();
+        let report = v2
+            .migrate_all(&MigrateOptions {
+                jobs,
+                ..MigrateOptions::default()
+            })
+            .expect("migrate_all");
+        println!(
+            "P6 one new migration applied to {tenants} tenants, jobs {jobs}: {:.1} s ({} applied, {} failed)",
+            t0.elapsed().as_secs_f64(),
+            report.applied_count(),
+            report.failures().count()
+        );
+    }
+    let t0 = Instant::now();
+    let status = v2.status().expect("status");
+    println!(
+        "P5 status() across {tenants} tenants, nothing pending: {} (pending: {})",
+        ms(t0.elapsed()),
+        status.has_pending()
+    );
+    let t0 = Instant::now();
+    let report = v2
+        .migrate_all(&MigrateOptions::default())
+        .expect("no-op migrate");
+    println!(
+        "P5 no-op migrate_all across {tenants} tenants: {} ({} tenants touched)",
+        ms(t0.elapsed()),
+        report.tenants.len()
+    );
+}
+
+/// Private memory (kB) of every backend connected to the database, from /proc.
+fn backend_memory_kb(url: &str) -> (usize, u64) {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let mut admin = PgConnection::establish(url).expect("admin connection");
+    let pids: Vec<Pid> = diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .load(&mut admin)
+    .expect("pids");
+    let private = pids
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", p.pid))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("Private_"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    (pids.len(), private)
+}
+
+fn p8(tenants: usize) {
+    let db = BenchDb::new("p8");
+    let router = db.router(4);
+    create_many(&router, tenants, 4);
+    let schemas: Vec<SchemaName> = (0..tenants)
+        .map(|i| SchemaName::new(&format!("t{i:05}")).expect("schema"))
+        .collect();
+    for (label, limit) in [
+        ("no recycling", usize::MAX),
+        ("recycle after 1,000 schemas (default)", 1000),
+    ] {
+        let pool = TenantPool::builder()
+            .max_size(4)
+            .min_idle(Some(4))
+            .max_schemas_per_connection(limit)
+            .build(&db.url)
+            .expect("pool");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (pool, schemas) = (&pool, &schemas);
+                s.spawn(move || {
+                    for schema in schemas.iter().skip(t).step_by(4) {
+                        pool.with_tenant(schema, |c| {
+                            Ok::<_, Error>(hotels::table.select(hotels::id).load::<i64>(c)?)
+                        })
+                        .expect("touch tenant");
+                    }
+                });
+            }
+        });
+        let (n, kb) = backend_memory_kb(&db.url);
+        println!(
+            "P8 {tenants} tenants touched through a pool of 4, {label}: {n} backends, {:.1} MB private memory",
+            kb as f64 / 1024.0
+        );
+        drop(pool);
+        let mut admin = PgConnection::establish(&db.url).expect("admin");
+        let _ = admin.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let want = |p: &str| args.is_empty() || args.iter().any(|a| a == p);
+    let tenants: usize = std::env::var("BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if want("p4") {
+        p4();
+    }
+    if want("p5") || want("p6") {
+        p5_p6(tenants);
+    }
+    if want("p8") {
+        p8(tenants);
+    }
+}
