@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod pgbouncer;
+pub mod private_pg;
 pub mod sentinel;
 
 use std::sync::atomic::{AtomicU32, Ordering};
