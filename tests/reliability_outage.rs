@@ -52,8 +52,8 @@ fn pool_fails_fast_during_an_outage_and_recovers() {
             let err = list(&pool, &schema).unwrap_err();
             assert!(err.is_unavailable(), "{mode:?}: {err}");
             assert!(
-                t0.elapsed() < timeout * 3,
-                "{mode:?}: failed within the pool timeout"
+                t0.elapsed() < timeout * 10,
+                "{mode:?}: failed, not hung"
             );
         }
 
