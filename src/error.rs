@@ -175,6 +175,16 @@ pub enum Error {
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A background part of the crate (the registry cache's listener, a blocking
+    /// database task) has stopped or did not answer in time.
+    #[error("{what} is unavailable: {reason}")]
+    Unavailable {
+        /// The part that is unavailable.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<diesel::result::Error> for Error {
@@ -210,7 +220,7 @@ impl Error {
             )
         };
         match self {
-            Error::Pool(_) | Error::Connection(_) => true,
+            Error::Pool(_) | Error::Connection(_) | Error::Unavailable { .. } => true,
             Error::Query(e)
             | Error::SetScope { source: e, .. }
             | Error::QueryIn { source: e, .. } => q(e),

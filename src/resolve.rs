@@ -1,0 +1,356 @@
+//! Turning a request's header, host or path into a tenant: pure, framework-free logic.
+//!
+//! A [`ResolverChain`] tries its rules in order. The first rule that *names* something
+//! decides: a name that is not registered is [`Resolution::Unknown`], it does not fall
+//! through to the next rule. The host rule is the exception: every request has a host,
+//! so a host that is not a registered domain simply names nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::domain_name::DomainName;
+use crate::error::shorten;
+use crate::registry::Tenant;
+use crate::registry_cache::Snapshot;
+
+/// The header the default chain reads the tenant name from.
+pub const DEFAULT_HEADER: &str = "Tenant-Header";
+
+/// Longest tenant name a request may carry (after trimming), in bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The parts of an HTTP request the resolvers look at.
+///
+/// Implemented by the Rocket integration for `rocket::Request`; implement it to use the
+/// resolvers with another framework.
+pub trait RequestParts {
+    /// Every value of the header `name` (compared case-insensitively), as raw bytes.
+    fn header_values(&self, name: &str) -> Vec<&[u8]>;
+    /// The host the request was sent to (`Host` header or HTTP/2 authority), port included.
+    fn host(&self) -> Option<Cow<'_, str>>;
+    /// The request path as received, still percent-encoded, without the query.
+    fn path(&self) -> &str;
+}
+
+/// What a request names, before it is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TenantRef {
+    /// `public`, in any case: the public scope.
+    Public,
+    /// A tenant name, trimmed; matched case-insensitively.
+    Name(String),
+    /// A domain registered for a tenant.
+    Domain(DomainName),
+    /// A tenant's registry id (e.g. from a token claim).
+    Id(i64),
+}
+
+impl fmt::Display for TenantRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TenantRef::Public => f.write_str("public"),
+            TenantRef::Name(n) => write!(f, "tenant `{}`", shorten(n)),
+            TenantRef::Domain(d) => write!(f, "domain `{d}`"),
+            TenantRef::Id(id) => write!(f, "tenant id {id}"),
+        }
+    }
+}
+
+/// A request carried a tenant reference that cannot be read; answer 400 with `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// A message for the client, e.g. "malformed Tenant-Header: contains control characters".
+    pub detail: String,
+}
+
+/// A custom resolution rule, e.g. reading a tenant claim from a token.
+///
+/// Return `Ok(None)` when the request names no tenant by this rule, so the chain goes on.
+pub trait TenantResolver: Send + Sync + 'static {
+    /// What `request` names, if anything.
+    fn resolve(&self, request: &dyn RequestParts) -> Result<Option<TenantRef>, Malformed>;
+}
+
+/// Where resolved names are looked up: the in-memory registry [`Snapshot`], or a test map.
+pub trait TenantLookup {
+    /// The tenant with this name, compared case-insensitively.
+    fn by_name(&self, name: &str) -> Option<Arc<Tenant>>;
+    /// The tenant reached at this domain.
+    fn by_domain(&self, domain: &DomainName) -> Option<Arc<Tenant>>;
+    /// The tenant with this registry id.
+    fn by_id(&self, id: i64) -> Option<Arc<Tenant>>;
+}
+
+impl TenantLookup for Snapshot {
+    fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+        Snapshot::by_name(self, name)
+    }
+    fn by_domain(&self, domain: &DomainName) -> Option<Arc<Tenant>> {
+        Snapshot::by_domain(self, domain)
+    }
+    fn by_id(&self, id: i64) -> Option<Arc<Tenant>> {
+        Snapshot::by_id(self, id)
+    }
+}
+
+/// The outcome of resolving one request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// A registered tenant.
+    Tenant(Arc<Tenant>),
+    /// The request explicitly named `public`.
+    Public,
+    /// Nothing named a tenant.
+    Missing,
+    /// The request named a tenant that is not registered.
+    Unknown(TenantRef),
+    /// The request carried an unreadable tenant reference.
+    Malformed(Malformed),
+}
+
+enum Rule {
+    Header(String),
+    Host,
+    PathPrefix(String),
+    Custom(Arc<dyn TenantResolver>),
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Header(h) => write!(f, "Header({h:?})"),
+            Rule::Host => f.write_str("Host"),
+            Rule::PathPrefix(p) => write!(f, "PathPrefix({p:?})"),
+            Rule::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+/// An ordered list of resolution rules.
+///
+/// The default chain is the `Tenant-Header` header, then the host.
+///
+/// ```
+/// use diesel_tenancy::resolve::ResolverChain;
+///
+/// let chain = ResolverChain::new().header("X-Tenant").host().path_prefix("t");
+/// assert_eq!(format!("{chain:?}"), r#"ResolverChain([Header("X-Tenant"), Host, PathPrefix("t")])"#);
+/// ```
+#[derive(Debug)]
+pub struct ResolverChain(Vec<Rule>);
+
+impl Default for ResolverChain {
+    fn default() -> Self {
+        ResolverChain::new().header(DEFAULT_HEADER).host()
+    }
+}
+
+impl ResolverChain {
+    /// A chain with no rules: every request resolves to [`Resolution::Missing`].
+    pub fn new() -> Self {
+        ResolverChain(Vec::new())
+    }
+
+    /// Reads the tenant name from the header `name`.
+    pub fn header(mut self, name: impl Into<String>) -> Self {
+        self.0.push(Rule::Header(name.into()));
+        self
+    }
+
+    /// Matches the request's host (port stripped, lowercased, trailing dot removed)
+    /// against the registered domains.
+    pub fn host(mut self) -> Self {
+        self.0.push(Rule::Host);
+        self
+    }
+
+    /// Reads the tenant name from the first path segment after `/<prefix>/`,
+    /// e.g. `/t/acme/hotels` with prefix `t`.
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.0.push(Rule::PathPrefix(prefix.into()));
+        self
+    }
+
+    /// Adds a custom rule.
+    pub fn custom(mut self, resolver: impl TenantResolver) -> Self {
+        self.0.push(Rule::Custom(Arc::new(resolver)));
+        self
+    }
+
+    /// Adds a shared custom rule.
+    pub fn custom_shared(mut self, resolver: Arc<dyn TenantResolver>) -> Self {
+        self.0.push(Rule::Custom(resolver));
+        self
+    }
+
+    /// Resolves `request` against `lookup`.
+    pub fn resolve(&self, request: &dyn RequestParts, lookup: &dyn TenantLookup) -> Resolution {
+        for rule in &self.0 {
+            let named = match rule.named(request) {
+                Ok(Some(named)) => named,
+                Ok(None) => continue,
+                Err(malformed) => return Resolution::Malformed(malformed),
+            };
+            match find(lookup, &named) {
+                Some(found) => return found,
+                None if matches!(rule, Rule::Host) => continue,
+                None => return Resolution::Unknown(named),
+            }
+        }
+        Resolution::Missing
+    }
+}
+
+fn find(lookup: &dyn TenantLookup, named: &TenantRef) -> Option<Resolution> {
+    let tenant = match named {
+        TenantRef::Public => return Some(Resolution::Public),
+        TenantRef::Name(n) => lookup.by_name(n),
+        TenantRef::Domain(d) => lookup.by_domain(d),
+        TenantRef::Id(id) => lookup.by_id(*id),
+    };
+    tenant.map(Resolution::Tenant)
+}
+
+impl Rule {
+    fn named(&self, request: &dyn RequestParts) -> Result<Option<TenantRef>, Malformed> {
+        match self {
+            Rule::Header(name) => from_header(name, &request.header_values(name)),
+            Rule::Host => Ok(request
+                .host()
+                .and_then(|host| DomainName::from_host(&host).ok())
+                .map(TenantRef::Domain)),
+            Rule::PathPrefix(prefix) => match split_path_prefix(prefix, request.path()) {
+                Some((segment, _)) => {
+                    parse_name(&percent_decode(segment), "tenant in the path").map(Some)
+                }
+                None => Ok(None),
+            },
+            Rule::Custom(resolver) => resolver.resolve(request),
+        }
+    }
+}
+
+/// Reads a tenant header's values: absent or blank names nothing; several different
+/// values are refused.
+fn from_header(name: &str, values: &[&[u8]]) -> Result<Option<TenantRef>, Malformed> {
+    let mut found: Option<TenantRef> = None;
+    for value in values {
+        if value.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = parse_name(value, name)?;
+        match &found {
+            Some(previous) if !same_tenant(previous, &parsed) => {
+                return Err(Malformed {
+                    detail: format!("malformed {name}: sent more than once with different values"),
+                })
+            }
+            _ => found = Some(parsed),
+        }
+    }
+    Ok(found)
+}
+
+fn same_tenant(a: &TenantRef, b: &TenantRef) -> bool {
+    match (a, b) {
+        (TenantRef::Name(a), TenantRef::Name(b)) => a.to_lowercase() == b.to_lowercase(),
+        _ => a == b,
+    }
+}
+
+/// Validates a tenant name taken from a request: UTF-8, trimmed, no control characters,
+/// at most [`MAX_NAME_BYTES`]. `public` in any case is [`TenantRef::Public`].
+///
+/// ```
+/// use diesel_tenancy::resolve::{parse_name, TenantRef};
+///
+/// assert_eq!(parse_name(b" Demo1 ", "Tenant-Header").unwrap(), TenantRef::Name("Demo1".into()));
+/// assert_eq!(parse_name(b"PUBLIC", "Tenant-Header").unwrap(), TenantRef::Public);
+/// assert!(parse_name(b"a\tb", "Tenant-Header").is_err());
+/// assert!(parse_name(&[0xff, 0xfe], "Tenant-Header").is_err());
+/// ```
+pub fn parse_name(raw: &[u8], source: &str) -> Result<TenantRef, Malformed> {
+    let bad = |why: &str| Malformed {
+        detail: format!("malformed {source}: {why}"),
+    };
+    let text = std::str::from_utf8(raw).map_err(|_| bad("not valid UTF-8"))?;
+    let name = text.trim();
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("contains control characters"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(bad("longer than 255 bytes"));
+    }
+    if name.eq_ignore_ascii_case("public") {
+        return Ok(TenantRef::Public);
+    }
+    Ok(TenantRef::Name(name.to_owned()))
+}
+
+/// Splits `/<prefix>/<segment>/rest` into the raw (still percent-encoded) `segment` and
+/// the remaining path, which starts with `/`. `prefix` may be given with or without slashes.
+///
+/// ```
+/// use diesel_tenancy::resolve::split_path_prefix;
+///
+/// assert_eq!(split_path_prefix("t", "/t/acme/hotels/1"), Some(("acme", "/hotels/1")));
+/// assert_eq!(split_path_prefix("/t/", "/t/acme"), Some(("acme", "/")));
+/// assert_eq!(split_path_prefix("t", "/tx/acme"), None);
+/// assert_eq!(split_path_prefix("t", "/t//x"), None);
+/// ```
+pub fn split_path_prefix<'p>(prefix: &str, path: &'p str) -> Option<(&'p str, &'p str)> {
+    let prefix = prefix.trim_matches('/');
+    let rest = path.strip_prefix('/')?;
+    let rest = if prefix.is_empty() {
+        rest
+    } else {
+        rest.strip_prefix(prefix)?.strip_prefix('/')?
+    };
+    let (segment, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if segment.is_empty() {
+        return None;
+    }
+    Some((segment, tail))
+}
+
+/// Decodes `%XX` escapes; a malformed escape is kept as is.
+fn percent_decode(input: &str) -> Vec<u8> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some(&[b'%', high, low]) => hex_pair(high, low),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn hex_pair(high: u8, low: u8) -> Option<u8> {
+    let high = char::from(high).to_digit(16)?;
+    let low = char::from(low).to_digit(16)?;
+    u8::try_from(high * 16 + low).ok()
+}
+
+#[cfg(test)]
+mod tests;

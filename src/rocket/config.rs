@@ -1,0 +1,188 @@
+//! The fairing's settings: code defaults, overridden by Rocket's figment configuration.
+
+use std::time::Duration;
+
+use ::rocket::figment::Figment;
+use serde::Deserialize;
+
+use crate::manager::PoolMode;
+
+/// Settings that code sets on [`TenancyFairing`](super::TenancyFairing) and that
+/// `Rocket.toml` or `ROCKET_*` variables can override.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) pool_size: Option<u32>,
+    pub(crate) timeout: Duration,
+    pub(crate) mode: Option<PoolMode>,
+    pub(crate) header: Option<String>,
+    pub(crate) host: bool,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) migrate_tenants: bool,
+    pub(crate) public_tenant: bool,
+    pub(crate) migrate_jobs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            pool_size: None,
+            timeout: Duration::from_secs(5),
+            mode: None,
+            header: Some(crate::resolve::DEFAULT_HEADER.to_owned()),
+            host: true,
+            path_prefix: None,
+            migrate_tenants: true,
+            public_tenant: false,
+            migrate_jobs: 1,
+        }
+    }
+}
+
+/// The prefix used when `path_prefix = true`.
+const DEFAULT_PATH_PREFIX: &str = "t";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ModeSetting {
+    Session,
+    TransactionLocal,
+}
+
+impl From<ModeSetting> for PoolMode {
+    fn from(m: ModeSetting) -> Self {
+        match m {
+            ModeSetting::Session => PoolMode::Session,
+            ModeSetting::TransactionLocal => PoolMode::TransactionLocal,
+        }
+    }
+}
+
+/// `true`/`false`, or a name.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Toggle {
+    On(bool),
+    Named(String),
+}
+
+#[derive(Deserialize)]
+struct DatabaseSection {
+    url: String,
+    pool_size: Option<u32>,
+    timeout: Option<u64>,
+    mode: Option<ModeSetting>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TenancySection {
+    header: Option<Toggle>,
+    host: Option<bool>,
+    path_prefix: Option<Toggle>,
+    migrate_tenants: Option<bool>,
+    public_tenant: Option<bool>,
+    migrate_jobs: Option<usize>,
+}
+
+/// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
+/// returns the database URL and the merged options, or a message for the launch log.
+pub(crate) fn read(
+    figment: &Figment,
+    database: &str,
+    defaults: &Options,
+) -> Result<(String, Options), String> {
+    let key = format!("databases.{database}");
+    let db: DatabaseSection = figment.extract_inner(&key).map_err(|e| {
+        format!(
+            "cannot read `{key}` ({e}). Set at least `{key}.url` in Rocket.toml, or \
+             ROCKET_DATABASES='{{{database}={{url=\"postgres://…\"}}}}'"
+        )
+    })?;
+    let tenancy: TenancySection = if figment.contains("tenancy") {
+        figment
+            .extract_inner("tenancy")
+            .map_err(|e| format!("cannot read the `tenancy` settings: {e}"))?
+    } else {
+        TenancySection::default()
+    };
+    let mut o = defaults.clone();
+    o.pool_size = db.pool_size.or(o.pool_size);
+    o.timeout = db.timeout.map(Duration::from_secs).unwrap_or(o.timeout);
+    o.mode = db.mode.map(PoolMode::from).or(o.mode);
+    o.header = match tenancy.header {
+        None => o.header,
+        Some(Toggle::On(false)) => None,
+        Some(Toggle::On(true)) => o
+            .header
+            .or_else(|| Some(crate::resolve::DEFAULT_HEADER.to_owned())),
+        Some(Toggle::Named(name)) => Some(name),
+    };
+    o.host = tenancy.host.unwrap_or(o.host);
+    o.path_prefix = match tenancy.path_prefix {
+        None => o.path_prefix,
+        Some(Toggle::On(false)) => None,
+        Some(Toggle::On(true)) => o.path_prefix.or_else(|| Some(DEFAULT_PATH_PREFIX.into())),
+        Some(Toggle::Named(prefix)) => Some(prefix),
+    };
+    o.migrate_tenants = tenancy.migrate_tenants.unwrap_or(o.migrate_tenants);
+    o.public_tenant = tenancy.public_tenant.unwrap_or(o.public_tenant);
+    o.migrate_jobs = tenancy.migrate_jobs.unwrap_or(o.migrate_jobs).max(1);
+    if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
+        return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
+    }
+    Ok((db.url, o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::rocket::figment::providers::{Format, Toml};
+
+    fn parse(toml: &str) -> Result<(String, Options), String> {
+        read(
+            &Figment::from(Toml::string(toml)),
+            "app",
+            &Options::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let (url, o) = parse("[databases.app]\nurl = \"postgres://h/db\"").unwrap();
+        assert_eq!(url, "postgres://h/db");
+        assert_eq!((o.pool_size, o.timeout.as_secs(), o.mode), (None, 5, None));
+        assert_eq!(o.header.as_deref(), Some("Tenant-Header"));
+        assert!(o.host && o.migrate_tenants && !o.public_tenant);
+        assert_eq!(o.path_prefix, None);
+
+        let (_, o) = parse(
+            "[databases.app]\nurl = \"u\"\npool_size = 3\ntimeout = 1\nmode = \"transaction_local\"\n\
+             [tenancy]\nheader = \"X-Tenant\"\nhost = false\npath_prefix = true\n\
+             migrate_tenants = false\npublic_tenant = true\nmigrate_jobs = 4",
+        )
+        .unwrap();
+        assert_eq!(o.pool_size, Some(3));
+        assert_eq!(o.timeout, Duration::from_secs(1));
+        assert_eq!(o.mode, Some(PoolMode::TransactionLocal));
+        assert_eq!(o.header.as_deref(), Some("X-Tenant"));
+        assert_eq!(o.path_prefix.as_deref(), Some("t"));
+        assert!(!o.host && !o.migrate_tenants && o.public_tenant);
+        assert_eq!(o.migrate_jobs, 4);
+
+        let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
+        assert_eq!(o.header, None);
+    }
+
+    #[test]
+    fn clear_errors() {
+        let e = parse("").unwrap_err();
+        assert!(
+            e.contains("databases.app") && e.contains("ROCKET_DATABASES"),
+            "{e}"
+        );
+        let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheadr = \"x\"").unwrap_err();
+        assert!(e.contains("headr"), "{e}");
+        let e = parse("[databases.app]\nurl = \"u\"\nmode = \"pgbouncer\"").unwrap_err();
+        assert!(e.contains("mode") || e.contains("pgbouncer"), "{e}");
+    }
+}

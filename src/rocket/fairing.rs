@@ -1,0 +1,293 @@
+//! [`TenancyFairing`]: builds the pool, migrates, starts the registry cache.
+
+use std::sync::Arc;
+
+use ::rocket::fairing::{self, Fairing, Info, Kind};
+use ::rocket::{Build, Data, Orbit, Request, Rocket};
+use diesel::migration::{Migration, MigrationSource};
+use diesel::pg::Pg;
+
+use super::config::{self, Options};
+use super::state::{blocking, Tenancy};
+use crate::error::{Error, Result};
+use crate::manager::PoolMode;
+use crate::migrate::SyncRouter;
+use crate::migration_set::Source;
+use crate::pool::{TenantPool, TenantPoolBuilder};
+use crate::registry_cache::RegistryCache;
+use crate::report::MigrateOptions;
+use crate::resolve::{ResolverChain, TenantResolver};
+use crate::schema_name::SchemaRules;
+
+/// The fairing that sets up tenancy for a Rocket application.
+///
+/// On ignite it reads `databases.<name>` and `tenancy` from Rocket's configuration
+/// (see the [module docs](super) for the keys and their defaults), builds the
+/// [`TenantPool`], applies the shared migrations, applies pending tenant migrations
+/// (unless turned off), loads the registry cache and starts its listener, then manages
+/// a [`Tenancy`]. Any failure is logged and aborts the launch. On shutdown it stops the
+/// listener and lets go of the pool.
+///
+/// Settings made here are defaults: `Rocket.toml` and `ROCKET_*` variables override them.
+pub struct TenancyFairing {
+    database: String,
+    tenant: Source,
+    shared: Vec<Source>,
+    options: Options,
+    pool: TenantPoolBuilder,
+    rules: SchemaRules,
+    resolvers: Vec<Arc<dyn TenantResolver>>,
+}
+
+impl std::fmt::Debug for TenancyFairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenancyFairing")
+            .field("database", &self.database)
+            .field("options", &self.options)
+            .field("custom_resolvers", &self.resolvers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenancyFairing {
+    /// A fairing for the database configured under `databases.<database>`, applying
+    /// `tenant_migrations` to every tenant schema.
+    pub fn new(
+        database: impl Into<String>,
+        tenant_migrations: impl MigrationSource<Pg> + Send + Sync + 'static,
+    ) -> Self {
+        TenancyFairing {
+            database: database.into(),
+            tenant: Arc::new(tenant_migrations),
+            shared: Vec::new(),
+            options: Options::default(),
+            pool: TenantPool::builder(),
+            rules: SchemaRules::default(),
+            resolvers: Vec::new(),
+        }
+    }
+
+    /// The application's shared migrations, applied to `public` after the crate's own
+    /// registry migrations. Defaults to none.
+    pub fn shared(
+        mut self,
+        shared_migrations: impl MigrationSource<Pg> + Send + Sync + 'static,
+    ) -> Self {
+        self.shared.push(Arc::new(shared_migrations));
+        self
+    }
+
+    /// The name of the header carrying the tenant name. Defaults to `Tenant-Header`.
+    /// Config key: `tenancy.header` (a name, or `false` to turn the rule off).
+    pub fn header_name(mut self, name: impl Into<String>) -> Self {
+        self.options.header = Some(name.into());
+        self
+    }
+
+    /// Whether the tenant header rule is on. Defaults to `true`.
+    pub fn header_enabled(mut self, enabled: bool) -> Self {
+        self.options.header = match (enabled, self.options.header.take()) {
+            (false, _) => None,
+            (true, Some(name)) => Some(name),
+            (true, None) => Some(crate::resolve::DEFAULT_HEADER.to_owned()),
+        };
+        self
+    }
+
+    /// Whether the request's host is matched against registered domains. Defaults to
+    /// `true`. Config key: `tenancy.host`.
+    pub fn host(mut self, enabled: bool) -> Self {
+        self.options.host = enabled;
+        self
+    }
+
+    /// Reads the tenant from the path, `/<prefix>/<tenant>/…`, and strips that part
+    /// before routing, so the same routes serve `/t/acme/hotels` and `/hotels`.
+    /// Defaults to off. Config key: `tenancy.path_prefix` (a prefix, `true` for `t`,
+    /// or `false`).
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Adds a custom rule, tried after the header, host and path rules.
+    pub fn resolver(mut self, resolver: impl TenantResolver) -> Self {
+        self.resolvers.push(Arc::new(resolver));
+        self
+    }
+
+    /// Whether pending tenant migrations are applied at launch. Defaults to `true`.
+    /// Config key: `tenancy.migrate_tenants`.
+    pub fn migrate_tenants(mut self, enabled: bool) -> Self {
+        self.options.migrate_tenants = enabled;
+        self
+    }
+
+    /// Tenants migrated at once at launch. Defaults to 1. Config key:
+    /// `tenancy.migrate_jobs`.
+    pub fn migrate_jobs(mut self, jobs: usize) -> Self {
+        self.options.migrate_jobs = jobs.max(1);
+        self
+    }
+
+    /// The public tenant: `public` also gets the tenant tables, and tenant routes
+    /// accept an explicit `public`. Defaults to `false`. Config key:
+    /// `tenancy.public_tenant`.
+    pub fn public_tenant(mut self, enabled: bool) -> Self {
+        self.options.public_tenant = enabled;
+        self
+    }
+
+    /// The pool settings to start from; `databases.<name>.pool_size`, `timeout` and
+    /// `mode` still override its size, checkout timeout and mode. Defaults to
+    /// [`TenantPool::builder`] with a 5 second checkout timeout.
+    pub fn pool_builder(mut self, builder: TenantPoolBuilder) -> Self {
+        self.pool = builder;
+        self
+    }
+
+    /// The rules new schema names are checked against. Defaults to
+    /// [`SchemaRules::default`].
+    pub fn schema_rules(mut self, rules: SchemaRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    fn chain(&self, o: &Options) -> ResolverChain {
+        let mut chain = ResolverChain::new();
+        if let Some(header) = &o.header {
+            chain = chain.header(header.clone());
+        }
+        if o.host {
+            chain = chain.host();
+        }
+        if let Some(prefix) = &o.path_prefix {
+            chain = chain.path_prefix(prefix.clone());
+        }
+        self.resolvers
+            .iter()
+            .fold(chain, |chain, r| chain.custom_shared(Arc::clone(r)))
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            tenant: Arc::clone(&self.tenant),
+            shared: self.shared.clone(),
+            pool: self.pool.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// What ignite needs on a blocking thread.
+struct Setup {
+    tenant: Source,
+    shared: Vec<Source>,
+    pool: TenantPoolBuilder,
+    rules: SchemaRules,
+}
+
+impl Setup {
+    /// Everything ignite does that blocks: pool, migrations, cache.
+    fn build(self, url: &str, o: &Options) -> Result<(SyncRouter, RegistryCache)> {
+        let mut builder = self.pool.clone().connection_timeout(o.timeout);
+        if let Some(size) = o.pool_size {
+            builder = builder.max_size(size);
+        }
+        builder = builder.mode(o.mode.unwrap_or(PoolMode::Session));
+        let pool = builder.build(url)?;
+        let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
+            .public_tenant(o.public_tenant)
+            .schema_rules(self.rules);
+        for source in self.shared {
+            router = router.shared(SharedSource(source));
+        }
+        let applied = router.migrate_shared()?;
+        log::info!(
+            "diesel-tenancy: shared migrations applied: {}",
+            applied.len()
+        );
+        if o.migrate_tenants {
+            let options = MigrateOptions {
+                jobs: o.migrate_jobs,
+                keep_going: true,
+                ..MigrateOptions::default()
+            };
+            let report = router.migrate_all(&options)?;
+            if let Some(failed) = report.failures().next() {
+                let why = failed.error.as_ref().map(ToString::to_string);
+                return Err(Error::Config(format!(
+                    "{} tenant(s) failed to migrate; first: tenant `{}`: {}",
+                    report.failures().count(),
+                    failed.tenant,
+                    why.unwrap_or_default()
+                )));
+            }
+            log::info!(
+                "diesel-tenancy: tenant migrations: {} migrated, {} up to date",
+                report.tenants.len(),
+                report.up_to_date
+            );
+        }
+        let cache = RegistryCache::start(url)?;
+        Ok((router, cache))
+    }
+}
+
+/// A shared migration source handed to the router.
+struct SharedSource(Source);
+
+impl MigrationSource<Pg> for SharedSource {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<Pg>>>> {
+        self.0.migrations()
+    }
+}
+
+#[::rocket::async_trait]
+impl Fairing for TenancyFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "diesel-tenancy",
+            kind: Kind::Ignite | Kind::Request | Kind::Shutdown,
+        }
+    }
+
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let (url, options) = match config::read(rocket.figment(), &self.database, &self.options) {
+            Ok(read) => read,
+            Err(message) => {
+                log::error!("diesel-tenancy: {message}");
+                return Err(rocket);
+            }
+        };
+        let setup = self.setup();
+        let (url2, options2) = (url.clone(), options.clone());
+        let built = blocking(move || setup.build(&url2, &options2)).await;
+        match built {
+            Ok((router, cache)) => {
+                let chain = self.chain(&options);
+                Ok(rocket.manage(Tenancy::new(router, cache, chain, options.path_prefix)))
+            }
+            Err(e) => {
+                log::error!(
+                    "diesel-tenancy: cannot start tenancy for database `{}` ({}): {e}",
+                    self.database,
+                    crate::database::redact(&url)
+                );
+                Err(rocket)
+            }
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        if let Some(tenancy) = request.rocket().state::<Tenancy>() {
+            tenancy.rewrite_path(request);
+        }
+    }
+
+    async fn on_shutdown(&self, rocket: &Rocket<Orbit>) {
+        if let Some(tenancy) = rocket.state::<Tenancy>() {
+            tenancy.shut_down().await;
+        }
+    }
+}

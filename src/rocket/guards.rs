@@ -1,0 +1,245 @@
+//! The request guards: [`Tenant`], [`TenantDb`] and [`PublicDb`].
+
+use std::sync::Arc;
+
+use ::rocket::http::Status;
+use ::rocket::request::{FromRequest, Outcome};
+use ::rocket::{Ignite, Request, Rocket, Sentinel};
+use diesel::pg::PgConnection;
+use serde::Serialize;
+
+use super::api_error::{stash, ApiError};
+use super::state::{blocking, Tenancy};
+use crate::error::Error;
+use crate::pool::TenantPool;
+use crate::registry;
+use crate::resolve::Resolution;
+use crate::scope::Scope;
+
+/// The tenant a request resolved to, resolved once per request from the cached
+/// registry (no database round trip).
+///
+/// On a tenant route it fails with 400 `{"detail":"Tenant not found"}` when no tenant
+/// was named or the one named is not registered, and with 400 and a specific detail
+/// when the tenant header is malformed. `public` is accepted only with the public-tenant
+/// option on; it is then the public scope. Use `Option<Tenant>` on routes where a
+/// tenant is optional.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    scope: Scope,
+    record: Option<Arc<registry::Tenant>>,
+}
+
+impl Tenant {
+    /// The scope this tenant's connections are put into.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The registry row, or `None` for the public tenant.
+    pub fn record(&self) -> Option<&registry::Tenant> {
+        self.record.as_deref()
+    }
+
+    /// The registry id, or `None` for the public tenant.
+    pub fn id(&self) -> Option<i64> {
+        self.record.as_ref().map(|t| t.id)
+    }
+
+    /// The tenant's name; `public` for the public tenant.
+    pub fn name(&self) -> &str {
+        self.record.as_ref().map_or("public", |t| t.name.as_str())
+    }
+
+    /// The tenant's schema; `public` for the public tenant.
+    pub fn schema(&self) -> &str {
+        self.record
+            .as_ref()
+            .map_or("public", |t| t.schema_name.as_str())
+    }
+
+    /// Whether this is the public tenant.
+    pub fn is_public(&self) -> bool {
+        self.record.is_none()
+    }
+
+    /// Maps a resolution to a tenant, or to the error a tenant route answers.
+    pub(crate) fn from_resolution(
+        resolution: &Resolution,
+        public_tenant: bool,
+    ) -> Result<Tenant, ApiError> {
+        match resolution {
+            Resolution::Tenant(t) => Ok(Tenant {
+                scope: Scope::Tenant(t.schema_name.clone()),
+                record: Some(Arc::clone(t)),
+            }),
+            Resolution::Public if public_tenant => Ok(Tenant {
+                scope: Scope::Public,
+                record: None,
+            }),
+            Resolution::Malformed(m) => Err(ApiError::new(Status::BadRequest, m.detail.clone())),
+            _ => Err(ApiError::tenant_not_found()),
+        }
+    }
+}
+
+impl Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Tenant", 3)?;
+        st.serialize_field("id", &self.id())?;
+        st.serialize_field("name", self.name())?;
+        st.serialize_field("schema", self.schema())?;
+        st.end()
+    }
+}
+
+/// The request's resolution, computed at most once per request.
+struct Resolved(Option<Resolution>);
+
+fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
+    request.rocket().state::<Tenancy>().ok_or_else(|| {
+        log::error!("diesel-tenancy: a tenancy guard ran without `TenancyFairing` attached");
+        ApiError::new(Status::InternalServerError, "Internal server error")
+    })
+}
+
+fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
+    let error = stash(request, error);
+    Outcome::Error((error.status(), error))
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for Tenant {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let tenancy = match tenancy(request) {
+            Ok(t) => t,
+            Err(e) => return fail(request, e),
+        };
+        let resolved = request
+            .local_cache_async(async { Resolved(Some(tenancy.resolve(request))) })
+            .await;
+        let Some(resolution) = &resolved.0 else {
+            return fail(request, ApiError::tenant_not_found());
+        };
+        match Tenant::from_resolution(resolution, tenancy.is_public_tenant()) {
+            Ok(tenant) => Outcome::Success(tenant),
+            Err(e) => fail(request, e),
+        }
+    }
+}
+
+fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
+    if rocket.state::<Tenancy>().is_some() {
+        return false;
+    }
+    log::error!(
+        "diesel-tenancy: a route uses the `{guard}` guard but `TenancyFairing` is not attached. \
+         Attach it: `.attach(TenancyFairing::new(\"<database>\", TENANT_MIGRATIONS))`."
+    );
+    true
+}
+
+impl Sentinel for Tenant {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        abort_without_fairing(rocket, "Tenant")
+    }
+}
+
+/// A database handle scoped to the request's tenant.
+///
+/// It fails like [`Tenant`]. Its connection is checked out only inside
+/// [`run`](Self::run), on a blocking thread, and is already scoped to the tenant
+/// (`search_path` = the tenant's schema alone, or `public` for the public tenant).
+#[derive(Debug, Clone)]
+pub struct TenantDb {
+    pool: TenantPool,
+    tenant: Tenant,
+}
+
+impl TenantDb {
+    /// The tenant this handle is scoped to.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// Runs `f` on a connection scoped to the request's tenant, on a blocking thread.
+    ///
+    /// A pool timeout or an unreachable database comes back as an error whose
+    /// [`ApiError`] is a 503. In `TransactionLocal` mode the work is committed when `f`
+    /// returns `Ok` and rolled back otherwise.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let scope = self.tenant.scope.clone();
+        blocking(move || pool.with_scope(scope, f)).await
+    }
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for TenantDb {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        let tenant = match Tenant::from_request(request).await {
+            Outcome::Success(tenant) => tenant,
+            Outcome::Error(e) => return Outcome::Error(e),
+            Outcome::Forward(s) => return Outcome::Forward(s),
+        };
+        match tenancy(request).and_then(|t| t.pool().map_err(ApiError::from)) {
+            Ok(pool) => Outcome::Success(TenantDb { pool, tenant }),
+            Err(e) => fail(request, e),
+        }
+    }
+}
+
+impl Sentinel for TenantDb {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        abort_without_fairing(rocket, "TenantDb")
+    }
+}
+
+/// A database handle scoped to `public` (shared tables, the tenant registry), whatever
+/// tenant the request names.
+#[derive(Debug, Clone)]
+pub struct PublicDb {
+    pool: TenantPool,
+}
+
+impl PublicDb {
+    /// Runs `f` on a connection scoped to `public`, on a blocking thread; see
+    /// [`TenantDb::run`].
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        blocking(move || pool.with_scope(Scope::Public, f)).await
+    }
+}
+
+#[::rocket::async_trait]
+impl<'r> FromRequest<'r> for PublicDb {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match tenancy(request).and_then(|t| t.pool().map_err(ApiError::from)) {
+            Ok(pool) => Outcome::Success(PublicDb { pool }),
+            Err(e) => fail(request, e),
+        }
+    }
+}
+
+impl Sentinel for PublicDb {
+    fn abort(rocket: &Rocket<Ignite>) -> bool {
+        abort_without_fairing(rocket, "PublicDb")
+    }
+}
