@@ -1,0 +1,306 @@
+//! The admin API (replaces the seed's Django admin): tenants and domains.
+//!
+//! Mounted only when `HOTEL_ADMIN_TOKEN` is set, so without it every route is a 404.
+//! Every request needs `Authorization: Bearer <token>`; otherwise 401 with a `detail`.
+
+use diesel_tenancy::diesel::PgConnection;
+use diesel_tenancy::rocket::{PublicDb, Tenancy};
+use diesel_tenancy::{
+    validate_tenant_name, DomainName, Error, NewTenant, SchemaName, Tenant, TenantRegistry,
+};
+use rocket::fairing::AdHoc;
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome};
+use rocket::response::status::Created;
+use rocket::serde::json::{json, Json, Value};
+use rocket::{delete, get, post, routes, Request, State};
+
+use crate::body::JsonObject;
+use crate::problem::Problem;
+use crate::validate::{self, FieldErrors};
+
+/// The configured bearer token.
+struct AdminToken(String);
+
+pub fn stage(token: Option<String>) -> AdHoc {
+    AdHoc::on_ignite("Admin API", |rocket| async move {
+        match token {
+            Some(token) => rocket.manage(AdminToken(token)).mount(
+                "/",
+                routes![
+                    create_tenant,
+                    list_tenants,
+                    get_tenant,
+                    delete_tenant,
+                    add_domain,
+                    remove_domain
+                ],
+            ),
+            None => {
+                log::info!("admin API off: set HOTEL_ADMIN_TOKEN to turn it on");
+                rocket
+            }
+        }
+    })
+}
+
+/// A request that presented the admin token.
+struct Admin;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Admin {
+    type Error = Problem;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Admin, Problem> {
+        let Some(AdminToken(expected)) = req.rocket().state::<AdminToken>() else {
+            return Outcome::Error((Status::NotFound, Problem::not_found()));
+        };
+        let presented = req.headers().get_one("Authorization").and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        match presented {
+            None => Outcome::Error((
+                Status::Unauthorized,
+                Problem::Unauthorized("Authentication credentials were not provided."),
+            )),
+            Some(token) if validate::same_secret(token.as_bytes(), expected.as_bytes()) => {
+                Outcome::Success(Admin)
+            }
+            Some(_) => Outcome::Error((
+                Status::Unauthorized,
+                Problem::Unauthorized("Invalid token."),
+            )),
+        }
+    }
+}
+
+/// A tenant as the admin API shows it.
+fn tenant_json(tenant: &Tenant, domains: Vec<String>) -> Value {
+    json!({
+        "name": tenant.name,
+        "schema_name": tenant.schema_name.as_str(),
+        "domains": domains,
+        "created_at": tenant.created_at.to_rfc3339(),
+    })
+}
+
+fn described(conn: &mut PgConnection, tenant: Tenant) -> Result<Value, Problem> {
+    let domains = TenantRegistry::domains_of(conn, &tenant)?
+        .into_iter()
+        .map(|d| d.domain)
+        .collect();
+    Ok(tenant_json(&tenant, domains))
+}
+
+/// A registry miss is the resource's 404, not the tenant-resolution 400.
+fn not_found_on_miss(e: Error) -> Problem {
+    match e {
+        Error::UnknownTenant { .. } | Error::UnknownDomain { .. } => Problem::not_found(),
+        other => Problem::from(other),
+    }
+}
+
+/// Runs blocking router work (schema DDL) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    rocket::tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem::internal("admin task", &e))?
+}
+
+fn string_field<'a>(
+    body: &'a serde_json::Map<String, Value>,
+    field: &str,
+    required: bool,
+    errors: &mut FieldErrors,
+) -> Option<&'a str> {
+    let message = match body.get(field) {
+        None if required => validate::REQUIRED,
+        None => return None,
+        Some(Value::Null) if !required => return None,
+        Some(Value::Null) => validate::NULL,
+        Some(Value::String(s)) if s.trim().is_empty() => validate::BLANK,
+        Some(Value::String(s)) => return Some(s),
+        Some(_) => validate::NOT_A_STRING,
+    };
+    errors.insert(field.into(), vec![message.into()]);
+    None
+}
+
+fn parse_new_tenant(body: JsonObject) -> Result<NewTenant, Problem> {
+    let body = body.0?;
+    let mut errors = FieldErrors::new();
+    let name = string_field(&body, "name", true, &mut errors);
+    if let Some(Err(e)) = name.map(validate_tenant_name) {
+        errors.insert("name".into(), vec![e.to_string()]);
+    }
+    let schema = string_field(&body, "schema_name", false, &mut errors)
+        .map(SchemaName::new)
+        .and_then(|r| {
+            r.map_err(|e| errors.insert("schema_name".into(), vec![e.to_string()]))
+                .ok()
+        });
+    let mut domains = Vec::new();
+    match body.get("domains") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            let mut messages = Vec::new();
+            for item in items {
+                match item.as_str().map(DomainName::new) {
+                    Some(Ok(d)) => domains.push(d),
+                    Some(Err(e)) => messages.push(e.to_string()),
+                    None => messages.push(validate::NOT_A_STRING.into()),
+                }
+            }
+            if !messages.is_empty() {
+                errors.insert("domains".into(), messages);
+            }
+        }
+        Some(_) => {
+            errors.insert("domains".into(), vec!["Expected a list of items.".into()]);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Problem::Fields(errors));
+    }
+    Ok(NewTenant {
+        name: name.unwrap_or_default().trim().to_owned(),
+        schema_name: schema,
+        domains,
+    })
+}
+
+#[post("/tenants", data = "<body>")]
+async fn create_tenant(
+    admin: Result<Admin, Problem>,
+    body: JsonObject,
+    tenancy: &State<Tenancy>,
+) -> Result<Created<Json<Value>>, Problem> {
+    admin?;
+    let new = parse_new_tenant(body)?;
+    let router = tenancy.router()?;
+    let value = blocking(move || {
+        let tenant = router.create_tenant(&new)?;
+        router.pool().with_public(|conn| described(conn, tenant))
+    })
+    .await?;
+    let location = format!("/tenants/{}", value["name"].as_str().unwrap_or_default());
+    Ok(Created::new(location).body(Json(value)))
+}
+
+#[get("/tenants")]
+async fn list_tenants(admin: Result<Admin, Problem>, db: PublicDb) -> Result<Json<Value>, Problem> {
+    admin?;
+    db.run(|conn| {
+        let domains = TenantRegistry::list_domains(conn)?;
+        let tenants = TenantRegistry::list(conn)?;
+        let list = tenants
+            .iter()
+            .map(|t| {
+                let mut own: Vec<_> = domains.iter().filter(|d| d.tenant_id == t.id).collect();
+                own.sort_by_key(|d| (!d.is_primary, d.domain.clone()));
+                tenant_json(t, own.into_iter().map(|d| d.domain.clone()).collect())
+            })
+            .collect();
+        Ok(Json(Value::Array(list)))
+    })
+    .await
+}
+
+#[get("/tenants/<name>")]
+async fn get_tenant(
+    admin: Result<Admin, Problem>,
+    name: &str,
+    db: PublicDb,
+) -> Result<Json<Value>, Problem> {
+    admin?;
+    let name = name.to_owned();
+    db.run(move |conn| {
+        let tenant = TenantRegistry::find_by_name(conn, &name)?.ok_or_else(Problem::not_found)?;
+        described(conn, tenant).map(Json)
+    })
+    .await
+}
+
+#[delete("/tenants/<name>?<drop_schema>")]
+async fn delete_tenant(
+    admin: Result<Admin, Problem>,
+    name: &str,
+    drop_schema: Option<&str>,
+    tenancy: &State<Tenancy>,
+) -> Result<Status, Problem> {
+    admin?;
+    let drop_schema = match drop_schema.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => false,
+        Some("true" | "1" | "yes" | "on" | "") => true,
+        Some(_) => return Err(Problem::field("drop_schema", "Must be a valid boolean.")),
+    };
+    let router = tenancy.router()?;
+    let name = name.to_owned();
+    blocking(move || {
+        router
+            .delete_tenant(&name, drop_schema)
+            .map_err(not_found_on_miss)
+    })
+    .await?;
+    Ok(Status::NoContent)
+}
+
+#[post("/tenants/<name>/domains", data = "<body>")]
+async fn add_domain(
+    admin: Result<Admin, Problem>,
+    name: &str,
+    body: JsonObject,
+    db: PublicDb,
+) -> Result<Created<Json<Value>>, Problem> {
+    admin?;
+    let body = body.0?;
+    let mut errors = FieldErrors::new();
+    let domain = string_field(&body, "domain", true, &mut errors).and_then(|d| {
+        DomainName::new(d)
+            .map_err(|e| errors.insert("domain".into(), vec![e.to_string()]))
+            .ok()
+    });
+    let primary = match body.get("is_primary") {
+        None | Some(Value::Null) => false,
+        Some(&Value::Bool(b)) => b,
+        Some(_) => {
+            errors.insert("is_primary".into(), vec!["Must be a valid boolean.".into()]);
+            false
+        }
+    };
+    let Some(domain) = domain.filter(|_| errors.is_empty()) else {
+        return Err(Problem::Fields(errors));
+    };
+    let name = name.to_owned();
+    let value = db
+        .run(move |conn| {
+            let tenant =
+                TenantRegistry::find_by_name(conn, &name)?.ok_or_else(Problem::not_found)?;
+            let row = TenantRegistry::add_domain(conn, &tenant.name, &domain, primary)
+                .map_err(not_found_on_miss)?;
+            Ok::<_, Problem>(json!({
+                "domain": row.domain,
+                "tenant": tenant.name,
+                "is_primary": row.is_primary,
+            }))
+        })
+        .await?;
+    let location = format!("/domains/{}", value["domain"].as_str().unwrap_or_default());
+    Ok(Created::new(location).body(Json(value)))
+}
+
+#[delete("/domains/<domain>")]
+async fn remove_domain(
+    admin: Result<Admin, Problem>,
+    domain: &str,
+    db: PublicDb,
+) -> Result<Status, Problem> {
+    admin?;
+    let domain = DomainName::new(domain).map_err(|_| Problem::not_found())?;
+    db.run(move |conn| TenantRegistry::remove_domain(conn, &domain).map_err(not_found_on_miss))
+        .await?;
+    Ok(Status::NoContent)
+}

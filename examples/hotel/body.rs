@@ -1,0 +1,243 @@
+//! Request bodies: JSON, multipart or urlencoded forms, anything else 415; too big 413.
+
+use rocket::data::{FromData, Outcome, ToByteUnit};
+use rocket::form::{self, Form, FromForm};
+use rocket::fs::TempFile;
+use rocket::http::{ContentType, Method, Status};
+use rocket::serde::json::Value;
+use rocket::tokio::io::AsyncReadExt;
+use rocket::{Data, Request};
+
+use crate::picture::{self, Picture};
+use crate::problem::Problem;
+use crate::validate::{self, FieldErrors, Mode, Raw, Text};
+
+/// What to do with a hotel's picture.
+#[derive(Debug)]
+pub enum PictureInput {
+    Keep,
+    Clear,
+    Set(Picture),
+}
+
+/// A validated hotel body.
+#[derive(Debug)]
+pub struct HotelInput {
+    pub text: Text,
+    pub picture: PictureInput,
+}
+
+/// The body of a POST, PUT or PATCH on hotels: never fails as a guard, so the handler
+/// can answer the exact error.
+pub struct HotelBody(pub Result<HotelInput, Problem>);
+
+/// A JSON object body (the admin API): never fails as a guard either.
+pub struct JsonObject(pub Result<serde_json::Map<String, Value>, Problem>);
+
+fn mode(req: &Request<'_>) -> Mode {
+    if req.method() == Method::Patch {
+        Mode::Partial
+    } else {
+        Mode::Full
+    }
+}
+
+enum Kind {
+    Json,
+    Form,
+}
+
+/// The body's kind, or 415 (DRF's wording).
+fn kind(req: &Request<'_>, forms: bool) -> Result<Kind, Problem> {
+    match req.content_type() {
+        Some(ct) if ct.is_json() => Ok(Kind::Json),
+        Some(ct) if forms && (ct.is_form_data() || ct.is_form()) => Ok(Kind::Form),
+        // No body and no type: an empty JSON object, so the fields are reported missing.
+        None if req
+            .headers()
+            .get_one("Content-Length")
+            .is_none_or(|l| l.trim() == "0") =>
+        {
+            Ok(Kind::Json)
+        }
+        other => Err(Problem::new(
+            Status::UnsupportedMediaType,
+            format!(
+                "Unsupported media type \"{}\" in request.",
+                other.map(ContentType::to_string).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Reads a JSON document within the `json` limit.
+async fn read_json(req: &Request<'_>, data: Data<'_>) -> Result<Value, Problem> {
+    let limit = req.limits().get("json").unwrap_or(1.mebibytes());
+    let bytes = data
+        .open(limit)
+        .into_bytes()
+        .await
+        .map_err(|e| Problem::bad_request(format!("Could not read the request body: {e}")))?;
+    if !bytes.is_complete() {
+        return Err(too_large(limit));
+    }
+    if bytes.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Problem::bad_request(format!("JSON parse error - {e}")))
+}
+
+fn too_large(limit: rocket::data::ByteUnit) -> Problem {
+    Problem::new(
+        Status::PayloadTooLarge,
+        format!("Request body is too large (the limit is {limit})."),
+    )
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for JsonObject {
+    type Error = std::convert::Infallible;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let result = match kind(req, false) {
+            Ok(_) => match read_json(req, data).await {
+                Ok(Value::Object(map)) => Ok(map),
+                Ok(other) => Err(Problem::Fields(validate::not_an_object(&other))),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        Outcome::Success(JsonObject(result))
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for HotelBody {
+    type Error = std::convert::Infallible;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
+        let result = match kind(req, true) {
+            Ok(Kind::Json) => from_json(req, data).await,
+            Ok(Kind::Form) => from_form(req, data).await,
+            Err(e) => Err(e),
+        };
+        Outcome::Success(HotelBody(result))
+    }
+}
+
+async fn from_json(req: &Request<'_>, data: Data<'_>) -> Result<HotelInput, Problem> {
+    let value = read_json(req, data).await?;
+    let Value::Object(object) = &value else {
+        return Err(Problem::Fields(validate::not_an_object(&value)));
+    };
+    let mut errors = FieldErrors::new();
+    let text = validate::text_fields(mode(req), &mut errors, |f| {
+        validate::raw_json(object.get(f))
+    });
+    let picture = match object.get("picture") {
+        None => PictureInput::Keep,
+        Some(Value::Null) => PictureInput::Clear,
+        Some(_) => {
+            errors.insert("picture".into(), vec![validate::NOT_A_FILE.into()]);
+            PictureInput::Keep
+        }
+    };
+    if errors.is_empty() {
+        Ok(HotelInput { text, picture })
+    } else {
+        Err(Problem::Fields(errors))
+    }
+}
+
+#[derive(FromForm)]
+struct HotelForm<'r> {
+    name: form::Result<'r, String>,
+    location: form::Result<'r, String>,
+    description: form::Result<'r, String>,
+    picture: form::Result<'r, TempFile<'r>>,
+}
+
+fn is_missing(errors: &form::Errors<'_>) -> bool {
+    errors
+        .iter()
+        .all(|e| matches!(e.kind, form::error::ErrorKind::Missing))
+}
+
+fn form_problem(errors: &form::Errors<'_>) -> Problem {
+    if errors.status() == Status::PayloadTooLarge {
+        Problem::new(
+            Status::PayloadTooLarge,
+            "Request body is too large (pictures are limited to 5 MiB).",
+        )
+    } else {
+        let first = errors.iter().next().map(ToString::to_string);
+        Problem::bad_request(format!(
+            "Multipart form parse error - {}",
+            first.unwrap_or_else(|| "invalid form".into())
+        ))
+    }
+}
+
+async fn from_form<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<HotelInput, Problem> {
+    let form = match Form::<HotelForm<'r>>::from_data(req, data).await {
+        Outcome::Success(form) => form.into_inner(),
+        Outcome::Error((_, errors)) => return Err(form_problem(&errors)),
+        Outcome::Forward(_) => return Err(Problem::bad_request("Multipart form parse error")),
+    };
+    // A field that failed for its size is the body's fault: 413 before any 400.
+    for field in [&form.name, &form.location, &form.description] {
+        if let Err(e) = field {
+            if !is_missing(e) {
+                return Err(form_problem(e));
+            }
+        }
+    }
+    let mut errors = FieldErrors::new();
+    let text = validate::text_fields(mode(req), &mut errors, |f| {
+        let value = match f {
+            "name" => &form.name,
+            "location" => &form.location,
+            _ => &form.description,
+        };
+        match value {
+            Ok(s) => Raw::Str(s),
+            Err(_) => Raw::Missing,
+        }
+    });
+    let picture = match form.picture {
+        Err(e) if is_missing(&e) => PictureInput::Keep,
+        Err(e) => return Err(form_problem(&e)),
+        // A form without a chosen file sends an empty part without a name.
+        Ok(file) if file.len() == 0 && file.name().is_none() => PictureInput::Keep,
+        Ok(file) => match read_picture(&file).await {
+            Ok(p) => PictureInput::Set(p),
+            Err(message) => {
+                errors.insert("picture".into(), vec![message.to_owned()]);
+                PictureInput::Keep
+            }
+        },
+    };
+    if errors.is_empty() {
+        Ok(HotelInput { text, picture })
+    } else {
+        Err(Problem::Fields(errors))
+    }
+}
+
+/// Reads an uploaded file and checks it on a blocking thread.
+async fn read_picture(file: &TempFile<'_>) -> Result<Picture, &'static str> {
+    if file.len() > picture::MAX_BYTES {
+        return Err(picture::TOO_BIG);
+    }
+    let mut bytes = Vec::with_capacity(file.len() as usize);
+    let mut reader = file.open().await.map_err(|_| picture::INVALID)?;
+    reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|_| picture::INVALID)?;
+    let name = file.name().map(str::to_owned);
+    rocket::tokio::task::spawn_blocking(move || picture::check(bytes, name.as_deref()))
+        .await
+        .map_err(|_| picture::INVALID)?
+}

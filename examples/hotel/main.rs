@@ -1,0 +1,114 @@
+//! The seed's hotel service on `diesel-tenancy`: one PostgreSQL schema per tenant, the
+//! tenant chosen per request by `Tenant-Header` or the Host's registered domain.
+//!
+//! ```text
+//! cargo run --example hotel                      # create the database if needed, migrate, serve
+//! cargo run --example hotel -- tenant create demo1
+//! cargo run --example hotel -- migrate --check
+//! ```
+//!
+//! See `examples/hotel/README.md` for the walkthrough and `config.rs` for the settings.
+
+mod admin;
+mod body;
+mod config;
+mod health;
+mod hotels;
+mod media;
+mod model;
+mod picture;
+mod problem;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use diesel_tenancy::database::create_database_if_missing;
+use diesel_tenancy::rocket::TenancyFairing;
+use diesel_tenancy::{cli, SyncRouter, TenantPool};
+use rocket::{Build, Rocket};
+
+use crate::config::{MediaRoot, Settings};
+
+/// The hotels table, applied to every tenant schema and, with the public-tenant option,
+/// to `public`.
+const TENANT_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+
+/// The seed's multi-tenant hotel service.
+#[derive(Parser)]
+#[command(name = "hotel", version)]
+struct Hotel {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default): creates the database if missing, migrates,
+    /// then serves.
+    Serve,
+    #[command(flatten)]
+    Manage(cli::Command),
+}
+
+/// The service: every resource module adds its stage.
+fn rocket(settings: &Settings) -> Rocket<Build> {
+    rocket::custom(settings.figment())
+        .attach(TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true))
+        .manage(MediaRoot(settings.media_root.clone()))
+        .attach(problem::stage())
+        .attach(health::stage())
+        .attach(admin::stage(settings.admin_token.clone()))
+        .attach(hotels::stage())
+        .attach(media::stage())
+}
+
+fn main() -> ExitCode {
+    let args = Hotel::parse();
+    let settings = Settings::load();
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&settings),
+        Command::Manage(command) => manage(&settings, &command),
+    }
+}
+
+fn serve(settings: &Settings) -> ExitCode {
+    if let Err(e) = create_database_if_missing(&settings.database_url) {
+        return cli::fail(&e);
+    }
+    match rocket::execute(rocket(settings).launch()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => cli::fail(&e),
+    }
+}
+
+fn manage(settings: &Settings, command: &cli::Command) -> ExitCode {
+    let check = matches!(command, cli::Command::Migrate(m) if m.check);
+    // `migrate --check` changes nothing, not even by creating the database.
+    if !check {
+        if let Err(e) = create_database_if_missing(&settings.database_url) {
+            return cli::fail(&e);
+        }
+    }
+    let jobs = match command {
+        cli::Command::Migrate(m) => m.jobs.get() as u32,
+        _ => 1,
+    };
+    let pool = match TenantPool::builder()
+        .max_size(jobs.clamp(2, 64))
+        .min_idle(Some(0))
+        .build(&settings.database_url)
+    {
+        Ok(pool) => pool,
+        Err(e) => return cli::fail(&e),
+    };
+    let router = SyncRouter::new(pool, TENANT_MIGRATIONS).public_tenant(true);
+    // Registry commands on a fresh database: set up `public` first, as `serve` would.
+    if !matches!(command, cli::Command::Migrate(_)) {
+        if let Err(e) = router.migrate_shared() {
+            return cli::fail(&e);
+        }
+    }
+    cli::run_stdio(command, &router)
+}
