@@ -101,6 +101,16 @@ fn not_found_on_miss(e: Error) -> Problem {
     }
 }
 
+/// Reloads this process's registry cache after a domain change, so the change applies
+/// to the next request here (other processes follow through NOTIFY). A failure only
+/// delays that, so it is logged, not answered.
+fn refresh(tenancy: &Tenancy) {
+    let result = rocket::tokio::task::block_in_place(|| tenancy.cache().refresh());
+    if let Err(e) = result {
+        log::warn!("registry cache refresh after a domain change: {e}");
+    }
+}
+
 /// Runs blocking router work (schema DDL) off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
@@ -180,12 +190,10 @@ async fn create_tenant(
 ) -> Result<Created<Json<Value>>, Problem> {
     admin?;
     let new = parse_new_tenant(body)?;
-    let router = tenancy.router()?;
-    let value = blocking(move || {
-        let tenant = router.create_tenant(&new)?;
-        router.pool().with_public(|conn| described(conn, tenant))
-    })
-    .await?;
+    // Through `Tenancy`, so the new tenant resolves here as soon as this returns.
+    let tenant = tenancy.create_tenant(new).await?;
+    let pool = tenancy.pool()?;
+    let value = blocking(move || pool.with_public(|conn| described(conn, tenant))).await?;
     let location = format!("/tenants/{}", value["name"].as_str().unwrap_or_default());
     Ok(Created::new(location).body(Json(value)))
 }
@@ -237,14 +245,10 @@ async fn delete_tenant(
         Some("true" | "1" | "yes" | "on" | "") => true,
         Some(_) => return Err(Problem::field("drop_schema", "Must be a valid boolean.")),
     };
-    let router = tenancy.router()?;
-    let name = name.to_owned();
-    blocking(move || {
-        router
-            .delete_tenant(&name, drop_schema)
-            .map_err(not_found_on_miss)
-    })
-    .await?;
+    tenancy
+        .delete_tenant(name.to_owned(), drop_schema)
+        .await
+        .map_err(not_found_on_miss)?;
     Ok(Status::NoContent)
 }
 
@@ -254,6 +258,7 @@ async fn add_domain(
     name: &str,
     body: JsonObject,
     db: PublicDb,
+    tenancy: &State<Tenancy>,
 ) -> Result<Created<Json<Value>>, Problem> {
     admin?;
     let body = body.0?;
@@ -288,6 +293,7 @@ async fn add_domain(
             }))
         })
         .await?;
+    refresh(tenancy);
     let location = format!("/domains/{}", value["domain"].as_str().unwrap_or_default());
     Ok(Created::new(location).body(Json(value)))
 }
@@ -297,10 +303,12 @@ async fn remove_domain(
     admin: Result<Admin, Problem>,
     domain: &str,
     db: PublicDb,
+    tenancy: &State<Tenancy>,
 ) -> Result<Status, Problem> {
     admin?;
     let domain = DomainName::new(domain).map_err(|_| Problem::not_found())?;
     db.run(move |conn| TenantRegistry::remove_domain(conn, &domain).map_err(not_found_on_miss))
         .await?;
+    refresh(tenancy);
     Ok(Status::NoContent)
 }
