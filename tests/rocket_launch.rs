@@ -33,7 +33,9 @@ fn uses_tenant(_t: Option<diesel_tenancy::rocket::Tenant>) {}
 fn launching_the_guards_without_the_fairing_aborts() {
     let rocket = rocket::custom(figment("postgres://unused/none"))
         .mount("/", routes![uses_db, uses_public, uses_tenant]);
-    let error = Client::tracked(rocket).err().expect("launch must abort");
+    let Err(error) = Client::tracked(rocket) else {
+        panic!("launch must abort");
+    };
     match error.kind() {
         ErrorKind::SentinelAborts(sentries) => {
             let names: Vec<&str> = sentries.iter().map(|s| s.type_name).collect();
@@ -46,7 +48,9 @@ fn launching_the_guards_without_the_fairing_aborts() {
 }
 
 fn failed_fairing(rocket: rocket::Rocket<rocket::Build>) {
-    let error = Client::tracked(rocket).err().expect("launch must abort");
+    let Err(error) = Client::tracked(rocket) else {
+        panic!("launch must abort");
+    };
     match error.kind() {
         ErrorKind::FailedFairings(failed) => {
             assert!(
@@ -101,7 +105,7 @@ fn a_served_instance_shuts_down_cleanly() {
             let _ = port_tx.send((r.config().port, r.shutdown()));
         })
     }));
-    let server = std::thread::spawn(move || rocket::execute(rocket.launch()));
+    let server = std::thread::spawn(move || rocket::execute(rocket.launch()).map_err(Box::new));
     let (port, shutdown) = port_rx.recv_timeout(Duration::from_secs(30)).unwrap();
 
     let raw = |header: &[u8]| -> String {
