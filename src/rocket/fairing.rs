@@ -10,7 +10,6 @@ use diesel::pg::Pg;
 use super::config::{self, Options};
 use super::state::{blocking, Tenancy};
 use crate::error::{Error, Result};
-use crate::manager::PoolMode;
 use crate::migrate::SyncRouter;
 use crate::migration_set::Source;
 use crate::pool::{TenantPool, TenantPoolBuilder};
@@ -194,7 +193,9 @@ impl Setup {
         if let Some(size) = o.pool_size {
             builder = builder.max_size(size);
         }
-        builder = builder.mode(o.mode.unwrap_or(PoolMode::Session));
+        if let Some(mode) = o.mode {
+            builder = builder.mode(mode);
+        }
         let pool = builder.build(url)?;
         let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
             .public_tenant(o.public_tenant)
@@ -214,19 +215,24 @@ impl Setup {
                 ..MigrateOptions::default()
             };
             let report = router.migrate_all(&options)?;
-            if let Some(failed) = report.failures().next() {
-                let why = failed.error.as_ref().map(ToString::to_string);
-                return Err(Error::Config(format!(
-                    "{} tenant(s) failed to migrate; first: tenant `{}`: {}",
-                    report.failures().count(),
-                    failed.tenant,
-                    why.unwrap_or_default()
-                )));
+            let migrated = report.tenants.len();
+            let up_to_date = report.up_to_date;
+            let mut errors: Vec<Error> =
+                report.tenants.into_iter().filter_map(|t| t.error).collect();
+            if !errors.is_empty() {
+                log::error!(
+                    "diesel-tenancy: {} tenant(s) failed to migrate at launch",
+                    errors.len()
+                );
+                for later in errors.iter().skip(1) {
+                    log::error!("diesel-tenancy: {later}");
+                }
+                return Err(errors.swap_remove(0));
             }
             log::info!(
                 "diesel-tenancy: tenant migrations: {} migrated, {} up to date",
-                report.tenants.len(),
-                report.up_to_date
+                migrated,
+                up_to_date
             );
         }
         let cache = RegistryCache::start(url)?;

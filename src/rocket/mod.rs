@@ -145,7 +145,8 @@
 //!     let n = db
 //!         .run(move |c| {
 //!             c.with_scope(&scope, |conn| {
-//!                 Ok::<i64, ApiError>(diesel::dsl::sql("SELECT count(*) FROM hotels").get_result(conn)?)
+//!                 let count = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM hotels");
+//!                 Ok::<i64, ApiError>(count.get_result(conn)?)
 //!             })
 //!         })
 //!         .await?;
