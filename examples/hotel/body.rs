@@ -164,11 +164,19 @@ fn is_missing(errors: &form::Errors<'_>) -> bool {
         .all(|e| matches!(e.kind, form::error::ErrorKind::Missing))
 }
 
+/// Rocket also reports a truncated (malformed) multipart stream as 413; only a length
+/// over a known limit is the client's oversized body.
+fn over_limit(error: &form::Error<'_>) -> bool {
+    use form::error::ErrorKind::InvalidLength;
+    error.status() == Status::PayloadTooLarge
+        && !matches!(error.kind, InvalidLength { max: None, .. })
+}
+
 fn form_problem(errors: &form::Errors<'_>) -> Problem {
-    if errors.status() == Status::PayloadTooLarge {
+    if errors.iter().any(over_limit) {
         Problem::new(
             Status::PayloadTooLarge,
-            "Request body is too large (pictures are limited to 5 MiB).",
+            "Request body is too large (forms are limited to 6 MiB, pictures to 5 MiB).",
         )
     } else {
         let first = errors.iter().next().map(ToString::to_string);
