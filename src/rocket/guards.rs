@@ -95,7 +95,7 @@ impl Serialize for Tenant {
 }
 
 /// The request's resolution, computed at most once per request.
-struct Resolved(Option<Resolution>);
+struct Resolved(Resolution);
 
 fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
     request.rocket().state::<Tenancy>().ok_or_else(|| {
@@ -119,12 +119,9 @@ impl<'r> FromRequest<'r> for Tenant {
             Err(e) => return fail(request, e),
         };
         let resolved = request
-            .local_cache_async(async { Resolved(Some(tenancy.resolve(request))) })
+            .local_cache_async(async { Resolved(tenancy.resolve(request)) })
             .await;
-        let Some(resolution) = &resolved.0 else {
-            return fail(request, ApiError::tenant_not_found());
-        };
-        match Tenant::from_resolution(resolution, tenancy.is_public_tenant()) {
+        match Tenant::from_resolution(&resolved.0, tenancy.is_public_tenant()) {
             Ok(tenant) => Outcome::Success(tenant),
             Err(e) => fail(request, e),
         }

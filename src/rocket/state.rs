@@ -22,11 +22,18 @@ use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain}
 /// requests get 503.
 #[derive(Debug)]
 pub struct Tenancy {
-    router: RwLock<Option<SyncRouter>>,
+    live: RwLock<Option<Live>>,
     cache: Arc<RegistryCache>,
     chain: ResolverChain,
     public_tenant: bool,
     path_prefix: Option<String>,
+}
+
+/// What shutdown lets go of.
+#[derive(Debug)]
+struct Live {
+    router: SyncRouter,
+    pool: TenantPool,
 }
 
 impl Tenancy {
@@ -38,7 +45,10 @@ impl Tenancy {
     ) -> Self {
         Tenancy {
             public_tenant: router.is_public_tenant(),
-            router: RwLock::new(Some(router)),
+            live: RwLock::new(Some(Live {
+                pool: router.pool().clone(),
+                router,
+            })),
             cache: Arc::new(cache),
             chain,
             path_prefix,
@@ -48,19 +58,20 @@ impl Tenancy {
     /// The sync router (a cheap clone), e.g. to create tenants from a handler on a
     /// blocking thread. Fails with a 503-class error once the server is shutting down.
     pub fn router(&self) -> Result<SyncRouter> {
-        self.router
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| Error::Unavailable {
-                what: "the tenant pool",
-                reason: "the server is shutting down".into(),
-            })
+        self.live(|live| live.router.clone())
     }
 
     /// The connection pool (a cheap clone); see [`router`](Self::router).
     pub fn pool(&self) -> Result<TenantPool> {
-        Ok(self.router()?.pool().clone())
+        self.live(|live| live.pool.clone())
+    }
+
+    fn live<T>(&self, f: impl FnOnce(&Live) -> T) -> Result<T> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        live.as_ref().map(f).ok_or_else(|| Error::Unavailable {
+            what: "the tenant pool",
+            reason: "the server is shutting down".into(),
+        })
     }
 
     /// The in-memory tenant registry.
@@ -79,13 +90,14 @@ impl Tenancy {
     }
 
     /// Creates a tenant (row, schema, migrations) on a blocking thread and reloads the
-    /// cache, so the tenant resolves in this process as soon as this returns.
+    /// cache, so the tenant resolves in this process as soon as this returns (if the
+    /// listener is reconnecting, as soon as it is back; the tenant is created either way).
     pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let router = self.router()?;
         let cache = Arc::clone(&self.cache);
         blocking(move || {
             let tenant = router.create_tenant(&new)?;
-            cache.refresh()?;
+            refresh(&cache);
             Ok(tenant)
         })
         .await
@@ -98,7 +110,7 @@ impl Tenancy {
         let cache = Arc::clone(&self.cache);
         blocking(move || {
             let tenant = router.delete_tenant(&name, drop_schema)?;
-            cache.refresh()?;
+            refresh(&cache);
             Ok(tenant)
         })
         .await
@@ -106,7 +118,7 @@ impl Tenancy {
 
     /// Stops the listener and drops the pool handle; called by the fairing at shutdown.
     pub(crate) async fn shut_down(&self) {
-        self.router
+        self.live
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
@@ -138,6 +150,14 @@ impl Tenancy {
             request.local_cache(|| OriginalPath(Some(original.clone())));
             request.set_uri(uri);
         }
+    }
+}
+
+/// Reloads the cache after a change made here; if that fails, the listener still
+/// reloads when its connection comes back, so the change itself stands.
+fn refresh(cache: &RegistryCache) {
+    if let Err(e) = cache.refresh() {
+        log::warn!("diesel-tenancy: the registry changed but the cache could not reload yet: {e}");
     }
 }
 

@@ -3,6 +3,15 @@
 //! `#[database("app")] struct Db(ManagedConnection);` then hands out connections that
 //! expose a `PgConnection` only inside [`ManagedConnection::with_tenant`] or
 //! [`ManagedConnection::with_public`]: there is no unscoped connection to get.
+//!
+//! ```compile_fail
+//! # use diesel_tenancy::ManagedConnection;
+//! # use diesel_tenancy::diesel::pg::PgConnection;
+//! // A pooled `ManagedConnection` does not deref to a `PgConnection`.
+//! fn raw(conn: &mut ManagedConnection) -> &mut PgConnection {
+//!     &mut *conn
+//! }
+//! ```
 
 use std::time::Duration;
 
