@@ -130,6 +130,16 @@ pub(crate) fn read(
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
+    if o.path_prefix
+        .as_deref()
+        .is_some_and(|p| p.trim_matches('/').is_empty())
+    {
+        return Err(
+            "`tenancy.path_prefix` cannot be empty (every path would name a tenant); \
+             use e.g. \"t\", or `false` to turn it off"
+                .into(),
+        );
+    }
     Ok((db.url, o))
 }
 
@@ -182,6 +192,8 @@ mod tests {
         );
         let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheadr = \"x\"").unwrap_err();
         assert!(e.contains("headr"), "{e}");
+        let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\npath_prefix = \"/\"").unwrap_err();
+        assert!(e.contains("path_prefix"), "{e}");
         let e = parse("[databases.app]\nurl = \"u\"\nmode = \"pgbouncer\"").unwrap_err();
         assert!(e.contains("mode") || e.contains("pgbouncer"), "{e}");
     }
