@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::TestDb;
+use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::rocket::Tenancy;
 use diesel_tenancy::NewTenant;
@@ -133,4 +134,25 @@ fn a_served_instance_shuts_down_cleanly() {
     let tenancy = stopped.state::<Tenancy>().unwrap();
     assert!(!tenancy.cache().is_listening());
     assert!(tenancy.router().unwrap_err().is_unavailable());
+    // The pool and the listener's connection are closed: no backend of ours is left.
+    let mut admin = PgConnection::establish(&db.url).unwrap();
+    assert!(eventually(Duration::from_secs(5), || other_backends(
+        &mut admin
+    ) == 0));
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn other_backends(conn: &mut PgConnection) -> i64 {
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .get_result::<Count>(conn)
+    .unwrap()
+    .n
 }
