@@ -130,7 +130,11 @@ fn p5_p6(tenants: usize) {
         "P5 status()/--check across {tenants} tenants (v2 pending everywhere), median of 5: {}",
         ms(median(runs))
     );
-    for jobs in [4] {
+    let jobs: usize = std::env::var("BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    {
         let t0 = Instant::now();
         let report = v2
             .migrate_all(&MigrateOptions {

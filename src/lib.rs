@@ -29,6 +29,7 @@ pub mod rocket;
 pub mod schema;
 mod schema_name;
 mod scope;
+mod spares;
 mod status;
 mod watch;
 

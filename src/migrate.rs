@@ -158,6 +158,9 @@ impl SyncRouter {
 
     /// Registers a tenant, creates its schema and applies the tenant set to it, all in
     /// one transaction: any failure leaves no row and no schema behind.
+    ///
+    /// If spare schemas were prepared ([`prepare_spares`](Self::prepare_spares)), one is
+    /// claimed and renamed instead of building the schema, which is several times faster.
     pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
         let name = validate_tenant_name(&new.name)?;
         let schema = match &new.schema_name {
@@ -174,7 +177,9 @@ impl SyncRouter {
                         schema: schema.to_string(),
                     });
                 }
-                conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
+                if !crate::spares::claim_spare(conn, &schema)? {
+                    conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
+                }
                 set_local_path(conn, &schema.quoted())?;
                 run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
                 for (i, domain) in new.domains.iter().enumerate() {
@@ -251,7 +256,7 @@ impl SyncRouter {
 }
 
 /// `SET LOCAL search_path` for the current transaction; `path` is already quoted.
-fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> {
+pub(crate) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> {
     conn.batch_execute(&format!("SET LOCAL search_path TO {path}"))?;
     Ok(())
 }
@@ -271,7 +276,7 @@ struct Exists {
     present: bool,
 }
 
-fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
+pub(crate) fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
     let row: Exists = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1) AS present",
     )
@@ -280,7 +285,11 @@ fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
     Ok(row.present)
 }
 
-fn run_pending(conn: &mut PgConnection, set: &MigrationSet, place: &Place) -> Result<Vec<String>> {
+pub(crate) fn run_pending(
+    conn: &mut PgConnection,
+    set: &MigrationSet,
+    place: &Place,
+) -> Result<Vec<String>> {
     set.versions(place)?;
     let applied = conn
         .run_pending_migrations(set.clone())

@@ -28,3 +28,10 @@ diesel::define_sql_function! {
     /// SQL `lower(text)`.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
+
+diesel::table! {
+    public.tenant_spares (schema_name) {
+        schema_name -> Varchar,
+        created_at -> Timestamptz,
+    }
+}

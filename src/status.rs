@@ -32,7 +32,7 @@ struct VersionRow {
 impl SyncRouter {
     /// Which schemas have pending migrations, plus registry/catalog mismatches.
     ///
-    /// Costs `4 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// Costs `5 + tenants / 500` queries whatever the number of tenants: the catalog
     /// says which schemas have a tracking table, and their versions are read with one
     /// `UNION ALL` query per 500 schemas.
     pub fn status(&self) -> Result<Status> {
@@ -53,7 +53,12 @@ impl SyncRouter {
             }
             let applied = applied_versions(conn, &to_read)?;
             let empty = BTreeSet::new();
-            let registered: HashSet<&str> = names.iter().copied().collect();
+            let spares = crate::spares::spare_names(conn)?;
+            let registered: HashSet<&str> = names
+                .iter()
+                .copied()
+                .chain(spares.iter().map(String::as_str))
+                .collect();
             let orphan_schemas = tracked
                 .iter()
                 .filter(|s| *s != "public" && !registered.contains(s.as_str()))

@@ -588,3 +588,48 @@ fn public_tenant_refuses_colliding_versions() {
         .migrate_shared()
         .unwrap();
 }
+
+#[test]
+fn spare_schemas_turn_creation_into_a_rename() {
+    let db = TestDb::new();
+    let router = db.router(2);
+    assert_eq!(router.prepare_spares(2).unwrap(), 2);
+    let status = router.status().unwrap();
+    assert!(
+        status.orphan_schemas.is_empty(),
+        "spares are not orphans: {status:?}"
+    );
+
+    let first = router.create_tenant(&NewTenant::named("first")).unwrap();
+    assert_eq!(router.spare_count().unwrap(), 1);
+    // A creation that fails puts its claimed spare back (the transaction rolls back).
+    assert!(router.create_tenant(&NewTenant::named("FIRST")).is_err());
+    assert_eq!(router.spare_count().unwrap(), 1);
+
+    // A spare built from an older tenant set is brought up to date when claimed.
+    let v2 = SyncRouter::new(db.pool(2), TENANT_V2);
+    let second = v2.create_tenant(&NewTenant::named("second")).unwrap();
+    assert_eq!(v2.spare_count().unwrap(), 0);
+    let third = v2.create_tenant(&NewTenant::named("third")).unwrap();
+
+    let pool = router.pool();
+    for t in [&first, &second, &third] {
+        let id = pool
+            .with_tenant(&t.schema_name, |c| Ok::<_, Error>(add_hotel(c, &t.name)))
+            .unwrap();
+        assert_eq!(id, 1, "{}: a fresh identity", t.name);
+    }
+    let status = v2.status().unwrap();
+    let pending: Vec<_> = status
+        .tenants
+        .iter()
+        .filter(|t| !t.pending.is_empty())
+        .map(|t| t.tenant.name.clone())
+        .collect();
+    assert_eq!(
+        pending,
+        ["first"],
+        "only the tenant created at v1 is behind v2"
+    );
+    assert!(status.orphan_schemas.is_empty());
+}
