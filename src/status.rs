@@ -32,14 +32,20 @@ struct VersionRow {
 impl SyncRouter {
     /// Which schemas have pending migrations, plus registry/catalog mismatches.
     ///
-    /// Costs `5 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
     /// says which schemas have a tracking table, and their versions are read with one
     /// `UNION ALL` query per 500 schemas.
     pub fn status(&self) -> Result<Status> {
         let shared = self.shared_set()?.versions(&Place::Public)?;
         let tenant_versions = self.tenant_versions()?;
         self.pool.with_public(|conn| {
-            let tenants = TenantRegistry::list(conn)?;
+            // On a database the shared set never reached, there is no registry yet:
+            // everything shared is pending and there are no tenants.
+            let tenants = if table_exists(conn, "public.tenants")? {
+                TenantRegistry::list(conn)?
+            } else {
+                Vec::new()
+            };
             let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
             let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
             let existing = existing_schemas(conn, &names)?;
@@ -53,7 +59,11 @@ impl SyncRouter {
             }
             let applied = applied_versions(conn, &to_read)?;
             let empty = BTreeSet::new();
-            let spares = crate::spares::spare_names(conn)?;
+            let spares = if table_exists(conn, "public.tenant_spares")? {
+                crate::spares::spare_names(conn)?
+            } else {
+                Vec::new()
+            };
             let registered: HashSet<&str> = names
                 .iter()
                 .copied()
@@ -98,6 +108,21 @@ fn missing(expected: &[String], applied: &BTreeSet<String>) -> Vec<String> {
         .filter(|v| !applied.contains(*v))
         .cloned()
         .collect()
+}
+
+#[derive(QueryableByName)]
+struct Present {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    present: bool,
+}
+
+fn table_exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
+    Ok(
+        diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS present")
+            .bind::<Text, _>(qualified)
+            .get_result::<Present>(conn)?
+            .present,
+    )
 }
 
 fn tracked_schemas(conn: &mut PgConnection) -> Result<Vec<String>> {

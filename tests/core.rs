@@ -633,3 +633,14 @@ fn spare_schemas_turn_creation_into_a_rename() {
     );
     assert!(status.orphan_schemas.is_empty());
 }
+
+#[test]
+fn status_on_a_fresh_database_says_everything_shared_is_pending() {
+    let db = TestDb::new();
+    let router = SyncRouter::new(db.pool(1), TENANT);
+    let status = router.status().unwrap();
+    assert_eq!(status.shared_pending.len(), 2, "{status:?}");
+    assert!(status.tenants.is_empty() && status.has_pending());
+    router.migrate_shared().unwrap();
+    assert!(!router.status().unwrap().has_pending());
+}
