@@ -181,9 +181,6 @@ fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a Tenant
 }
 
 fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
-    if !registry_exists(router)? {
-        return Ok(never_migrated(args));
-    }
     let status = router.status()?;
     let tenants = selected(args, &status)?;
     let pending = !status.shared_pending.is_empty() || !tenants.is_empty();
@@ -218,45 +215,6 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
         output,
         problem: None,
     })
-}
-
-#[derive(diesel::QueryableByName)]
-struct Found {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    found: bool,
-}
-
-/// Whether the shared set ever ran here (the registry table exists).
-fn registry_exists(router: &SyncRouter) -> Result<bool> {
-    use diesel::RunQueryDsl;
-    router.pool().with_public(|conn| {
-        let row: Found =
-            diesel::sql_query("SELECT to_regclass('public.tenants') IS NOT NULL AS found")
-                .get_result(conn)?;
-        Ok(row.found)
-    })
-}
-
-/// `--check` on a database the shared set never ran on: everything is pending.
-fn never_migrated(args: &MigrateArgs) -> Done {
-    let output = if args.output.json {
-        let value = json!({
-            "pending": true,
-            "registry_missing": true,
-            "shared_pending": [],
-            "tenants": [],
-            "orphan_schemas": [],
-        });
-        format!("{value:#}\n")
-    } else {
-        "public: the shared migrations were never applied (no tenant registry); run `migrate`.\n"
-            .to_owned()
-    };
-    Done {
-        outcome: Outcome::Pending,
-        output,
-        problem: None,
-    }
 }
 
 fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
