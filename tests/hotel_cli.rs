@@ -173,7 +173,13 @@ fn usage() {
 #[test]
 fn a_tenant_created_by_the_cli_is_served() {
     let db = common::TestDb::new();
-    let server = Server::start(&db, Options { admin_token: None });
+    let server = Server::start(
+        &db,
+        Options {
+            admin_token: None,
+            ..Options::default()
+        },
+    );
     ok(&db.url, &["tenant", "create", "late"]);
     // The service hears of it through NOTIFY: poll with a deadline.
     let deadline = Instant::now() + Duration::from_secs(10);

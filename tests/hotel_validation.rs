@@ -189,7 +189,13 @@ fn admin_api_needs_its_token() {
     let db = common::TestDb::new();
     // Without HOTEL_ADMIN_TOKEN the admin API does not exist.
     {
-        let off = Server::start(&db, Options { admin_token: None });
+        let off = Server::start(
+            &db,
+            Options {
+                admin_token: None,
+                ..Options::default()
+            },
+        );
         let bearer = format!("Bearer {TOKEN}");
         for (method, path) in [
             ("GET", "/tenants"),

@@ -85,12 +85,15 @@ pub fn fresh_database() -> TestDb {
 /// Options for [`Server::start`].
 pub struct Options {
     pub admin_token: Option<&'static str>,
+    /// Extra environment, e.g. `ROCKET_DATABASES` pool settings.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             admin_token: Some(TOKEN),
+            env: Vec::new(),
         }
     }
 }
@@ -140,6 +143,9 @@ impl Server {
                 .stderr(log_file);
             if let Some(token) = options.admin_token {
                 cmd.env("HOTEL_ADMIN_TOKEN", token);
+            }
+            for (name, value) in &options.env {
+                cmd.env(name, value);
             }
             let child = cmd.arg("serve").spawn().expect("spawn the hotel binary");
             // From here the guard kills the process, whatever happens.
