@@ -151,3 +151,123 @@ fn hostile_names_reach_sql_only_as_data() {
     assert_eq!(status.tenants.len(), names.len());
     assert!(!status.has_pending());
 }
+
+mod resolution {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use diesel_tenancy::resolve::{
+        parse_name, RequestParts, Resolution, ResolverChain, TenantLookup,
+    };
+    use diesel_tenancy::{DomainName, SchemaName, Tenant};
+    use proptest::prelude::*;
+
+    struct Req {
+        header: Option<Vec<u8>>,
+        host: Option<String>,
+    }
+
+    impl RequestParts for Req {
+        fn header_values(&self, name: &str) -> Vec<&[u8]> {
+            match &self.header {
+                Some(v) if name.eq_ignore_ascii_case("tenant-header") => vec![v.as_slice()],
+                _ => vec![],
+            }
+        }
+        fn host(&self) -> Option<Cow<'_, str>> {
+            self.host.as_deref().map(Cow::Borrowed)
+        }
+        fn path(&self) -> &str {
+            "/hotels/"
+        }
+    }
+
+    struct One(Arc<Tenant>);
+
+    impl TenantLookup for One {
+        fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
+            name.eq_ignore_ascii_case("demo1").then(|| self.0.clone())
+        }
+        fn by_domain(&self, domain: &DomainName) -> Option<Arc<Tenant>> {
+            (domain.as_str() == "demo1.example.com").then(|| self.0.clone())
+        }
+        fn by_id(&self, id: i64) -> Option<Arc<Tenant>> {
+            (id == 1).then(|| self.0.clone())
+        }
+    }
+
+    fn demo1() -> One {
+        One(Arc::new(Tenant {
+            id: 1,
+            name: "demo1".into(),
+            schema_name: SchemaName::new("demo1").unwrap(),
+            created_at: chrono::Utc::now(),
+        }))
+    }
+
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            2 => super::hostile().prop_map(String::into_bytes),
+            1 => prop::collection::vec(any::<u8>(), 0..400),
+            1 => prop::sample::select(vec![
+                b"demo1".to_vec(),
+                b" DEMO1 ".to_vec(),
+                b"public".to_vec(),
+                b"demo1\0".to_vec(),
+                vec![0xff, 0xfe, b'd'],
+                b"demo1' OR '1'='1".to_vec(),
+            ]),
+        ]
+    }
+
+    fn host() -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => super::hostile(),
+            1 => prop::sample::select(vec![
+                "demo1.example.com".to_owned(),
+                "DEMO1.example.com.:8000".to_owned(),
+                "demo1.example.com:http".to_owned(),
+                "[::1]:8000".to_owned(),
+            ]),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn resolution_never_panics_and_only_matches_what_is_registered(
+            header in prop::option::of(header_bytes()),
+            host in prop::option::of(host()),
+        ) {
+            let chain = ResolverChain::new().header("Tenant-Header").host();
+            let req = Req { header: header.clone(), host: host.clone() };
+            let parsed = header.as_deref().map(|h| parse_name(h, "Tenant-Header"));
+            match chain.resolve(&req, &demo1()) {
+                Resolution::Tenant(t) => {
+                    prop_assert_eq!(t.id, 1);
+                    let by_header = header.as_deref()
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .is_some_and(|h| h.trim().eq_ignore_ascii_case("demo1"));
+                    let by_host = host.as_deref()
+                        .and_then(|h| DomainName::from_host(h).ok())
+                        .is_some_and(|d| d.as_str() == "demo1.example.com");
+                    prop_assert!(by_header || (header.is_none() && by_host));
+                }
+                Resolution::Malformed(m) => {
+                    prop_assert!(matches!(parsed, Some(Err(_))));
+                    prop_assert!(m.detail.len() < 200, "detail stays short");
+                }
+                Resolution::Public => prop_assert!(matches!(
+                    parsed,
+                    Some(Ok(diesel_tenancy::resolve::TenantRef::Public))
+                )),
+                Resolution::Unknown(_) | Resolution::Missing => {}
+                _ => {}
+            }
+            if let Some(h) = &header {
+                if std::str::from_utf8(h).is_err() {
+                    prop_assert!(parse_name(h, "Tenant-Header").is_err());
+                }
+            }
+        }
+    }
+}
