@@ -110,14 +110,7 @@ fn p4() {
     );
 }
 
-fn p5_p6(tenants: usize) {
-    let db = BenchDb::new("p56");
-    let router = db.router(4);
-    let made = create_many(&router, tenants, 4);
-    println!(
-        "setup: {tenants} tenants created on 4 threads in {:.1} s",
-        made.as_secs_f64()
-    );
+fn p5_p6(router: &SyncRouter, tenants: usize) {
     let v2 = SyncRouter::new(router.pool().clone(), TENANT_V2);
     let mut runs = Vec::new();
     for _ in 0..5 {
@@ -194,10 +187,7 @@ fn backend_memory_kb(url: &str) -> (usize, u64) {
     (pids.len(), private)
 }
 
-fn p8(tenants: usize) {
-    let db = BenchDb::new("p8");
-    let router = db.router(4);
-    create_many(&router, tenants, 4);
+fn p8(db: &BenchDb, tenants: usize) {
     let schemas: Vec<SchemaName> = (0..tenants)
         .map(|i| SchemaName::new(&format!("t{i:05}")).expect("schema"))
         .collect();
@@ -251,10 +241,19 @@ fn main() {
     if want("p4") {
         p4();
     }
-    if want("p5") || want("p6") {
-        p5_p6(tenants);
-    }
-    if want("p8") {
-        p8(tenants);
+    if want("p5") || want("p6") || want("p8") {
+        let db = BenchDb::new("many");
+        let router = db.router(4);
+        let made = create_many(&router, tenants, 4);
+        println!(
+            "setup: {tenants} tenants created on 4 threads in {:.1} s",
+            made.as_secs_f64()
+        );
+        if want("p8") {
+            p8(&db, tenants);
+        }
+        if want("p5") || want("p6") {
+            p5_p6(&router, tenants);
+        }
     }
 }
