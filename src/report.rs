@@ -54,31 +54,9 @@ impl std::fmt::Debug for MigrateOptions {
 impl MigrateOptions {
     /// The tenants with pending migrations that these options select.
     pub(crate) fn select(&self, status: &Status) -> Result<Vec<Tenant>> {
-        let lower = |v: &[String]| -> HashSet<String> {
-            v.iter().map(|n| n.trim().to_lowercase()).collect()
-        };
-        let only = lower(&self.only);
-        let skip = lower(&self.skip);
-        let known: HashSet<String> = status
-            .tenants
-            .iter()
-            .map(|t| t.tenant.name.to_lowercase())
-            .collect();
-        if let Some(missing) = self
-            .only
-            .iter()
-            .find(|n| !known.contains(&n.trim().to_lowercase()))
-        {
-            return Err(Error::UnknownTenant {
-                name: missing.clone(),
-            });
-        }
         Ok(status
-            .tenants
-            .iter()
-            .filter(|t| !t.pending.is_empty() || t.schema_missing)
-            .filter(|t| only.is_empty() || only.contains(&t.tenant.name.to_lowercase()))
-            .filter(|t| !skip.contains(&t.tenant.name.to_lowercase()))
+            .pending_tenants(&self.only, &self.skip)?
+            .into_iter()
             .map(|t| t.tenant.clone())
             .collect())
     }
@@ -174,6 +152,38 @@ pub struct Status {
 }
 
 impl Status {
+    /// The tenants with something pending (or a missing schema), restricted to `only`
+    /// (if not empty) and without `skip`; names compare case-insensitively. A name in
+    /// `only` that is not registered is [`Error::UnknownTenant`].
+    pub fn pending_tenants(&self, only: &[String], skip: &[String]) -> Result<Vec<&TenantStatus>> {
+        let lower = |v: &[String]| -> HashSet<String> {
+            v.iter().map(|n| n.trim().to_lowercase()).collect()
+        };
+        let (only_set, skip_set) = (lower(only), lower(skip));
+        let known: HashSet<String> = self
+            .tenants
+            .iter()
+            .map(|t| t.tenant.name.to_lowercase())
+            .collect();
+        if let Some(missing) = only
+            .iter()
+            .find(|n| !known.contains(&n.trim().to_lowercase()))
+        {
+            return Err(Error::UnknownTenant {
+                name: missing.clone(),
+            });
+        }
+        Ok(self
+            .tenants
+            .iter()
+            .filter(|t| !t.pending.is_empty() || t.schema_missing)
+            .filter(|t| {
+                let name = t.tenant.name.to_lowercase();
+                (only_set.is_empty() || only_set.contains(&name)) && !skip_set.contains(&name)
+            })
+            .collect())
+    }
+
     /// True if anything, shared or tenant, is pending.
     pub fn has_pending(&self) -> bool {
         !self.shared_pending.is_empty()

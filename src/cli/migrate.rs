@@ -1,6 +1,5 @@
 //! `migrate`: the shared set, then every tenant; or, with `--check`, only what is pending.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::progress::Bar;
 use super::{Done, MigrateArgs, Outcome};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::migrate::SyncRouter;
 use crate::report::{MigrateOptions, MigrateReport, Status, TenantStatus};
 
@@ -152,32 +151,7 @@ fn human_summary(shared: &[String], report: &MigrateReport, took: Duration) -> S
 
 /// The tenants `--tenant`/`--skip` select that have something pending.
 fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a TenantStatus>> {
-    let lower = |names: &[String]| -> HashSet<String> {
-        names.iter().map(|n| n.trim().to_lowercase()).collect()
-    };
-    let only = lower(&args.tenants);
-    let skip = lower(&args.skip);
-    let known: HashSet<String> = status
-        .tenants
-        .iter()
-        .map(|t| t.tenant.name.to_lowercase())
-        .collect();
-    if let Some(name) = args
-        .tenants
-        .iter()
-        .find(|n| !known.contains(&n.trim().to_lowercase()))
-    {
-        return Err(Error::UnknownTenant { name: name.clone() });
-    }
-    Ok(status
-        .tenants
-        .iter()
-        .filter(|t| !t.pending.is_empty() || t.schema_missing)
-        .filter(|t| {
-            let name = t.tenant.name.to_lowercase();
-            (only.is_empty() || only.contains(&name)) && !skip.contains(&name)
-        })
-        .collect())
+    status.pending_tenants(&args.tenants, &args.skip)
 }
 
 fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {

@@ -20,6 +20,15 @@ pub fn base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
 }
 
+/// True when the tests run as root (servers that refuse root then run as `postgres`).
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 /// A database created for one test and dropped (with its connections) when dropped.
 pub struct TestDb {
     pub url: String,

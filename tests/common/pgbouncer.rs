@@ -20,14 +20,6 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl PgBouncer {
     /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
     /// of the database `db_url` names, and waits until it accepts connections.
@@ -54,7 +46,7 @@ impl PgBouncer {
         )
         .expect("pgbouncer.ini");
         let mut cmd = Command::new("pgbouncer");
-        if is_root() {
+        if super::is_root() {
             // PgBouncer refuses to run as root; let it drop to the postgres user.
             let _ = Command::new("chmod")
                 .args(["-R", "a+rwX"])

@@ -11,7 +11,7 @@ pub struct PrivatePg {
 }
 
 fn run_as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
-    let mut cmd = if is_root() {
+    let mut cmd = if super::is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -23,14 +23,6 @@ fn run_as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
 
@@ -54,7 +46,7 @@ impl PrivatePg {
             .expect("free port");
         let dir = std::env::temp_dir().join(format!("dt_pg_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        if is_root() {
+        if super::is_root() {
             let _ = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&dir)
