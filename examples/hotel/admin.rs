@@ -94,7 +94,7 @@ fn described(conn: &mut PgConnection, tenant: Tenant) -> Result<Value, Problem> 
 }
 
 /// A registry miss is the resource's 404, not the tenant-resolution 400.
-fn not_found_on_miss(e: Error) -> Problem {
+pub fn not_found_on_miss(e: Error) -> Problem {
     match e {
         Error::UnknownTenant { .. } | Error::UnknownDomain { .. } => Problem::not_found(),
         other => Problem::from(other),
@@ -104,7 +104,7 @@ fn not_found_on_miss(e: Error) -> Problem {
 /// Reloads this process's registry cache after a domain change, so the change applies
 /// to the next request here (other processes follow through NOTIFY). A failure only
 /// delays that, so it is logged, not answered.
-fn refresh(tenancy: &Tenancy) {
+pub fn refresh(tenancy: &Tenancy) {
     let result = rocket::tokio::task::block_in_place(|| tenancy.cache().refresh());
     if let Err(e) = result {
         log::warn!("registry cache refresh after a domain change: {e}");
@@ -112,7 +112,7 @@ fn refresh(tenancy: &Tenancy) {
 }
 
 /// Runs blocking router work (schema DDL) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
 ) -> Result<T, Problem> {
     rocket::tokio::task::spawn_blocking(f)
@@ -143,43 +143,67 @@ fn parse_new_tenant(body: JsonObject) -> Result<NewTenant, Problem> {
     let body = body.0?;
     let mut errors = FieldErrors::new();
     let name = string_field(&body, "name", true, &mut errors);
-    if let Some(Err(e)) = name.map(validate_tenant_name) {
-        errors.insert("name".into(), vec![e.to_string()]);
-    }
-    let schema = string_field(&body, "schema_name", false, &mut errors)
-        .map(SchemaName::new)
-        .and_then(|r| {
-            r.map_err(|e| errors.insert("schema_name".into(), vec![e.to_string()]))
-                .ok()
-        });
+    let schema = string_field(&body, "schema_name", false, &mut errors);
     let mut domains = Vec::new();
     match body.get("domains") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
-            let mut messages = Vec::new();
             for item in items {
-                match item.as_str().map(DomainName::new) {
-                    Some(Ok(d)) => domains.push(d),
-                    Some(Err(e)) => messages.push(e.to_string()),
-                    None => messages.push(validate::NOT_A_STRING.into()),
+                match item.as_str() {
+                    Some(d) => domains.push(d),
+                    None => errors
+                        .entry("domains".into())
+                        .or_default()
+                        .push(validate::NOT_A_STRING.into()),
                 }
-            }
-            if !messages.is_empty() {
-                errors.insert("domains".into(), messages);
             }
         }
         Some(_) => {
             errors.insert("domains".into(), vec!["Expected a list of items.".into()]);
         }
     }
+    let new = check_new_tenant(name, schema, &domains, &mut errors);
     if !errors.is_empty() {
         return Err(Problem::Fields(errors));
     }
-    Ok(NewTenant {
-        name: name.unwrap_or_default().trim().to_owned(),
-        schema_name: schema,
-        domains,
-    })
+    Ok(new)
+}
+
+/// Checks a new tenant's fields, whether they came as JSON or from the admin panel's
+/// form: a message per bad field goes to `errors` (`name`, `schema_name`, `domains`).
+/// `None` is a field that is absent or was already reported; the first domain becomes
+/// the primary one.
+pub fn check_new_tenant(
+    name: Option<&str>,
+    schema_name: Option<&str>,
+    domains: &[&str],
+    errors: &mut FieldErrors,
+) -> NewTenant {
+    let name = name.and_then(|n| {
+        validate_tenant_name(n)
+            .map_err(|e| errors.insert("name".into(), vec![e.to_string()]))
+            .ok()
+    });
+    let schema_name = schema_name.and_then(|s| {
+        SchemaName::new(s)
+            .map_err(|e| errors.insert("schema_name".into(), vec![e.to_string()]))
+            .ok()
+    });
+    let mut valid = Vec::new();
+    for domain in domains {
+        match DomainName::new(domain) {
+            Ok(d) => valid.push(d),
+            Err(e) => errors
+                .entry("domains".into())
+                .or_default()
+                .push(e.to_string()),
+        }
+    }
+    NewTenant {
+        name: name.unwrap_or_default().to_owned(),
+        schema_name,
+        domains: valid,
+    }
 }
 
 #[post("/tenants", data = "<body>")]

@@ -150,12 +150,13 @@ async fn from_json(req: &Request<'_>, data: Data<'_>) -> Result<HotelInput, Prob
     }
 }
 
+/// A hotel's form fields, as multipart (the API) or the admin panel's form sends them.
 #[derive(FromForm)]
-struct HotelForm<'r> {
-    name: form::Result<'r, String>,
-    location: form::Result<'r, String>,
-    description: form::Result<'r, String>,
-    picture: form::Result<'r, TempFile<'r>>,
+pub struct HotelForm<'r> {
+    pub name: form::Result<'r, String>,
+    pub location: form::Result<'r, String>,
+    pub description: form::Result<'r, String>,
+    pub picture: form::Result<'r, TempFile<'r>>,
 }
 
 fn is_missing(errors: &form::Errors<'_>) -> bool {
@@ -172,7 +173,7 @@ fn over_limit(error: &form::Error<'_>) -> bool {
         && !matches!(error.kind, InvalidLength { max: None, .. })
 }
 
-fn form_problem(errors: &form::Errors<'_>) -> Problem {
+pub fn form_problem(errors: &form::Errors<'_>) -> Problem {
     if errors.iter().any(over_limit) {
         Problem::new(
             Status::PayloadTooLarge,
@@ -193,6 +194,12 @@ async fn from_form<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<HotelInpu
         Outcome::Error((_, errors)) => return Err(form_problem(&errors)),
         Outcome::Forward(_) => return Err(Problem::bad_request("Multipart form parse error")),
     };
+    check_form(mode(req), form).await
+}
+
+/// Validates a parsed hotel form: 413 for a field over its size limit, else the
+/// field messages (400) or the input.
+pub async fn check_form(mode: Mode, form: HotelForm<'_>) -> Result<HotelInput, Problem> {
     // A field that failed for its size is the body's fault: 413 before any 400.
     for field in [&form.name, &form.location, &form.description] {
         if let Err(e) = field {
@@ -202,7 +209,7 @@ async fn from_form<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<HotelInpu
         }
     }
     let mut errors = FieldErrors::new();
-    let text = validate::text_fields(mode(req), &mut errors, |f| {
+    let text = validate::text_fields(mode, &mut errors, |f| {
         let value = match f {
             "name" => &form.name,
             "location" => &form.location,

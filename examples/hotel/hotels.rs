@@ -2,9 +2,11 @@
 //! a trailing slash when matching, so `/hotels` and `/hotels/`, `/hotels/1` and
 //! `/hotels/1/` reach the same handlers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use diesel_tenancy::diesel::PgConnection;
 use diesel_tenancy::rocket::TenantDb;
+use diesel_tenancy::{SchemaName, TenantPool};
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::response::status::Created;
@@ -53,28 +55,9 @@ async fn create(
     body: HotelBody,
     media: &State<MediaRoot>,
 ) -> Result<Created<Json<Hotel>>, Problem> {
-    let HotelInput { text, picture } = body.0?;
-    let schema = db.tenant().schema().to_owned();
-    let stored = store_picture(&media.0, &schema, picture).await?;
-    let new = NewHotel {
-        name: text.name.unwrap_or_default(),
-        location: text.location.unwrap_or_default(),
-        description: text.description.unwrap_or_default(),
-        picture: stored.clone().flatten(),
-    };
-    match db
-        .run(move |conn| model::insert(conn, &new).map_err(Problem::from))
-        .await
-    {
-        Ok(hotel) => {
-            let location = format!("/hotels/{}/", hotel.id);
-            Ok(Created::new(location).body(Json(hotel)))
-        }
-        Err(e) => {
-            discard(&media.0, &schema, stored.flatten()).await;
-            Err(e)
-        }
-    }
+    let hotel = insert(&Rows::Request(db), body.0?, &media.0).await?;
+    let location = format!("/hotels/{}/", hotel.id);
+    Ok(Created::new(location).body(Json(hotel)))
 }
 
 #[put("/hotels/<id>", data = "<body>")]
@@ -102,11 +85,86 @@ async fn update(
     db: TenantDb,
     id: &str,
     body: HotelBody,
-    media: &std::path::Path,
+    media: &Path,
 ) -> Result<Json<Hotel>, Problem> {
     let id = parse_id(id)?;
-    let HotelInput { text, picture } = body.0?;
-    let schema = db.tenant().schema().to_owned();
+    change(&Rows::Request(db), id, body.0?, media)
+        .await
+        .map(Json)
+}
+
+#[delete("/hotels/<id>")]
+async fn destroy(db: TenantDb, id: &str, media: &State<MediaRoot>) -> Result<Status, Problem> {
+    let id = parse_id(id)?;
+    remove(&Rows::Request(db), id, &media.0).await?;
+    Ok(Status::NoContent)
+}
+
+/// Where hotel rows are read and written: the request's tenant (the `/hotels` API) or
+/// a tenant the admin panel picked.
+pub enum Rows {
+    Request(TenantDb),
+    Chosen(TenantPool, SchemaName),
+}
+
+impl Rows {
+    /// The schema, which also names the tenant's media directory.
+    pub fn schema(&self) -> &str {
+        match self {
+            Rows::Request(db) => db.tenant().schema(),
+            Rows::Chosen(_, schema) => schema.as_str(),
+        }
+    }
+
+    /// Runs `f` on a connection scoped to the tenant, on a blocking thread.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, Problem>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, Problem> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self {
+            Rows::Request(db) => db.run(f).await,
+            Rows::Chosen(pool, schema) => {
+                let (pool, schema) = (pool.clone(), schema.clone());
+                rocket::tokio::task::spawn_blocking(move || pool.with_tenant(&schema, f))
+                    .await
+                    .map_err(|e| Problem::internal("hotel task", &e))?
+            }
+        }
+    }
+}
+
+/// Creates a hotel from a validated body, storing its picture first (and removing it
+/// again if the row cannot be written).
+pub async fn insert(rows: &Rows, input: HotelInput, media: &Path) -> Result<Hotel, Problem> {
+    let HotelInput { text, picture } = input;
+    let schema = rows.schema().to_owned();
+    let stored = store_picture(media, &schema, picture).await?;
+    let new = NewHotel {
+        name: text.name.unwrap_or_default(),
+        location: text.location.unwrap_or_default(),
+        description: text.description.unwrap_or_default(),
+        picture: stored.clone().flatten(),
+    };
+    let result = rows
+        .run(move |conn| model::insert(conn, &new).map_err(Problem::from))
+        .await;
+    if result.is_err() {
+        discard(media, &schema, stored.flatten()).await;
+    }
+    result
+}
+
+/// Applies a validated body to hotel `id` (404 if there is none); a replaced or cleared
+/// picture's file is removed.
+pub async fn change(
+    rows: &Rows,
+    id: i64,
+    input: HotelInput,
+    media: &Path,
+) -> Result<Hotel, Problem> {
+    let HotelInput { text, picture } = input;
+    let schema = rows.schema().to_owned();
     let stored = store_picture(media, &schema, picture).await?;
     let changes = Changes {
         name: text.name,
@@ -114,7 +172,7 @@ async fn update(
         description: text.description,
         picture: stored.clone(),
     };
-    let result = db
+    let result = rows
         .run(move |conn| model::update(conn, id, &changes).map_err(Problem::from))
         .await;
     match result {
@@ -122,7 +180,7 @@ async fn update(
             if before.picture.is_some() && before.picture != after.picture {
                 discard(media, &schema, before.picture).await;
             }
-            Ok(Json(after))
+            Ok(after)
         }
         Ok(None) => {
             discard(media, &schema, stored.flatten()).await;
@@ -135,22 +193,20 @@ async fn update(
     }
 }
 
-#[delete("/hotels/<id>")]
-async fn destroy(db: TenantDb, id: &str, media: &State<MediaRoot>) -> Result<Status, Problem> {
-    let id = parse_id(id)?;
-    let schema = db.tenant().schema().to_owned();
-    let deleted = db
+/// Deletes hotel `id` (404 if there is none) and its picture's file.
+pub async fn remove(rows: &Rows, id: i64, media: &Path) -> Result<Hotel, Problem> {
+    let deleted = rows
         .run(move |conn| model::delete(conn, id).map_err(Problem::from))
         .await?
         .ok_or_else(Problem::not_found)?;
-    discard(&media.0, &schema, deleted.picture).await;
-    Ok(Status::NoContent)
+    discard(media, rows.schema(), deleted.picture.clone()).await;
+    Ok(deleted)
 }
 
 /// Writes a new picture: `None` keeps the current one, `Some(None)` clears it,
 /// `Some(Some(path))` is the stored file.
 async fn store_picture(
-    media: &std::path::Path,
+    media: &Path,
     schema: &str,
     input: PictureInput,
 ) -> Result<Option<Option<String>>, Problem> {
@@ -168,7 +224,7 @@ async fn store_picture(
     }
 }
 
-async fn discard(media: &std::path::Path, schema: &str, relative: Option<String>) {
+async fn discard(media: &Path, schema: &str, relative: Option<String>) {
     if let Some(rel) = relative {
         let (root, schema): (PathBuf, String) = (media.to_path_buf(), schema.to_owned());
         let _ = rocket::tokio::task::spawn_blocking(move || picture::remove(&root, &schema, &rel))

@@ -16,6 +16,7 @@ mod health;
 mod hotels;
 mod media;
 mod model;
+mod panel;
 mod picture;
 mod problem;
 mod validate;
@@ -60,6 +61,7 @@ fn rocket(settings: &Settings) -> Rocket<Build> {
         .attach(problem::stage())
         .attach(health::stage())
         .attach(admin::stage(settings.admin_token.clone()))
+        .attach(panel::stage(settings.admin_token.clone()))
         .attach(hotels::stage())
         .attach(media::stage())
 }

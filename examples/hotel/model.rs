@@ -70,6 +70,10 @@ pub fn list(conn: &mut PgConnection) -> QueryResult<Vec<Hotel>> {
         .load(conn)
 }
 
+pub fn count(conn: &mut PgConnection) -> QueryResult<i64> {
+    hotels::table.count().get_result(conn)
+}
+
 pub fn get(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Hotel>> {
     hotels::table
         .find(id)

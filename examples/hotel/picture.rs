@@ -43,18 +43,33 @@ pub fn check(bytes: Vec<u8>, client_name: Option<&str>) -> Result<Picture, &'sta
     ) {
         return Err(INVALID);
     }
-    let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(16_384);
-    limits.max_image_height = Some(16_384);
-    limits.max_alloc = Some(256 * 1024 * 1024);
-    reader.limits(limits);
-    reader.decode().map_err(|_| INVALID)?;
+    decode(&bytes, format).map_err(|_| INVALID)?;
     Ok(Picture {
         stem: safe_stem(client_name.unwrap_or("")),
         bytes,
         format,
     })
+}
+
+/// Decodes an image within bounds (16384 pixels a side, 256 MiB of memory).
+fn decode(bytes: &[u8], format: ImageFormat) -> image::ImageResult<image::DynamicImage> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(16_384);
+    limits.max_image_height = Some(16_384);
+    limits.max_alloc = Some(256 * 1024 * 1024);
+    reader.limits(limits);
+    reader.decode()
+}
+
+/// A PNG of a stored picture scaled down to fit `width` × `height` (the admin panel's
+/// thumbnails); `None` if the file is not an image this service accepts.
+pub fn thumbnail(bytes: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
+    let format = image::guess_format(bytes).ok()?;
+    let small = decode(bytes, format).ok()?.thumbnail(width, height);
+    let mut out = Cursor::new(Vec::new());
+    small.write_to(&mut out, ImageFormat::Png).ok()?;
+    Some(out.into_inner())
 }
 
 /// Letters, digits, `-` and `_` of the client's name, at most 40 of them; `picture` if none.
@@ -190,6 +205,18 @@ mod tests {
         // A BMP header is not one of the accepted formats.
         let bmp = [b"BM".as_slice(), &[0; 60]].concat();
         assert_eq!(check(bmp, None).unwrap_err(), INVALID);
+    }
+
+    #[test]
+    fn thumbnails_fit_the_box() {
+        let mut big = Cursor::new(Vec::new());
+        image::RgbImage::new(400, 100)
+            .write_to(&mut big, ImageFormat::Jpeg)
+            .unwrap();
+        let thumb = thumbnail(big.get_ref(), 128, 96).unwrap();
+        let decoded = image::load_from_memory_with_format(&thumb, ImageFormat::Png).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (128, 32));
+        assert_eq!(thumbnail(b"not an image", 128, 96), None);
     }
 
     #[test]
