@@ -250,7 +250,11 @@ mod resolution {
                     let by_host = host.as_deref()
                         .and_then(|h| DomainName::from_host(h).ok())
                         .is_some_and(|d| d.as_str() == "demo1.example.com");
-                    prop_assert!(by_header || (header.is_none() && by_host));
+                    // An absent or blank header names nothing; then the host decides.
+                    let blank = header.as_deref().is_none_or(|h| {
+                        std::str::from_utf8(h).is_ok_and(|t| t.trim().is_empty())
+                    });
+                    prop_assert!(by_header || (blank && by_host));
                 }
                 Resolution::Malformed(m) => {
                     prop_assert!(matches!(parsed, Some(Err(_))));
