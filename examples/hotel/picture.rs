@@ -63,10 +63,14 @@ fn decode(bytes: &[u8], format: ImageFormat) -> image::ImageResult<image::Dynami
 }
 
 /// A PNG of a stored picture scaled down to fit `width` × `height` (the admin panel's
-/// thumbnails); `None` if the file is not an image this service accepts.
+/// thumbnails; a smaller picture keeps its size); `None` if the file is not an image
+/// this service accepts.
 pub fn thumbnail(bytes: &[u8], width: u32, height: u32) -> Option<Vec<u8>> {
     let format = image::guess_format(bytes).ok()?;
-    let small = decode(bytes, format).ok()?.thumbnail(width, height);
+    let mut small = decode(bytes, format).ok()?;
+    if small.width() > width || small.height() > height {
+        small = small.thumbnail(width, height);
+    }
     let mut out = Cursor::new(Vec::new());
     small.write_to(&mut out, ImageFormat::Png).ok()?;
     Some(out.into_inner())
@@ -216,6 +220,13 @@ mod tests {
         let thumb = thumbnail(big.get_ref(), 128, 96).unwrap();
         let decoded = image::load_from_memory_with_format(&thumb, ImageFormat::Png).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (128, 32));
+        let tiny = thumbnail(&png(), 128, 96).unwrap();
+        let decoded = image::load_from_memory_with_format(&tiny, ImageFormat::Png).unwrap();
+        assert_eq!(
+            (decoded.width(), decoded.height()),
+            (2, 2),
+            "never enlarged"
+        );
         assert_eq!(thumbnail(b"not an image", 128, 96), None);
     }
 

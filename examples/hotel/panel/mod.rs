@@ -7,6 +7,7 @@
 //! (`session.rs`); every form carries that session's CSRF token. Pages are askama
 //! templates (`panel/templates/`), so every value is HTML-escaped.
 
+mod domains;
 mod hotels;
 mod pages;
 mod session;
@@ -37,6 +38,7 @@ pub fn stage(token: Option<String>) -> AdHoc {
             .mount(BASE, routes![stylesheet])
             .mount(BASE, session::routes())
             .mount(BASE, tenants::routes())
+            .mount(BASE, domains::routes())
             .mount(BASE, hotels::routes())
             .register(BASE, catchers![error_page])
     })
