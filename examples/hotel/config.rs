@@ -5,7 +5,7 @@
 //! | database | `DATABASE_URL` | `databases.hotel.url` | [`DEFAULT_DATABASE_URL`] (created if missing) |
 //! | address, port | `ROCKET_ADDRESS`, `ROCKET_PORT` | `address`, `port` | 127.0.0.1:8000 |
 //! | media files | `MEDIA_ROOT` | `media_root` | `./media` |
-//! | admin API | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
+//! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
 
 use std::path::PathBuf;
 
@@ -22,7 +22,8 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hotel
 pub struct Settings {
     pub database_url: String,
     pub media_root: PathBuf,
-    /// The admin API's bearer token; the API is off (404) without one.
+    /// The admin API's bearer token, also the admin panel's login; both are off (404)
+    /// without one.
     pub admin_token: Option<String>,
     figment: Figment,
 }

@@ -3,14 +3,14 @@
 //! to the next request.
 
 use diesel_tenancy::rocket::Tenancy;
-use diesel_tenancy::{DomainName, Error, TenantRegistry};
+use diesel_tenancy::{Domain, DomainName, Error, Tenant, TenantRegistry};
 use rocket::form::FromForm;
 use rocket::http::Status;
 use rocket::{post, Route, State};
 
 use super::pages::Errors;
 use super::session::{CsrfForm, Flash, Posted, Sessions};
-use super::tenants::{find_tenant, pool, sentence, show_page, tenant_field, tenant_url};
+use super::tenants::{find_tenant, pool, sentence, show_page, tenant_url};
 use super::{PanelError, Reply};
 use crate::admin::{self, blocking};
 use crate::problem::Problem;
@@ -44,68 +44,54 @@ async fn add_domain(
     let (session, form) = form.0?;
     let tenant = find_tenant(tenancy, schema).await?;
     let input = form.domain.unwrap_or_default().trim().to_owned();
-    let primary = form.primary.is_some();
-    let mut errors = Errors::default();
-    let mut status = Status::BadRequest;
-    if input.is_empty() {
-        errors.add("domain", validate::BLANK);
-    } else {
-        match DomainName::new(&input) {
-            Err(e) => errors.add("domain", sentence(&e.to_string())),
-            Ok(domain) => {
-                let (pool, name) = (pool(tenancy)?, tenant.name.clone());
-                let added = blocking(move || {
-                    pool.with_public(|c| {
-                        TenantRegistry::add_domain(c, &name, &domain, primary)
-                            .map_err(RegistryOutcome::from)
-                    })
-                    .map_err(RegistryOutcome::into_problem)
-                })
-                .await;
-                match added {
-                    Ok(row) => {
-                        admin::refresh(tenancy);
-                        let text = format!("Domain {} added to “{}”.", row.domain, tenant.name);
-                        sessions.flash(&session, Flash::ok(text));
-                        return Ok(Reply::SeeOther(tenant_url(schema)));
-                    }
-                    Err(Problem::Fields(fields)) => {
-                        status = Status::Conflict;
-                        errors = Errors(fields);
-                    }
-                    Err(other) => return Err(other.into()),
-                }
+    let (status, message) = match check_domain(&input) {
+        Err(message) => (Status::BadRequest, message),
+        Ok(domain) => match register(tenancy, &tenant, domain, form.primary.is_some()).await? {
+            Err(taken) => (Status::Conflict, taken),
+            Ok(row) => {
+                let text = format!("Domain {} added to “{}”.", row.domain, tenant.name);
+                sessions.flash(&session, Flash::ok(text));
+                return Ok(Reply::SeeOther(tenant_url(schema)));
             }
-        }
-    }
+        },
+    };
+    let mut errors = Errors::default();
+    errors.add("domain", message);
     let layout = sessions.layout(&session);
-    Ok(show_page(tenancy, layout, tenant, input, errors, status)
-        .await?
-        .into())
+    let page = show_page(tenancy, layout, tenant, input, errors, status).await?;
+    Ok(page.into())
 }
 
-/// A registry error inside a closure: a domain conflict becomes the form's message, an
-/// unknown tenant a 404, anything else stays the crate's error.
-enum RegistryOutcome {
-    Field(&'static str, String),
-    Other(Error),
-}
-
-impl From<Error> for RegistryOutcome {
-    fn from(e: Error) -> Self {
-        match tenant_field(&e) {
-            Some(field) => RegistryOutcome::Field(field, sentence(&e.to_string())),
-            None => RegistryOutcome::Other(e),
-        }
+/// The typed domain, or the message to show next to the field.
+fn check_domain(input: &str) -> Result<DomainName, String> {
+    if input.is_empty() {
+        return Err(validate::BLANK.into());
     }
+    DomainName::new(input).map_err(|e| sentence(&e.to_string()))
 }
 
-impl RegistryOutcome {
-    fn into_problem(self) -> Problem {
-        match self {
-            RegistryOutcome::Field(field, message) => Problem::field(field, &message),
-            RegistryOutcome::Other(e) => admin::not_found_on_miss(e),
+/// Registers `domain` for `tenant` and reloads the cache; `Ok(Err(message))` when the
+/// domain is already registered.
+async fn register(
+    tenancy: &Tenancy,
+    tenant: &Tenant,
+    domain: DomainName,
+    primary: bool,
+) -> Result<Result<Domain, String>, PanelError> {
+    let (pool, name) = (pool(tenancy)?, tenant.name.clone());
+    let added = blocking(move || {
+        pool.with_public(|c| {
+            Ok::<_, Problem>(TenantRegistry::add_domain(c, &name, &domain, primary))
+        })
+    })
+    .await?;
+    match added {
+        Ok(row) => {
+            admin::refresh(tenancy);
+            Ok(Ok(row))
         }
+        Err(e @ Error::DomainExists { .. }) => Ok(Err(sentence(&e.to_string()))),
+        Err(e) => Err(admin::not_found_on_miss(e).into()),
     }
 }
 

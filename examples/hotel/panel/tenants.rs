@@ -178,7 +178,7 @@ impl CsrfForm for TenantForm {
 }
 
 /// The form field a crate error is about, if it is about one.
-pub fn tenant_field(e: &Error) -> Option<&'static str> {
+fn tenant_field(e: &Error) -> Option<&'static str> {
     match e {
         Error::InvalidTenantName { .. } | Error::TenantExists { .. } => Some("name"),
         Error::InvalidSchemaName { .. } | Error::SchemaExists { .. } => Some("schema_name"),
@@ -241,25 +241,28 @@ async fn create(
                 sessions.flash(&session, Flash::ok(text));
                 return Ok(Reply::SeeOther(BASE.into()));
             }
-            Err(e) => match tenant_field(&e) {
-                Some(field) => {
-                    // A derived schema is the name's problem: show it there.
-                    let field = match field {
-                        "schema_name" if input.schema_name.is_empty() => "name",
-                        other => other,
-                    };
-                    let mut errors = Errors::default();
-                    errors.add(field, sentence(&e.to_string()));
-                    (errors, Problem::from(e).status())
-                }
-                None => return Err(e.into()),
-            },
+            Err(e) => refused(e, &input)?,
         },
     };
     let layout = sessions.layout(&session);
-    Ok(list_page(tenancy, layout, input, errors, status)
-        .await?
-        .into())
+    let page = list_page(tenancy, layout, input, errors, status).await?;
+    Ok(page.into())
+}
+
+/// A tenant the registry refused: the message for its field (a taken name 409, an invalid
+/// one 400), or the error page for anything else.
+fn refused(e: Error, input: &TenantInput) -> Result<(Errors, Status), PanelError> {
+    let Some(field) = tenant_field(&e) else {
+        return Err(e.into());
+    };
+    // A derived schema is the name's problem: show it there.
+    let field = match field {
+        "schema_name" if input.schema_name.is_empty() => "name",
+        other => other,
+    };
+    let mut errors = Errors::default();
+    errors.add(field, sentence(&e.to_string()));
+    Ok((errors, Problem::from(e).status()))
 }
 
 pub async fn show_page(
