@@ -305,6 +305,13 @@ fn login(
         )?;
         return Ok(Reply::Page(page));
     }
+    // A fresh id at each login; a session this browser already had ends here.
+    if let Some(old) = cookies
+        .get(SESSION_COOKIE)
+        .and_then(|c| sessions.find(c.value()))
+    {
+        sessions.close(&old);
+    }
     let id = sessions.open()?;
     cookies.remove(Cookie::build(LOGIN_COOKIE).path(BASE));
     cookies.add(strict_cookie(SESSION_COOKIE, id));
