@@ -4,6 +4,8 @@
 //! Tenants are addressed by schema name in URLs: it is unique and URL-safe, where a
 //! tenant's display name may hold any character.
 
+use std::collections::HashMap;
+
 use diesel_tenancy::rocket::Tenancy;
 use diesel_tenancy::{Error, SchemaName, Tenant, TenantPool, TenantRegistry};
 use rocket::form::FromForm;
@@ -57,20 +59,21 @@ pub fn sentence(message: &str) -> String {
     out
 }
 
-/// Hotels in a schema, or `None` (logged) if they cannot be counted.
-fn count_hotels(pool: &TenantPool, schema: &SchemaName) -> Option<i64> {
-    let counted = pool.with_tenant(schema, |c| model::count(c).map_err(Problem::from));
-    counted
-        .map_err(|e| log::warn!("counting the hotels of schema {schema}: {e:?}"))
-        .ok()
+/// Hotels per schema for `tenants`, in two queries; a schema that cannot be counted
+/// (e.g. dropped by hand) is missing from the map, and the error is logged.
+fn count_hotels(pool: &TenantPool, tenants: &[&Tenant]) -> HashMap<String, i64> {
+    let schemas: Vec<&SchemaName> = tenants.iter().map(|t| &t.schema_name).collect();
+    pool.with_public(|c| model::count_by_schema(c, &schemas).map_err(Problem::from))
+        .map_err(|e| log::warn!("counting hotels: {e:?}"))
+        .unwrap_or_default()
 }
 
-fn row(pool: &TenantPool, tenant: &Tenant, domains: Vec<DomainRow>) -> TenantRow {
+fn row(tenant: &Tenant, domains: Vec<DomainRow>, counts: &HashMap<String, i64>) -> TenantRow {
     TenantRow {
         name: tenant.name.clone(),
         schema: tenant.schema_name.as_str().to_owned(),
         domains,
-        hotels: count_hotels(pool, &tenant.schema_name),
+        hotels: counts.get(tenant.schema_name.as_str()).copied(),
         created: tenant.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
     }
 }
@@ -82,19 +85,21 @@ async fn tenant_rows(tenancy: &Tenancy) -> Result<Vec<TenantRow>, PanelError> {
         let (tenants, domains) = pool.with_public(|c| {
             Ok::<_, Problem>((TenantRegistry::list(c)?, TenantRegistry::list_domains(c)?))
         })?;
+        let counts = count_hotels(&pool, &tenants.iter().collect::<Vec<_>>());
+        let mut by_tenant: HashMap<i64, Vec<DomainRow>> = HashMap::new();
+        // list_domains is ordered by tenant then domain; primary goes first below.
+        for d in domains {
+            by_tenant.entry(d.tenant_id).or_default().push(DomainRow {
+                domain: d.domain,
+                is_primary: d.is_primary,
+            });
+        }
         let rows = tenants
             .iter()
             .map(|t| {
-                let mut own: Vec<_> = domains.iter().filter(|d| d.tenant_id == t.id).collect();
-                own.sort_by_key(|d| (!d.is_primary, d.domain.clone()));
-                let own = own
-                    .into_iter()
-                    .map(|d| DomainRow {
-                        domain: d.domain.clone(),
-                        is_primary: d.is_primary,
-                    })
-                    .collect();
-                row(&pool, t, own)
+                let mut own = by_tenant.remove(&t.id).unwrap_or_default();
+                own.sort_by_key(|d| !d.is_primary);
+                row(t, own, &counts)
             })
             .collect();
         Ok(rows)
@@ -116,7 +121,7 @@ async fn tenant_row(tenancy: &Tenancy, tenant: Tenant) -> Result<TenantRow, Pane
                 is_primary: d.is_primary,
             })
             .collect();
-        Ok(row(&pool, &tenant, domains))
+        Ok(row(&tenant, domains, &count_hotels(&pool, &[&tenant])))
     })
     .await?;
     Ok(row)
