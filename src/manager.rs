@@ -117,10 +117,11 @@ impl r2d2::ManageConnection for ConnectionManager {
 pub struct ManagedConnection {
     conn: PgConnection,
     flags: Flags,
-    /// The session `search_path` this connection is known to have (`Session` mode).
-    path: Option<String>,
-    /// The path of the scope last entered (both modes).
-    last_path: Option<String>,
+    /// The scope whose `search_path` this session is known to have (`Session` mode;
+    /// the pool's extension schemas are fixed, so the scope identifies the path).
+    path: Option<Scope>,
+    /// The scope last entered (both modes).
+    last_path: Option<Scope>,
     /// Distinct tenant schemas this backend has worked in (each costs backend memory).
     schemas: HashSet<crate::SchemaName>,
     poisoned: bool,
@@ -262,22 +263,21 @@ impl ManagedConnection {
                 source: diesel::result::Error::BrokenTransactionManager,
             });
         }
+        let unsure = self.flags.get() & PATH_UNSURE != 0;
+        if self.config.mode == PoolMode::Session && !unsure && self.path.as_ref() == Some(scope) {
+            // The repeated-tenant fast path: no statement, no allocation.
+            return Ok(());
+        }
         let path = scope.search_path(&self.config.extra_schemas);
         let reset = (self.config.reset_statements_on_switch
             || self.config.schemas_diverge.load(Ordering::Relaxed))
-            && self.last_path.is_some()
-            && self.last_path.as_deref() != Some(&path);
+            && self.last_path.as_ref().is_some_and(|last| last != scope);
         let deallocate = if reset { "DEALLOCATE ALL; " } else { "" };
+        self.path = None;
         let set = match self.config.mode {
-            PoolMode::Session => {
-                if self.path.as_deref() == Some(&path) && self.flags.get() & PATH_UNSURE == 0 {
-                    Ok(())
-                } else {
-                    self.path = None;
-                    self.conn
-                        .batch_execute(&format!("{deallocate}SET search_path TO {path}"))
-                }
-            }
+            PoolMode::Session => self
+                .conn
+                .batch_execute(&format!("{deallocate}SET search_path TO {path}")),
             PoolMode::TransactionLocal => AnsiTransactionManager::begin_transaction_sql(
                 &mut self.conn,
                 &format!("BEGIN; {deallocate}SET LOCAL search_path TO {path}"),
@@ -299,9 +299,11 @@ impl ManagedConnection {
         }
         self.flags.clear();
         if self.config.mode == PoolMode::Session {
-            self.path = Some(path.clone());
+            self.path = Some(scope.clone());
         }
-        self.last_path = Some(path);
+        if self.last_path.as_ref() != Some(scope) {
+            self.last_path = Some(scope.clone());
+        }
         if let Scope::Tenant(schema) = scope {
             if !self.schemas.contains(schema) {
                 self.schemas.insert(schema.clone());
