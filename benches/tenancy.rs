@@ -189,23 +189,28 @@ fn p5_p6(router: &SyncRouter, tenants: usize) {
     );
 }
 
-/// Private memory (kB) of every backend connected to the database, from /proc.
-fn backend_memory_kb(url: &str) -> (usize, u64) {
+/// Private memory (kB) of the pool's own backends, from /proc: holds every connection of
+/// the pool at once and asks each for its backend pid.
+fn backend_memory_kb(pool: &TenantPool) -> (usize, u64) {
     #[derive(QueryableByName)]
     struct Pid {
         #[diesel(sql_type = diesel::sql_types::Integer)]
         pid: i32,
     }
-    let mut admin = PgConnection::establish(url).expect("admin connection");
-    let pids: Vec<Pid> = diesel::sql_query(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .load(&mut admin)
-    .expect("pids");
+    let mut held = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..pool.max_size() {
+        let mut conn = pool.public().expect("checkout");
+        let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result(&mut *conn)
+            .expect("pid");
+        pids.push(pid.pid);
+        held.push(conn);
+    }
     let private = pids
         .iter()
-        .map(|p| {
-            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", p.pid))
+        .map(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
                 .unwrap_or_default()
                 .lines()
                 .filter(|l| l.starts_with("Private_"))
@@ -220,6 +225,17 @@ fn p8(db: &BenchDb, tenants: usize) {
     let schemas: Vec<SchemaName> = (0..tenants)
         .map(|i| SchemaName::new(&format!("t{i:05}")).expect("schema"))
         .collect();
+    let fresh = TenantPool::builder()
+        .max_size(4)
+        .min_idle(Some(4))
+        .build(&db.url)
+        .expect("pool");
+    let (n, kb) = backend_memory_kb(&fresh);
+    println!(
+        "P8 reference: {n} fresh backends, {:.1} MB private memory",
+        kb as f64 / 1024.0
+    );
+    drop(fresh);
     for (label, limit) in [
         ("no recycling", usize::MAX),
         ("recycle after 1,000 schemas (default)", 1000),
@@ -243,7 +259,7 @@ fn p8(db: &BenchDb, tenants: usize) {
                 });
             }
         });
-        let (n, kb) = backend_memory_kb(&db.url);
+        let (n, kb) = backend_memory_kb(&pool);
         println!(
             "P8 {tenants} tenants touched through a pool of 4, {label}: {n} backends, {:.1} MB private memory",
             kb as f64 / 1024.0

@@ -6,14 +6,18 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Text};
 
-use crate::error::{Place, Result};
+use crate::error::{Error, Place, Result};
 use crate::migrate::SyncRouter;
+use crate::pool::TenantPool;
 use crate::registry::TenantRegistry;
 use crate::report::{Status, TenantStatus};
 use crate::schema_name::{quote_ident, SchemaName};
 
 /// Tracking tables read per query; keeps each `UNION ALL` statement a sane size.
 const CHUNK: usize = 500;
+
+/// Connections that read tracking tables at once.
+const READERS: usize = 4;
 
 #[derive(QueryableByName)]
 struct SchemaRow {
@@ -34,11 +38,11 @@ impl SyncRouter {
     ///
     /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
     /// says which schemas have a tracking table, and their versions are read with one
-    /// `UNION ALL` query per 500 schemas.
+    /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
     pub fn status(&self) -> Result<Status> {
         let shared = self.shared_set()?.versions(&Place::Public)?;
         let tenant_versions = self.tenant_versions()?;
-        self.pool.with_public(|conn| {
+        let (tenants, tracked, existing, spares, to_read) = self.pool.with_public(|conn| {
             // On a database the shared set never reached, there is no registry yet:
             // everything shared is pending and there are no tenants.
             let tenants = if table_exists(conn, "public.tenants")? {
@@ -57,13 +61,17 @@ impl SyncRouter {
             if tracked.contains("public") {
                 to_read.push(SchemaName::from_stored("public")?);
             }
-            let applied = applied_versions(conn, &to_read)?;
-            let empty = BTreeSet::new();
             let spares = if table_exists(conn, "public.tenant_spares")? {
                 crate::spares::spare_names(conn)?
             } else {
                 Vec::new()
             };
+            Ok::<_, Error>((tenants, tracked, existing, spares, to_read))
+        })?;
+        let applied = applied_versions(&self.pool, &to_read)?;
+        let empty = BTreeSet::new();
+        let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+        {
             let registered: HashSet<&str> = names
                 .iter()
                 .copied()
@@ -98,8 +106,31 @@ impl SyncRouter {
                 tenants,
                 orphan_schemas,
             })
-        })
+        }
     }
+}
+
+/// Reads the tracking tables of `chunks` on one pooled connection.
+fn read_chunks(pool: &TenantPool, chunks: &[&[SchemaName]]) -> Result<Vec<VersionRow>> {
+    pool.with_public(|conn| {
+        let mut rows = Vec::new();
+        for chunk in chunks {
+            let sql = chunk
+                .iter()
+                .map(|s| {
+                    format!(
+                        "SELECT '{name}'::text AS schema_name, version::text AS version \
+                         FROM {ident}.__diesel_schema_migrations",
+                        name = s.as_str(),
+                        ident = quote_ident(s.as_str())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            rows.extend(diesel::sql_query(sql).load::<VersionRow>(conn)?);
+        }
+        Ok(rows)
+    })
 }
 
 fn missing(expected: &[String], applied: &BTreeSet<String>) -> Vec<String> {
@@ -148,31 +179,44 @@ fn existing_schemas(conn: &mut PgConnection, names: &[&str]) -> Result<HashSet<S
     .collect())
 }
 
-/// Applied versions of each schema, one `UNION ALL` query per [`CHUNK`] schemas.
+/// Applied versions of each schema, one `UNION ALL` query per [`CHUNK`] schemas, the
+/// chunks spread over up to [`READERS`] pooled connections at once.
 fn applied_versions(
-    conn: &mut PgConnection,
+    pool: &TenantPool,
     schemas: &[SchemaName],
 ) -> Result<HashMap<String, BTreeSet<String>>> {
-    let mut applied: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for chunk in schemas.chunks(CHUNK) {
-        let sql = chunk
-            .iter()
-            .map(|s| {
-                format!(
-                    "SELECT '{name}'::text AS schema_name, version::text AS version \
-                     FROM {ident}.__diesel_schema_migrations",
-                    name = s.as_str(),
-                    ident = quote_ident(s.as_str())
-                )
+    let chunks: Vec<&[SchemaName]> = schemas.chunks(CHUNK).collect();
+    let readers = READERS
+        .min(pool.max_size() as usize)
+        .min(chunks.len())
+        .max(1);
+    let rows: Vec<Result<Vec<VersionRow>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let mine: Vec<&[SchemaName]> =
+                    chunks.iter().skip(r).step_by(readers).copied().collect();
+                scope.spawn(move || read_chunks(pool, &mine))
             })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for row in diesel::sql_query(sql).load::<VersionRow>(conn)? {
-            applied
-                .entry(row.schema_name)
-                .or_default()
-                .insert(row.version);
-        }
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Config("a status reader panicked".into())))
+            })
+            .collect()
+    });
+    let mut applied: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for row in rows
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
+        applied
+            .entry(row.schema_name)
+            .or_default()
+            .insert(row.version);
     }
     for s in schemas {
         applied.entry(s.as_str().to_owned()).or_default();
