@@ -167,3 +167,93 @@ fn a_database_restart_under_load_gives_503_then_recovers() {
     );
     drop(server);
 }
+
+#[test]
+fn an_exhausted_pool_answers_503_not_a_hang() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    let db = common::TestDb::new();
+    let server = Server::start(
+        &db,
+        Options {
+            env: vec![("ROCKET_DATABASES", "{hotel={pool_size=2,timeout=1}}".into())],
+            ..Options::default()
+        },
+    );
+    server.create_tenant("demo1");
+    assert_eq!(
+        server.get("/hotels/", &[("Tenant-Header", "demo1")]).status,
+        200
+    );
+
+    // Another session locks demo1's table: requests that reach it hold their pooled
+    // connection while they wait, until both connections of the pool are taken.
+    let mut locker = diesel::PgConnection::establish(&db.url).unwrap();
+    locker
+        .batch_execute("BEGIN; LOCK TABLE demo1.hotels IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let port = server.port;
+    let blocked: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                try_request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None)
+                    .map(|r| r.status)
+            })
+        })
+        .collect();
+    // Wait until both requests are inside PostgreSQL, waiting for the lock.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut probe = diesel::PgConnection::establish(&db.url).unwrap();
+        let waiting: N = diesel::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ),
+            &mut probe,
+        )
+        .unwrap();
+        if waiting.n >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the requests never reached the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    // `Server::get` refuses any 5xx; this request is expected to get one.
+    let third = try_request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None).unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(third.status, 503, "{}", third.text());
+    assert!(third.json()["detail"].is_string());
+    assert!(
+        waited < Duration::from_secs(10),
+        "503 after the pool timeout, not a hang"
+    );
+    println!(
+        "exhausted pool: 503 after {:.2} s (pool timeout 1 s)",
+        waited.as_secs_f64()
+    );
+
+    locker.batch_execute("ROLLBACK").unwrap();
+    for handle in blocked {
+        assert_eq!(
+            handle.join().unwrap().unwrap(),
+            200,
+            "the blocked requests complete"
+        );
+    }
+    assert_eq!(
+        server.get("/hotels/", &[("Tenant-Header", "demo1")]).status,
+        200
+    );
+    drop(server);
+}
