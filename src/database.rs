@@ -4,7 +4,6 @@
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 
 use crate::error::{Error, Result};
 use crate::schema_name::quote_ident;
@@ -54,13 +53,13 @@ pub fn with_database(url: &str, name: &str) -> Result<String> {
 pub fn create_database_if_missing(url: &str) -> Result<bool> {
     let name = database_name(url)?;
     let mut admin = PgConnection::establish(&with_database(url, MAINTENANCE_DB)?)?;
-    if database_exists(&mut admin, name)? {
+    if crate::sql::database_exists(&mut admin, name)? {
         return Ok(false);
     }
     match admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(name))) {
         Ok(()) => Ok(true),
         // Another process created it between the check and the CREATE.
-        Err(_) if database_exists(&mut admin, name)? => Ok(false),
+        Err(_) if crate::sql::database_exists(&mut admin, name)? => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -75,20 +74,6 @@ pub fn drop_database(url: &str) -> Result<()> {
         quote_ident(name)
     ))?;
     Ok(())
-}
-
-#[derive(QueryableByName)]
-struct Found {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    found: bool,
-}
-
-fn database_exists(conn: &mut PgConnection, name: &str) -> Result<bool> {
-    let row: Found =
-        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS found")
-            .bind::<Text, _>(name)
-            .get_result(conn)?;
-    Ok(row.found)
 }
 
 /// The URL without its password, for messages.

@@ -30,6 +30,7 @@ pub mod schema;
 mod schema_name;
 mod scope;
 mod spares;
+mod sql;
 mod status;
 mod watch;
 

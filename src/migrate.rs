@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Text};
+use diesel::sql_types::{Integer, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::domain_name::DomainName;
@@ -270,19 +270,9 @@ fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
     Ok(())
 }
 
-#[derive(QueryableByName)]
-struct Exists {
-    #[diesel(sql_type = Bool)]
-    present: bool,
-}
-
+/// Whether `schema` exists.
 pub(crate) fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
-    let row: Exists = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1) AS present",
-    )
-    .bind::<Text, _>(schema.as_str())
-    .get_result(conn)?;
-    Ok(row.present)
+    crate::sql::schema_exists(conn, schema.as_str())
 }
 
 pub(crate) fn run_pending(

@@ -45,7 +45,7 @@ impl SyncRouter {
         let (tenants, tracked, existing, spares, to_read) = self.pool.with_public(|conn| {
             // On a database the shared set never reached, there is no registry yet:
             // everything shared is pending and there are no tenants.
-            let tenants = if table_exists(conn, "public.tenants")? {
+            let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
                 TenantRegistry::list(conn)?
             } else {
                 Vec::new()
@@ -61,7 +61,7 @@ impl SyncRouter {
             if tracked.contains("public") {
                 to_read.push(SchemaName::from_stored("public")?);
             }
-            let spares = if table_exists(conn, "public.tenant_spares")? {
+            let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
                 crate::spares::spare_names(conn)?
             } else {
                 Vec::new()
@@ -139,21 +139,6 @@ fn missing(expected: &[String], applied: &BTreeSet<String>) -> Vec<String> {
         .filter(|v| !applied.contains(*v))
         .cloned()
         .collect()
-}
-
-#[derive(QueryableByName)]
-struct Present {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    present: bool,
-}
-
-fn table_exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
-    Ok(
-        diesel::sql_query("SELECT to_regclass($1) IS NOT NULL AS present")
-            .bind::<Text, _>(qualified)
-            .get_result::<Present>(conn)?
-            .present,
-    )
 }
 
 fn tracked_schemas(conn: &mut PgConnection) -> Result<Vec<String>> {
