@@ -8,6 +8,7 @@
 //! connection drops it reconnects with backoff and reloads everything, serving the last
 //! snapshot in the meantime.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -47,7 +48,7 @@ impl Snapshot {
             tenants.iter().map(|t| (t.id, Arc::clone(t))).collect();
         let by_name = tenants
             .iter()
-            .map(|t| (name_key(&t.name), Arc::clone(t)))
+            .map(|t| (name_key(&t.name).into_owned(), Arc::clone(t)))
             .collect();
         let by_domain = domains
             .iter()
@@ -67,7 +68,7 @@ impl Snapshot {
 
     /// The tenant called `name` (trimmed, compared case-insensitively).
     pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.by_name.get(&name_key(name)).cloned()
+        self.by_name.get(&*name_key(name)).cloned()
     }
 
     /// The tenant reached at `domain`.
@@ -91,8 +92,15 @@ impl Snapshot {
     }
 }
 
-fn name_key(name: &str) -> String {
-    name.trim().to_lowercase()
+/// The lookup key of a tenant name: trimmed and lowercased, borrowed when it already is
+/// (the common case of a header naming the tenant as registered, so no allocation).
+fn name_key(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
+    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(name.to_lowercase())
+    }
 }
 
 /// State shared between the cache handle and its listener thread.
@@ -347,6 +355,15 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
 mod tests {
     use super::*;
     use crate::schema_name::SchemaName;
+
+    #[test]
+    fn name_keys_are_trimmed_lowercase_and_borrowed_when_already_so() {
+        assert!(matches!(name_key("demo1"), Cow::Borrowed("demo1")));
+        assert!(matches!(name_key(" demo1\t"), Cow::Borrowed("demo1")));
+        assert_eq!(name_key("Demo1"), "demo1");
+        assert_eq!(name_key(" HÔTEL "), "hôtel");
+        assert!(matches!(name_key("hôtel"), Cow::Owned(_)));
+    }
 
     fn tenant(id: i64, name: &str) -> Tenant {
         Tenant {

@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{shorten, Error, Result};
 
@@ -35,7 +36,7 @@ const DERIVED_PREFIX: &str = "t_";
 /// assert_eq!(SchemaName::derive_from("1st").unwrap().as_str(), "t_1st");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SchemaName(String);
+pub struct SchemaName(Arc<str>);
 
 impl SchemaName {
     /// Validates `name` with the default rules (no extra reserved names).
@@ -65,7 +66,7 @@ impl SchemaName {
     /// Still checks the character rules, so a hand-edited registry row cannot
     /// smuggle text into SQL.
     pub(crate) fn from_stored(name: &str) -> Result<Self> {
-        check_chars(name).map(|()| SchemaName(name.to_owned()))
+        check_chars(name).map(|()| SchemaName(Arc::from(name)))
     }
 }
 
@@ -138,7 +139,7 @@ impl SchemaRules {
         if self.is_reserved(name) {
             return Err(invalid(name, "this name is reserved"));
         }
-        Ok(SchemaName(name.to_owned()))
+        Ok(SchemaName(Arc::from(name)))
     }
 
     /// Makes a valid schema name from a free-form tenant name.
