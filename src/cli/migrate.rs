@@ -175,6 +175,9 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
             "shared_pending": status.shared_pending,
             "tenants": list,
             "orphan_schemas": status.orphan_schemas,
+            "relation_files": status.relation_files,
+            "max_files_per_process": status.max_files_per_process,
+            "file_limit_exceeded": status.file_limit_exceeded(),
         });
         format!("{value:#}\n")
     } else {
@@ -220,6 +223,18 @@ fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
     for orphan in &status.orphan_schemas {
         let _ = writeln!(out, "note: schema `{orphan}` has migrations but no tenant");
     }
+    if let Some(max) = status
+        .max_files_per_process
+        .filter(|_| status.file_limit_exceeded())
+    {
+        let _ = writeln!(
+            out,
+            "note: the tenant schemas hold {} relation files, more than PostgreSQL's \
+             max_files_per_process ({max}): backends serving many tenants will keep \
+             reopening files; raise it above {} (needs a server restart)",
+            status.relation_files, status.relation_files
+        );
+    }
     if status.shared_pending.is_empty() && tenants.is_empty() {
         out.push_str("Nothing pending.\n");
     } else {
@@ -231,4 +246,32 @@ fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
+        Status {
+            shared_pending: Vec::new(),
+            tenants: Vec::new(),
+            orphan_schemas: Vec::new(),
+            relation_files,
+            max_files_per_process,
+        }
+    }
+
+    #[test]
+    fn the_check_notes_a_file_limit_below_the_tenant_relation_files() {
+        let over = human_check(&status(5005, Some(1000)), &[]);
+        assert!(
+            over.contains("5005 relation files")
+                && over.contains("max_files_per_process (1000)")
+                && over.ends_with("Nothing pending.\n"),
+            "{over}"
+        );
+        let under = human_check(&status(10, Some(1000)), &[]);
+        assert_eq!(under, "Nothing pending.\n");
+    }
 }
