@@ -1,10 +1,14 @@
-//! Library benchmarks P4–P8 (see BENCHMARKS.md). Run all, or some, with:
+//! Library benchmarks P2–P8 (see BENCHMARKS.md). Run all, or some, with:
 //!
 //! ```sh
-//! cargo bench --bench tenancy            # p4 p5 p6 p8, 10,000 tenants
+//! cargo bench --bench tenancy            # p2 p3 p4 p5 p6 p8, 10,000 tenants
 //! cargo bench --bench tenancy -- p4 p8   # a subset
 //! BENCH_TENANTS=2000 cargo bench --bench tenancy
 //! ```
+//!
+//! `p2` and `p3` are the pool-level forms of the HTTP targets (no Rocket, no HTTP):
+//! 16 threads, each checking out a connection and loading a tenant's hotels, for
+//! `BENCH_SECONDS` (5) per run, `BENCH_ROUNDS` (3) rounds alternating the sides.
 //!
 //! Each run works in its own database (`dt_bench_<pid>`), dropped at the end. It prints
 //! one line per measurement; nothing here asserts a time.
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
 use diesel_tenancy::{Error, MigrateOptions, NewTenant, SchemaName, SyncRouter, TenantPool};
@@ -137,6 +142,162 @@ fn p4() {
         "P4 1,000 tenants in a row from spares (one thread): {:.2} s",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// Threads that check out and query at once in `p2`/`p3` (wrk's 16 connections).
+const LOAD_THREADS: usize = 16;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Operations per second of `op(thread, i)` run by [`LOAD_THREADS`] threads for `secs`.
+fn rate(secs: u64, op: impl Fn(usize, usize) + Sync) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let done: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..LOAD_THREADS)
+            .map(|t| {
+                let op = &op;
+                s.spawn(move || {
+                    let mut i = 0;
+                    while Instant::now() < deadline {
+                        op(t, i);
+                        i += 1;
+                    }
+                    i
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("load thread"))
+            .sum()
+    });
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sets a fixed `search_path` once per physical connection: the plain-pool baseline.
+#[derive(Debug)]
+struct FixedPath;
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for FixedPath {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute("SET search_path TO \"p0001\"")
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+fn load_hotels(conn: &mut PgConnection) -> QueryResult<Vec<(i64, String)>> {
+    hotels::table
+        .order(hotels::id)
+        .select((hotels::id, hotels::name))
+        .load(conn)
+}
+
+/// P2 and P3 at the pool level: a plain r2d2 pool with a fixed path, `TenantPool` with
+/// one tenant, `TenantPool` with a uniformly random tenant out of `tenants`.
+fn p2_p3(want_p2: bool, want_p3: bool) {
+    let tenants = env_or("BENCH_P3_TENANTS", 1000) as usize;
+    let secs = env_or("BENCH_SECONDS", 5);
+    let rounds = env_or("BENCH_ROUNDS", 3);
+    let db = BenchDb::new("p23");
+    let router = db.router(10);
+    router.prepare_spares(tenants).expect("spares");
+    let schemas: Vec<SchemaName> = (1..=tenants)
+        .map(|i| {
+            let t = router
+                .create_tenant(&NewTenant::named(format!("p{i:04}")))
+                .expect("create tenant");
+            router
+                .pool()
+                .with_tenant(&t.schema_name, |c| {
+                    c.batch_execute(&format!(
+                        "INSERT INTO hotels (name, location, description) \
+                         VALUES ('{0}', '{0}', 'bench hotel {0}')",
+                        t.schema_name
+                    ))
+                    .map_err(Error::from)
+                })
+                .expect("seed hotel");
+            t.schema_name
+        })
+        .collect();
+    let one = &schemas[0];
+    let tenant_pool = TenantPool::builder()
+        .max_size(10)
+        .build(&db.url)
+        .expect("tenant pool");
+    let plain: Pool<ConnectionManager<PgConnection>> = Pool::builder()
+        .max_size(10)
+        .test_on_check_out(false)
+        .connection_customizer(Box::new(FixedPath))
+        .build(ConnectionManager::new(&db.url))
+        .expect("plain pool");
+    let baseline = || {
+        rate(secs, |_, _| {
+            let mut conn = plain.get().expect("checkout");
+            assert_eq!(load_hotels(&mut conn).expect("load").len(), 1);
+        })
+    };
+    let single = || {
+        rate(secs, |_, _| {
+            let rows = tenant_pool
+                .with_tenant(one, |c| load_hotels(c).map_err(Error::from))
+                .expect("load");
+            assert_eq!(rows.len(), 1);
+        })
+    };
+    let random = || {
+        rate(secs, |t, i| {
+            // A cheap, well-spread pseudo-random tenant per operation.
+            let k = (t as u64 * 0x9E37_79B9 + i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let schema = &schemas[(k >> 33) as usize % schemas.len()];
+            let rows = tenant_pool
+                .with_tenant(schema, |c| load_hotels(c).map_err(Error::from))
+                .expect("load");
+            assert_eq!(rows.first().map(|r| r.1.as_str()), Some(schema.as_str()));
+        })
+    };
+    // Warm every side once (statements prepared, caches filled), then alternate.
+    let _ = (baseline(), single(), if want_p3 { random() } else { 0.0 });
+    let (mut p2, mut p3) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (b, o) = if round % 2 == 0 {
+            let b = baseline();
+            (b, single())
+        } else {
+            let o = single();
+            (baseline(), o)
+        };
+        let r = if want_p3 { random() } else { 0.0 };
+        println!(
+            "P2/P3 round {}: plain r2d2 {b:.0} ops/s, TenantPool one tenant {o:.0} ops/s, \
+             random of {tenants} {r:.0} ops/s",
+            round + 1
+        );
+        p2.push(o / b);
+        p3.push(r / o);
+    }
+    let median_of = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    if want_p2 {
+        println!(
+            "P2 pool level, one tenant ÷ plain r2d2 pool (16 threads, pool of 10), median of {rounds}: {:.3}",
+            median_of(p2)
+        );
+    }
+    if want_p3 {
+        println!(
+            "P3 pool level, random of {tenants} ÷ one tenant (16 threads, pool of 10), median of {rounds}: {:.3}",
+            median_of(p3)
+        );
+    }
 }
 
 fn p5_p6(router: &SyncRouter, tenants: usize) {
@@ -284,6 +445,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    if want("p2") || want("p3") {
+        p2_p3(want("p2"), want("p3"));
+    }
     if want("p4") {
         p4();
     }
