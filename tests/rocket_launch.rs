@@ -132,8 +132,11 @@ fn a_served_instance_shuts_down_cleanly() {
     shutdown.notify();
     let stopped = server.join().unwrap().unwrap();
     let tenancy = stopped.state::<Tenancy>().unwrap();
-    assert!(!tenancy.cache().is_listening());
-    assert!(tenancy.router().unwrap_err().is_unavailable());
+    // Rocket 0.5 sometimes returns from `launch()` without running shutdown fairings;
+    // the fairing's shutdown watcher then releases everything shortly after.
+    assert!(eventually(Duration::from_secs(5), || {
+        !tenancy.cache().is_listening() && tenancy.router().is_err_and(|e| e.is_unavailable())
+    }));
     // The pool and the listener's connection are closed: no backend of ours is left.
     let mut admin = PgConnection::establish(&db.url).unwrap();
     assert!(eventually(Duration::from_secs(5), || other_backends(

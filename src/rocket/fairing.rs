@@ -1,14 +1,16 @@
 //! [`TenancyFairing`]: builds the pool, migrates, starts the registry cache.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ::rocket::fairing::{self, Fairing, Info, Kind};
-use ::rocket::{Build, Data, Orbit, Request, Rocket};
+use ::rocket::futures::FutureExt;
+use ::rocket::{Build, Data, Orbit, Request, Rocket, Shutdown};
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 
 use super::config::{self, Options};
-use super::state::{blocking, Tenancy};
+use super::state::{blocking, Release, Tenancy};
 use crate::error::{Error, Result};
 use crate::migrate::SyncRouter;
 use crate::migration_set::Source;
@@ -254,7 +256,7 @@ impl Fairing for TenancyFairing {
     fn info(&self) -> Info {
         Info {
             name: "diesel-tenancy",
-            kind: Kind::Ignite | Kind::Request | Kind::Shutdown,
+            kind: Kind::Ignite | Kind::Liftoff | Kind::Request | Kind::Shutdown,
         }
     }
 
@@ -285,6 +287,12 @@ impl Fairing for TenancyFairing {
         }
     }
 
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        if let Some(tenancy) = rocket.state::<Tenancy>() {
+            watch_shutdown(rocket.shutdown(), tenancy.release());
+        }
+    }
+
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         if let Some(tenancy) = request.rocket().state::<Tenancy>() {
             tenancy.rewrite_path(request);
@@ -295,5 +303,31 @@ impl Fairing for TenancyFairing {
         if let Some(tenancy) = rocket.state::<Tenancy>() {
             tenancy.shut_down().await;
         }
+    }
+}
+
+/// How often the shutdown watcher looks at Rocket's shutdown signal.
+const SHUTDOWN_CHECK: Duration = Duration::from_millis(50);
+
+/// Rocket 0.5 does not always run shutdown fairings: when its server future finishes
+/// first, `launch()` returns without them (seen in about 1 run in 13 of
+/// `tests/rocket_launch.rs`). A plain thread therefore watches the shutdown signal
+/// too, and releases the pool and the listener once it trips, whatever Rocket's runtime
+/// does. It holds the state weakly and ends when the state is dropped.
+fn watch_shutdown(shutdown: Shutdown, release: Release) {
+    let watcher = std::thread::Builder::new()
+        .name("diesel-tenancy-shutdown".into())
+        .spawn(move || loop {
+            if release.is_gone() {
+                return;
+            }
+            if shutdown.clone().now_or_never().is_some() {
+                release.run();
+                return;
+            }
+            std::thread::sleep(SHUTDOWN_CHECK);
+        });
+    if let Err(e) = watcher {
+        log::warn!("diesel-tenancy: no shutdown watcher thread ({e}); relying on Rocket's shutdown fairing");
     }
 }

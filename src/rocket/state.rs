@@ -1,7 +1,7 @@
 //! [`Tenancy`]: what the fairing puts into Rocket's managed state.
 
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use ::rocket::http::uri::Origin;
 use ::rocket::Request;
@@ -22,7 +22,7 @@ use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain}
 /// requests get 503.
 #[derive(Debug)]
 pub struct Tenancy {
-    live: RwLock<Option<Live>>,
+    live: Arc<RwLock<Option<Live>>>,
     cache: Arc<RegistryCache>,
     chain: ResolverChain,
     public_tenant: bool,
@@ -36,6 +36,30 @@ struct Live {
     pool: TenantPool,
 }
 
+/// Lets go of a [`Tenancy`]'s pool and stops its registry listener, if the state still
+/// exists. Idempotent; blocking (it waits for the listener thread to end).
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    live: Weak<RwLock<Option<Live>>>,
+    cache: Weak<RegistryCache>,
+}
+
+impl Release {
+    /// Whether the state it releases is gone (dropped with its Rocket instance).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.live.strong_count() == 0
+    }
+
+    pub(crate) fn run(&self) {
+        if let Some(live) = self.live.upgrade() {
+            live.write().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        if let Some(cache) = self.cache.upgrade() {
+            cache.stop();
+        }
+    }
+}
+
 impl Tenancy {
     pub(crate) fn new(
         router: SyncRouter,
@@ -45,10 +69,10 @@ impl Tenancy {
     ) -> Self {
         Tenancy {
             public_tenant: router.is_public_tenant(),
-            live: RwLock::new(Some(Live {
+            live: Arc::new(RwLock::new(Some(Live {
                 pool: router.pool().clone(),
                 router,
-            })),
+            }))),
             cache: Arc::new(cache),
             chain,
             path_prefix,
@@ -118,17 +142,21 @@ impl Tenancy {
 
     /// Stops the listener and drops the pool handle; called by the fairing at shutdown.
     pub(crate) async fn shut_down(&self) {
-        self.live
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let cache = Arc::clone(&self.cache);
+        let release = self.release();
         let stopped = blocking(move || {
-            cache.stop();
+            release.run();
             Ok::<(), Error>(())
         });
         if stopped.await.is_err() {
             log::warn!("diesel-tenancy: could not stop the registry listener cleanly");
+        }
+    }
+
+    /// What shutdown releases, held weakly: it does nothing once this state is gone.
+    pub(crate) fn release(&self) -> Release {
+        Release {
+            live: Arc::downgrade(&self.live),
+            cache: Arc::downgrade(&self.cache),
         }
     }
 
