@@ -255,19 +255,21 @@ where
     results
 }
 
+/// A status with nothing pending and the given file figures, for unit tests.
+#[cfg(test)]
+pub(crate) fn file_status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
+    Status {
+        shared_pending: Vec::new(),
+        tenants: Vec::new(),
+        orphan_schemas: Vec::new(),
+        relation_files,
+        max_files_per_process,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
-        Status {
-            shared_pending: Vec::new(),
-            tenants: Vec::new(),
-            orphan_schemas: Vec::new(),
-            relation_files,
-            max_files_per_process,
-        }
-    }
+    use super::file_status as status;
 
     #[test]
     fn the_file_limit_is_exceeded_only_past_the_server_setting() {

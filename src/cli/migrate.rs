@@ -251,16 +251,7 @@ fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
-        Status {
-            shared_pending: Vec::new(),
-            tenants: Vec::new(),
-            orphan_schemas: Vec::new(),
-            relation_files,
-            max_files_per_process,
-        }
-    }
+    use crate::report::file_status as status;
 
     #[test]
     fn the_check_notes_a_file_limit_below_the_tenant_relation_files() {
