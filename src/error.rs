@@ -120,6 +120,18 @@ pub enum Error {
         source: diesel::result::Error,
     },
 
+    /// The checkout could not prove a pooled connection's session clean (a transaction
+    /// block left open, another role, temporary objects, open cursors, `LISTEN`
+    /// registrations, the pool's prepared statement gone, ...). Every such connection is
+    /// discarded and another one tried; this is returned when all the tries failed.
+    #[error("no connection could be proven clean for {place}: {reason}")]
+    UncleanSession {
+        /// The scope being entered.
+        place: Place,
+        /// What the last failed proof reported.
+        reason: String,
+    },
+
     /// No connection could be checked out of the pool in time, or one could not be opened.
     #[error("could not get a database connection: {0}")]
     Pool(#[source] r2d2::Error),

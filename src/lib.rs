@@ -19,6 +19,7 @@ mod migrate;
 mod migration_set;
 mod pool;
 mod pooler;
+mod proof;
 mod registry;
 mod registry_cache;
 mod registry_listener;

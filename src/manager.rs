@@ -1,41 +1,46 @@
 //! The crate's own r2d2 connection manager and the pooled connection it makes.
 //!
 //! r2d2 has no checkout or check-in hook, so the scope cannot be set by a
-//! `CustomizeConnection`. Instead the pooled type is [`ManagedConnection`], which
-//! remembers the path it last set and the state its [`Watch`] observed, and is
-//! entered into a scope on every checkout and left on every check-in.
+//! `CustomizeConnection`. Instead the pooled type is [`ManagedConnection`], which is
+//! entered into a scope on every checkout and left on every check-in. Entering sends the
+//! verified checkout (`proof.rs`): one message that resets the session, sets the path and
+//! fails unless the server proves the session clean. Leaving checks what the client side
+//! can prove without a round trip (the connection is still the pool's own, Diesel's
+//! transaction state) and discards whatever it cannot trust.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use diesel::connection::{
     AnsiTransactionManager, CacheSize, Connection, SimpleConnection, TransactionManager,
 };
 use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Integer, Text};
 
 use crate::error::{Error, Result};
+use crate::proof::{self, Identity, Proof};
 use crate::scope::Scope;
-use crate::watch::{
-    Flags, InstrumentationFactory, Watch, PATH_UNSURE, POISON, RAW_TRANSACTION, STALE_PLAN,
-};
+use crate::watch::{self, Flags, InstrumentationFactory, Watch, POISON, STALE_PLAN};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum PoolMode {
-    /// `SET search_path` on checkout, skipped when the connection already has that path.
+    /// Every checkout sets the session's `search_path` and proves the session clean in
+    /// one round trip; the borrower's statements then run in autocommit.
     ///
-    /// The fastest mode when tenants repeat. It needs a direct connection or a pooler in
-    /// *session* mode.
+    /// The fastest mode. It needs a direct connection or a pooler in *session* mode.
     ///
     /// ### Warning
     /// Behind PgBouncer in *transaction* pooling mode a session `SET` leaks to other
-    /// clients. Use [`PoolMode::TransactionLocal`] there.
+    /// clients. The pool refuses to build there; use [`PoolMode::TransactionLocal`].
     #[default]
     Session,
-    /// Each checkout is a transaction that begins with
-    /// `SET LOCAL search_path` (the SQL form of `set_config('search_path', …, true)`).
+    /// Each checkout is a transaction whose first round trip sets the path with
+    /// `set_config('search_path', …, true)` (the function form of `SET LOCAL`) and proves
+    /// the session clean.
     ///
     /// Safe behind PgBouncer's transaction pooling. The work is committed by
     /// [`TenantConnection::commit`](crate::TenantConnection::commit) or by returning
@@ -57,18 +62,58 @@ pub(crate) struct ManagerConfig {
     pub(crate) schemas_diverge: Arc<AtomicBool>,
     pub(crate) instrumentation: Option<InstrumentationFactory>,
     pub(crate) max_schemas_per_connection: usize,
+    /// Whether to probe for a transaction pooler before the first connection.
+    pub(crate) check_pooler: bool,
 }
 
 /// The r2d2 manager of a [`TenantPool`](crate::TenantPool).
+///
+/// Every way of building a pool goes through it, `rocket_sync_db_pools` included: before
+/// its first connection it probes for a transaction pooler, refuses
+/// [`PoolMode::Session`] behind one, and makes [`PoolMode::TransactionLocal`]
+/// connections prove their session inline instead of with a prepared statement.
 #[derive(Debug)]
 pub struct ConnectionManager {
     config: ManagerConfig,
+    /// The probe's answer once it ran: is a transaction pooler in front?
+    pooler: Mutex<Option<bool>>,
 }
 
 impl ConnectionManager {
     pub(crate) fn new(config: ManagerConfig) -> Self {
-        ConnectionManager { config }
+        ConnectionManager {
+            config,
+            pooler: Mutex::new(None),
+        }
     }
+
+    /// Whether a transaction pooler is in front of the database, probed once (three
+    /// round trips on two extra connections; see `pooler.rs`). Fails with
+    /// [`Error::SessionModeBehindPooler`] for a `Session`-mode pool behind one.
+    pub(crate) fn probe(&self) -> Result<bool> {
+        let mut known = self.pooler.lock().unwrap_or_else(PoisonError::into_inner);
+        let pooler = match *known {
+            Some(pooler) => pooler,
+            None if !self.config.check_pooler => false,
+            None => {
+                let found = crate::pooler::detect_transaction_pooler(&self.config.url)?;
+                *known = Some(found);
+                found
+            }
+        };
+        if pooler && self.config.mode == PoolMode::Session {
+            return Err(Error::SessionModeBehindPooler);
+        }
+        Ok(pooler)
+    }
+}
+
+#[derive(QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    #[diesel(sql_type = Text)]
+    login: String,
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
@@ -76,23 +121,35 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = Error;
 
     fn connect(&self) -> Result<ManagedConnection> {
+        let behind_pooler = self.probe()?;
         let mut conn = PgConnection::establish(&self.config.url)?;
         if !self.config.statement_cache {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
-        if self.config.mode == PoolMode::TransactionLocal {
-            // Outside the pool's transactions the path is empty, so nothing that slips
-            // out of a transaction can read an unqualified table of any schema.
-            conn.batch_execute("SET search_path TO ''")?;
+        // `sql_query` is sent unnamed, which transaction poolers accept.
+        let backend =
+            diesel::sql_query("SELECT pg_backend_pid() AS pid, session_user::text AS login")
+                .get_result::<Backend>(&mut conn)?;
+        let proof = Proof::new(
+            Identity {
+                pid: (!behind_pooler).then_some(backend.pid),
+                login: backend.login,
+            },
+            !behind_pooler,
+        );
+        if proof.is_prepared() {
+            conn.batch_execute(&proof.prepare())?;
         }
+        let id = watch::next_id();
         let flags = Flags::default();
         let app = self.config.instrumentation.as_ref().map(|make| (make.0)());
-        conn.set_instrumentation(Watch::new(flags.clone(), app));
+        conn.set_instrumentation(Watch::new(id, flags.clone(), app));
         Ok(ManagedConnection {
             conn,
+            id,
             flags,
-            path: None,
-            last_path: None,
+            proof,
+            last_scope: None,
             schemas: HashSet::new(),
             poisoned: false,
             config: self.config.clone(),
@@ -116,12 +173,12 @@ impl r2d2::ManageConnection for ConnectionManager {
 /// connection.
 pub struct ManagedConnection {
     conn: PgConnection,
+    /// Matches the id of the [`Watch`] installed on `conn` while `conn` is this one.
+    id: u64,
     flags: Flags,
-    /// The scope whose `search_path` this session is known to have (`Session` mode;
-    /// the pool's extension schemas are fixed, so the scope identifies the path).
-    path: Option<Scope>,
-    /// The scope last entered (both modes).
-    last_path: Option<Scope>,
+    proof: Proof,
+    /// The scope last entered.
+    last_scope: Option<Scope>,
     /// Distinct tenant schemas this backend has worked in (each costs backend memory).
     schemas: HashSet<crate::SchemaName>,
     poisoned: bool,
@@ -131,7 +188,7 @@ pub struct ManagedConnection {
 impl std::fmt::Debug for ManagedConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ManagedConnection")
-            .field("path", &self.path)
+            .field("last_scope", &self.last_scope)
             .field("schemas", &self.schemas.len())
             .field("poisoned", &self.poisoned)
             .finish_non_exhaustive()
@@ -151,7 +208,8 @@ impl ManagedConnection {
     /// Runs `f` with this connection scoped to the tenant schema `schema`.
     ///
     /// In `TransactionLocal` mode `f` runs in a transaction that is committed when it
-    /// returns `Ok` and rolled back otherwise.
+    /// returns `Ok` and rolled back otherwise. If the connection fails the checkout's
+    /// proof it is discarded and the error returned; `f` does not run.
     pub fn with_tenant<T, E, F>(&mut self, schema: &crate::SchemaName, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E>,
@@ -169,7 +227,7 @@ impl ManagedConnection {
         self.with_scope(&Scope::Public, f)
     }
 
-    /// Runs `f` in `scope`, then leaves the scope whatever happened (a panic poisons).
+    /// Runs `f` in `scope`, then leaves the scope whatever happened (a panic discards).
     pub fn with_scope<T, E, F>(&mut self, scope: &Scope, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E>,
@@ -210,35 +268,12 @@ impl ManagedConnection {
         &self.conn
     }
 
-    /// Runs the crate's own maintenance work (migrations, provisioning), which scopes
-    /// itself with `SET LOCAL` inside its transaction. Afterwards the session path is
-    /// treated as unknown, and a transaction left open poisons the connection.
-    pub(crate) fn run_internal<T>(
-        &mut self,
-        f: impl FnOnce(&mut PgConnection) -> Result<T>,
-    ) -> Result<T> {
-        if self.transaction_depth().is_some() {
-            self.poison();
-            return Err(Error::ScopeChangeInTransaction {
-                wanted: crate::error::Place::Public,
-            });
+    /// Marks the connection for disposal and says why; r2d2 drops it at check-in.
+    fn discard(&mut self, reason: &str) {
+        if !self.poisoned {
+            log::warn!("diesel-tenancy: discarding a pooled connection: {reason}");
         }
-        let result = f(&mut self.conn);
-        self.path = None;
-        if self.transaction_depth().is_some() {
-            self.poison();
-        }
-        let poison = self.flags.get() & POISON;
-        self.flags.clear();
-        self.flags.raise(poison);
-        result
-    }
-
-    /// Marks the connection for disposal; r2d2 drops it at check-in.
-    pub(crate) fn poison(&mut self) {
         self.poisoned = true;
-        self.path = None;
-        self.last_path = None;
     }
 
     fn transaction_depth(&mut self) -> Option<u32> {
@@ -250,59 +285,43 @@ impl ManagedConnection {
         }
     }
 
-    /// Puts the connection into `scope`; called on every checkout.
+    /// Puts the connection into `scope` and proves its session clean; called on every
+    /// checkout. On any failure the connection is discarded.
     pub(crate) fn enter(&mut self, scope: &Scope) -> Result<()> {
-        if self.transaction_depth().is_some() || self.flags.get() & RAW_TRANSACTION != 0 {
+        if self.transaction_depth().is_some() {
+            self.discard("Diesel still had a transaction open on it");
             return Err(Error::ScopeChangeInTransaction {
                 wanted: scope.place(),
             });
         }
         if self.is_poisoned() {
-            return Err(Error::SetScope {
-                place: scope.place(),
-                source: diesel::result::Error::BrokenTransactionManager,
-            });
+            return Err(unclean(scope, "it was already marked for disposal"));
         }
-        let unsure = self.flags.get() & PATH_UNSURE != 0;
-        if self.config.mode == PoolMode::Session && !unsure && self.path.as_ref() == Some(scope) {
-            // The repeated-tenant fast path: no statement, no allocation.
-            return Ok(());
-        }
-        let path = scope.search_path(&self.config.extra_schemas);
-        let reset = (self.config.reset_statements_on_switch
+        let deallocate = (self.config.reset_statements_on_switch
             || self.config.schemas_diverge.load(Ordering::Relaxed))
-            && self.last_path.as_ref().is_some_and(|last| last != scope);
-        let deallocate = if reset { "DEALLOCATE ALL; " } else { "" };
-        self.path = None;
-        let set = match self.config.mode {
-            PoolMode::Session => self
-                .conn
-                .batch_execute(&format!("{deallocate}SET search_path TO {path}")),
-            PoolMode::TransactionLocal => AnsiTransactionManager::begin_transaction_sql(
-                &mut self.conn,
-                &format!("BEGIN; {deallocate}SET LOCAL search_path TO {path}"),
-            ),
+            && self.last_scope.as_ref().is_some_and(|last| last != scope);
+        let path = scope.search_path(&self.config.extra_schemas);
+        let sql = self.proof.checkout(self.config.mode, &path, deallocate);
+        let sent = match self.config.mode {
+            PoolMode::Session => self.conn.batch_execute(&sql),
+            PoolMode::TransactionLocal => {
+                AnsiTransactionManager::begin_transaction_sql(&mut self.conn, &sql)
+            }
         };
-        if let Err(source) = set {
-            self.poison();
-            return Err(Error::SetScope {
-                place: scope.place(),
-                source,
-            });
+        if let Err(source) = sent {
+            return Err(self.failed_checkout(scope, source));
         }
-        if reset && self.config.statement_cache {
+        if deallocate && self.config.statement_cache {
             // The server forgot every prepared statement: make Diesel forget them too.
             self.conn
                 .set_prepared_statement_cache_size(CacheSize::Disabled);
             self.conn
                 .set_prepared_statement_cache_size(CacheSize::Unbounded);
         }
+        self.drop_queued_notifications(scope)?;
         self.flags.clear();
-        if self.config.mode == PoolMode::Session {
-            self.path = Some(scope.clone());
-        }
-        if self.last_path.as_ref() != Some(scope) {
-            self.last_path = Some(scope.clone());
+        if self.last_scope.as_ref() != Some(scope) {
+            self.last_scope = Some(scope.clone());
         }
         if let Scope::Tenant(schema) = scope {
             if !self.schemas.contains(schema) {
@@ -312,21 +331,83 @@ impl ManagedConnection {
         Ok(())
     }
 
-    /// Ends the scoped work; called on every check-in. Never fails: whatever cannot be
-    /// proven clean is poisoned and so discarded by the pool.
-    pub(crate) fn leave(&mut self, outcome: Outcome) -> Result<()> {
-        let mut result = Ok(());
-        if std::thread::panicking() {
-            self.poison();
-            return result;
+    /// Discards the connection after its checkout statement failed, keeping the reason.
+    fn failed_checkout(&mut self, scope: &Scope, source: diesel::result::Error) -> Error {
+        let reason = match &source {
+            diesel::result::Error::DatabaseError(_, info) => proof::reason(info.message())
+                .map_or_else(|| info.message().to_owned(), str::to_owned),
+            other => other.to_string(),
+        };
+        self.discard(&format!(
+            "its checkout for {} failed: {reason}",
+            scope.place()
+        ));
+        if watch::poisons(&source) & POISON != 0 {
+            Error::SetScope {
+                place: scope.place(),
+                source,
+            }
+        } else {
+            unclean(scope, &reason)
         }
-        if self.config.mode == PoolMode::TransactionLocal && self.transaction_depth() == Some(1) {
-            let ended = match outcome {
-                Outcome::Commit => AnsiTransactionManager::commit_transaction(&mut self.conn),
-                Outcome::Rollback => AnsiTransactionManager::rollback_transaction(&mut self.conn),
+    }
+
+    /// Notifications libpq queued before the checkout belong to an earlier borrower's
+    /// `LISTEN` (the proof refuses registrations, but a borrower may have listened and
+    /// unlistened): drop them so this borrower never reads them.
+    fn drop_queued_notifications(&mut self, scope: &Scope) -> Result<()> {
+        let mut dropped = 0usize;
+        loop {
+            let next = self.conn.notifications_iter().next();
+            match next {
+                None => break,
+                Some(Ok(_)) => dropped += 1,
+                Some(Err(source)) => {
+                    self.discard("reading its queued notifications failed");
+                    return Err(Error::SetScope {
+                        place: scope.place(),
+                        source,
+                    });
+                }
+            }
+        }
+        if dropped > 0 {
+            log::debug!(
+                "diesel-tenancy: dropped {dropped} notifications queued for an earlier borrower"
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends the scoped work; called on every check-in. Whatever cannot be proven clean
+    /// is discarded by the pool; the error, if any, is the commit's or rollback's.
+    pub(crate) fn leave(&mut self, outcome: Outcome) -> Result<()> {
+        if std::thread::panicking() {
+            self.discard("the borrower panicked while holding it");
+            return Ok(());
+        }
+        if !Watch::is_installed_on(self.conn.instrumentation(), self.id) {
+            // `std::mem::replace`/`swap` on the `PgConnection`, or `set_instrumentation`:
+            // this is not (or no longer watches) the session the pool handed out.
+            self.discard("its PgConnection or its instrumentation was replaced while checked out");
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.config.mode == PoolMode::TransactionLocal {
+            let ended = match self.transaction_depth() {
+                Some(1) => match outcome {
+                    Outcome::Commit => AnsiTransactionManager::commit_transaction(&mut self.conn),
+                    Outcome::Rollback => {
+                        AnsiTransactionManager::rollback_transaction(&mut self.conn)
+                    }
+                },
+                // libpq reported the pool's transaction over: a statement the pool did
+                // not send committed or rolled it back.
+                None => Err(diesel::result::Error::NotInTransaction),
+                Some(_) => Ok(()),
             };
             if let Err(e) = ended {
-                self.poison();
+                self.discard("its transaction could not be ended as asked");
                 result = Err(Error::Query(e));
             }
         }
@@ -334,23 +415,40 @@ impl ManagedConnection {
         if flags & STALE_PLAN != 0 {
             self.config.schemas_diverge.store(true, Ordering::Relaxed);
         }
-        let unsure_in_tl =
-            self.config.mode == PoolMode::TransactionLocal && flags & PATH_UNSURE != 0;
-        if self.transaction_depth().is_some()
-            || flags & (RAW_TRANSACTION | POISON) != 0
-            || unsure_in_tl
-            || self.schemas.len() > self.config.max_schemas_per_connection
-        {
-            self.poison();
+        if flags & POISON != 0 {
+            self.discard("the server reported it unusable (lost, stale plan or missing statement)");
         }
-        if flags & PATH_UNSURE != 0 {
-            self.path = None;
+        if self.transaction_depth().is_some() {
+            self.discard("a transaction was left open on it");
+        }
+        if self.schemas.len() > self.config.max_schemas_per_connection {
+            log::debug!(
+                "diesel-tenancy: recycling a connection that worked in {} schemas",
+                self.schemas.len()
+            );
+            self.poisoned = true;
+        }
+        if !self.poisoned {
+            // A borrower may have changed Diesel's statement cache; restore the pool's.
+            self.conn
+                .set_prepared_statement_cache_size(if self.config.statement_cache {
+                    CacheSize::Unbounded
+                } else {
+                    CacheSize::Disabled
+                });
         }
         result
     }
 }
 
-/// Leaves the scope when dropped, so a panic in the borrower's closure still poisons.
+fn unclean(scope: &Scope, reason: &str) -> Error {
+    Error::UncleanSession {
+        place: scope.place(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Leaves the scope when dropped, so a panic in the borrower's closure still discards.
 struct LeaveOnDrop<'a> {
     conn: &'a mut ManagedConnection,
     outcome: Outcome,

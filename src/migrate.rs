@@ -147,7 +147,7 @@ impl SyncRouter {
     /// returns the versions applied.
     pub fn migrate_shared(&self) -> Result<Vec<String>> {
         let set = self.shared_set()?;
-        self.pool.raw()?.run_internal(|conn| {
+        self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 set_local_path(conn, "\"public\"")?;
                 lock(conn, "public")?;
@@ -167,7 +167,7 @@ impl SyncRouter {
             Some(s) => self.rules.validate(s.as_str())?,
             None => self.rules.derive_from(name)?,
         };
-        self.pool.raw()?.run_internal(|conn| {
+        self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 lock(conn, schema.as_str())?;
                 let tenant = TenantRegistry::create(conn, name, &schema)?;
@@ -193,7 +193,7 @@ impl SyncRouter {
     /// Deletes a tenant's registry row (and domains). The schema and its data are dropped
     /// only when `drop_schema` is true.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
-        self.pool.raw()?.run_internal(|conn| {
+        self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 let tenant = TenantRegistry::get_by_name(conn, name)?;
                 lock(conn, tenant.schema_name.as_str())?;
@@ -213,7 +213,7 @@ impl SyncRouter {
     /// schema's advisory lock, and returns the versions applied.
     pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
         let place = Place::Schema(schema.to_string());
-        self.pool.raw()?.run_internal(|conn| {
+        self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 lock(conn, schema.as_str())?;
                 if !schema_exists(conn, schema)? {

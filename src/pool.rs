@@ -62,8 +62,11 @@ impl TenantPool {
 
     /// Checks out a connection scoped to `scope`.
     ///
-    /// A pooled connection that turns out to be dead when its path is set is discarded
-    /// and another one is tried, so a database restart costs no failed request here.
+    /// The checkout sends one message that resets the session, sets its `search_path`
+    /// and proves the rest of its state clean (see the crate docs, "What a checkout
+    /// proves"). A pooled connection that fails the proof, or turns out to be dead, is
+    /// discarded and another one is tried, up to `max_size + 1` times; then the last
+    /// error is returned ([`Error::UncleanSession`], or an unavailable error).
     pub fn checkout(&self, scope: Scope) -> Result<TenantConnection> {
         let attempts = self.inner.max_size() + 1;
         let mut last = None;
@@ -71,8 +74,7 @@ impl TenantPool {
             let pooled = self.inner.get()?;
             match TenantConnection::enter(pooled, scope.clone()) {
                 Ok(conn) => return Ok(conn),
-                Err(e) if e.is_unavailable() => last = Some(e),
-                Err(e) => return Err(e),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::Config("the pool has no connections".into())))
@@ -130,11 +132,6 @@ impl TenantPool {
     /// Connections open and idle right now.
     pub fn state(&self) -> r2d2::State {
         self.inner.state()
-    }
-
-    /// A raw pooled connection for the crate's own migration work, which scopes it itself.
-    pub(crate) fn raw(&self) -> Result<r2d2::PooledConnection<ConnectionManager>> {
-        Ok(self.inner.get()?)
     }
 }
 
@@ -214,10 +211,9 @@ impl TenantPoolBuilder {
 
     /// Pings each connection (`SELECT 1`) before handing it out. Defaults to `false`.
     ///
-    /// It costs one extra round trip on every checkout, which is as much as the
-    /// `SET search_path` it would guard. Without it, a connection found dead while its
-    /// path is set is discarded and another is tried; one whose path needed no `SET`
-    /// fails on its first query and is then discarded.
+    /// It costs one extra round trip on every checkout and proves nothing the checkout's
+    /// own statement does not: a connection found dead by that statement is discarded
+    /// and another one is tried.
     pub fn test_on_check_out(mut self, test: bool) -> Self {
         self.test_on_check_out = test;
         self
@@ -264,9 +260,11 @@ impl TenantPoolBuilder {
     /// Gives every connection the application's own Diesel [`Instrumentation`] (logging,
     /// metrics, statement counting). Defaults to none.
     ///
-    /// Use this instead of `set_instrumentation` on a checked-out connection: the pool
-    /// installs its own instrumentation to watch for statements that change the path, and
-    /// replacing it would blind that watch. Yours sees every event after it.
+    /// Use this instead of `set_instrumentation` on a checked-out connection: the pool's
+    /// own instrumentation marks the connection as the one it handed out, so a connection
+    /// whose instrumentation was replaced is discarded at check-in (otherwise the
+    /// replacement would see the next tenants' statements). Yours sees every event after
+    /// the pool's.
     ///
     /// [`Instrumentation`]: diesel::connection::Instrumentation
     pub fn instrumentation<F>(mut self, make: F) -> Self
@@ -278,6 +276,10 @@ impl TenantPoolBuilder {
     }
 
     /// Skips the probe that refuses [`PoolMode::Session`] behind a transaction pooler.
+    ///
+    /// Without the probe a [`PoolMode::TransactionLocal`] pool also assumes a direct
+    /// connection: it proves each session with a statement prepared on it, which fails
+    /// (and discards the connection) when a pooler moves it to another backend.
     ///
     /// ### Warning
     /// Behind PgBouncer (or any pooler) in transaction mode, a session-mode pool leaks one
@@ -326,23 +328,21 @@ impl TenantPoolBuilder {
             schemas_diverge: Default::default(),
             instrumentation: self.instrumentation.clone(),
             max_schemas_per_connection: self.max_schemas_per_connection,
+            check_pooler: self.check_pooler,
         }))
     }
 
     /// Builds the pool and opens its initial connections, failing if the database cannot
     /// be reached within the connection timeout.
     ///
-    /// In [`PoolMode::Session`] it first probes for a transaction pooler (two extra
-    /// connections, three round trips) and fails with [`Error::SessionModeBehindPooler`]
-    /// if it finds one; see [`dangerous_skip_pooler_check`](Self::dangerous_skip_pooler_check).
+    /// It first probes for a transaction pooler (two extra connections, three round
+    /// trips) and fails with [`Error::SessionModeBehindPooler`] if it finds one in
+    /// [`PoolMode::Session`]; see
+    /// [`dangerous_skip_pooler_check`](Self::dangerous_skip_pooler_check). A manager made
+    /// with [`manager`](Self::manager) runs the same probe before its first connection.
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
-        if self.mode == PoolMode::Session
-            && self.check_pooler
-            && crate::pooler::detect_transaction_pooler(database_url)?
-        {
-            return Err(Error::SessionModeBehindPooler);
-        }
+        manager.probe()?;
         let inner = r2d2::Pool::builder()
             .max_size(self.max_size)
             .min_idle(self.min_idle)

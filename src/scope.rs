@@ -24,20 +24,26 @@ impl Scope {
     }
 
     /// Renders the `search_path` value for this scope: the scope's schema first, then
-    /// `extra` (already validated extension schemas), each as a quoted identifier.
+    /// `extra` (already validated extension schemas), each as a quoted identifier, and
+    /// `pg_temp` last.
     ///
     /// `public` is never added to a tenant's path, so an unqualified tenant table
     /// missing from the tenant schema is an error rather than a read of `public`.
+    /// PostgreSQL searches the session's temporary schema *first* unless the path names
+    /// it, so naming it last means a temporary table or view can never shadow a table of
+    /// the scope (the checkout also proves that no temporary objects survive a borrower).
     pub(crate) fn search_path(&self, extra: &[String]) -> String {
         let first = match self {
             Scope::Public => quote_ident("public"),
             Scope::Tenant(s) => s.quoted(),
         };
-        extra.iter().fold(first, |mut path, schema| {
+        let mut path = extra.iter().fold(first, |mut path, schema| {
             path.push_str(", ");
             path.push_str(&quote_ident(schema));
             path
-        })
+        });
+        path.push_str(", pg_temp");
+        path
     }
 }
 
@@ -54,11 +60,11 @@ mod tests {
     #[test]
     fn renders_quoted_paths() {
         let acme = Scope::Tenant(SchemaName::new("acme").unwrap());
-        assert_eq!(acme.search_path(&[]), "\"acme\"");
+        assert_eq!(acme.search_path(&[]), "\"acme\", pg_temp");
         assert_eq!(
             acme.search_path(&["extensions".into()]),
-            "\"acme\", \"extensions\""
+            "\"acme\", \"extensions\", pg_temp"
         );
-        assert_eq!(Scope::Public.search_path(&[]), "\"public\"");
+        assert_eq!(Scope::Public.search_path(&[]), "\"public\", pg_temp");
     }
 }

@@ -11,7 +11,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
-use crate::error::{Place, Result};
+use crate::error::{Error, Place, Result};
 use crate::migrate::{run_pending, set_local_path, SyncRouter};
 use crate::schema::tenant_spares;
 use crate::schema_name::SchemaName;
@@ -29,7 +29,7 @@ impl SyncRouter {
             .unwrap_or(0);
         for i in 0..count {
             let name = SchemaName::new(&format!("dt_spare_{stamp:x}_{i}"))?;
-            self.pool.raw()?.run_internal(|conn| {
+            self.pool.with_public(|conn| {
                 conn.transaction(|conn| {
                     conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
                     set_local_path(conn, &name.quoted())?;
@@ -37,7 +37,7 @@ impl SyncRouter {
                     diesel::insert_into(tenant_spares::table)
                         .values(tenant_spares::schema_name.eq(name.as_str()))
                         .execute(conn)?;
-                    Ok(())
+                    Ok::<_, Error>(())
                 })
             })?;
         }

@@ -1,30 +1,22 @@
-//! Watches the SQL a borrower sends, so the pool knows when a connection's
-//! `search_path` or transaction state can no longer be trusted.
+//! The [`Instrumentation`] the pool installs on every connection: it records what the
+//! server *reported* (errors that make a connection unusable) and marks the connection
+//! as the pool's own, so a swapped-in connection is recognised at check-in.
 //!
-//! Diesel reports every statement to the connection's [`Instrumentation`]. Statements
-//! that Diesel's own transaction manager sends are recognised by the event that
-//! precedes them; any other statement is scanned for the words that can change the
-//! path (`SET`, `RESET`, `DISCARD`, `search_path`, `set_config`, ...) or open a
-//! transaction the pool would not know about (`BEGIN`, `START TRANSACTION`). The scan
-//! is deliberately coarse: a false alarm costs one `SET` or one reconnect, a miss
-//! could cost a cross-tenant read.
+//! It reads no SQL text and infers nothing from it: the session state is proven by the
+//! checkout itself (see `proof.rs`). It forwards every event to the application's own
+//! instrumentation, if the pool was given one.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-/// The session `search_path` may differ from what the pool last set.
-pub(crate) const PATH_UNSURE: u8 = 1;
-/// A transaction may have been opened outside Diesel's transaction manager.
-pub(crate) const RAW_TRANSACTION: u8 = 2;
-/// The connection must not be reused (lost connection, stale cached plan).
-pub(crate) const POISON: u8 = 4;
+/// The connection must not be reused (lost connection, stale cached plan, ...).
+pub(crate) const POISON: u8 = 1;
 /// A prepared statement met a schema whose result type differs ("cached plan must not
 /// change result type"): tenants are at different versions.
-pub(crate) const STALE_PLAN: u8 = 8;
+pub(crate) const STALE_PLAN: u8 = 2;
 
 /// Flags shared between a connection's [`Watch`] and its owner.
 #[derive(Debug, Default, Clone)]
@@ -56,68 +48,46 @@ impl std::fmt::Debug for InstrumentationFactory {
     }
 }
 
+/// A process-wide unique number for each connection the pool opens.
+pub(crate) fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The [`Instrumentation`] installed on every pooled connection.
 pub(crate) struct Watch {
+    /// The id of the pooled connection this watch was installed on.
+    id: u64,
     flags: Flags,
-    /// Set by a transaction event: the next statement is Diesel's own `BEGIN`/`COMMIT`/...
-    transaction_sql_next: bool,
-    buf: String,
     /// The application's instrumentation, which sees every event after the watch.
     inner: Option<Box<dyn Instrumentation>>,
 }
 
 impl Watch {
-    pub(crate) fn new(flags: Flags, inner: Option<Box<dyn Instrumentation>>) -> Self {
-        Watch {
-            flags,
-            transaction_sql_next: false,
-            buf: String::new(),
-            inner,
-        }
+    pub(crate) fn new(id: u64, flags: Flags, inner: Option<Box<dyn Instrumentation>>) -> Self {
+        Watch { id, flags, inner }
+    }
+
+    /// Whether `instrumentation` is the watch installed on connection `id`.
+    pub(crate) fn is_installed_on(instrumentation: &mut dyn Instrumentation, id: u64) -> bool {
+        instrumentation
+            .downcast_ref::<Watch>()
+            .is_some_and(|watch| watch.id == id)
     }
 }
 
 impl Instrumentation for Watch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        self.observe(&event);
+        if let InstrumentationEvent::FinishQuery {
+            error: Some(error), ..
+        } = &event
+        {
+            self.flags.raise(poisons(error));
+        }
         if let Some(inner) = &mut self.inner {
             inner.on_connection_event(event);
         }
     }
-}
-
-impl Watch {
-    fn observe(&mut self, event: &InstrumentationEvent<'_>) {
-        match event {
-            InstrumentationEvent::BeginTransaction { .. }
-            | InstrumentationEvent::CommitTransaction { .. }
-            | InstrumentationEvent::RollbackTransaction { .. } => {
-                self.transaction_sql_next = true;
-            }
-            InstrumentationEvent::StartQuery { query, .. } => {
-                if std::mem::take(&mut self.transaction_sql_next) {
-                    return;
-                }
-                self.buf.clear();
-                if write!(self.buf, "{query}").is_err() {
-                    self.flags.raise(PATH_UNSURE | RAW_TRANSACTION);
-                    return;
-                }
-                self.flags.raise(classify(sql_text(&self.buf)));
-            }
-            InstrumentationEvent::FinishQuery {
-                error: Some(error), ..
-            } => self.flags.raise(poisons(error)),
-            _ => {}
-        }
-    }
-}
-
-/// Diesel displays a query as `SQL -- binds: [...]`; only the SQL part is scanned.
-fn sql_text(displayed: &str) -> &str {
-    displayed
-        .rfind(" -- binds: ")
-        .map_or(displayed, |at| &displayed[..at])
 }
 
 /// The flags an error raises: [`POISON`] when the connection must not be reused, plus
@@ -136,61 +106,17 @@ pub(crate) fn poisons(error: &DieselError) -> u8 {
             _,
         )
         | DieselError::BrokenTransactionManager => POISON,
+        // One of Diesel's cached statements is gone on the server (deallocated by name):
+        // every later use of it on this connection would fail the same way.
+        DieselError::DatabaseError(_, info)
+            if info
+                .message()
+                .starts_with("prepared statement \"__diesel_stmt_") =>
+        {
+            POISON
+        }
         _ => 0,
     }
-}
-
-/// Which flags a statement the pool did not send raises.
-pub(crate) fn classify(sql: &str) -> u8 {
-    let mut flags = 0;
-    let mut statement_start = true;
-    let mut previous = "";
-    for token in tokens(sql) {
-        if token == ";" {
-            statement_start = true;
-            continue;
-        }
-        let word = |w: &str| token.eq_ignore_ascii_case(w);
-        if word("begin") || (word("transaction") && previous.eq_ignore_ascii_case("start")) {
-            flags |= RAW_TRANSACTION | PATH_UNSURE;
-        }
-        let path_words = [
-            "search_path",
-            "set_config",
-            "reset",
-            "discard",
-            "rollback",
-            "abort",
-            "commit",
-            "end",
-            "do",
-            "call",
-        ];
-        if (statement_start && word("set")) || path_words.iter().any(|w| word(w)) {
-            flags |= PATH_UNSURE;
-        }
-        statement_start = false;
-        previous = token;
-    }
-    flags
-}
-
-/// Splits SQL into words (`[A-Za-z0-9_]+`) and `;`; everything else separates.
-fn tokens(sql: &str) -> impl Iterator<Item = &str> {
-    let mut rest = sql;
-    std::iter::from_fn(move || {
-        let start = rest.find(|c: char| c == ';' || c.is_ascii_alphanumeric() || c == '_')?;
-        rest = &rest[start..];
-        let len = if rest.starts_with(';') {
-            1
-        } else {
-            rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len())
-        };
-        let (token, tail) = rest.split_at(len);
-        rest = tail;
-        Some(token)
-    })
 }
 
 #[cfg(test)]
@@ -198,56 +124,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plain_queries_raise_nothing() {
-        for sql in [
-            "SELECT \"hotels\".\"id\" FROM \"hotels\" WHERE \"hotels\".\"id\" = $1",
-            "UPDATE \"hotels\" SET \"name\" = $1 WHERE \"id\" = $2",
-            "INSERT INTO \"hotels\" (\"name\") VALUES ($1) RETURNING \"id\"",
-            "SELECT 1",
-            "DELETE FROM hotels WHERE start_date < now()",
-        ] {
-            assert_eq!(classify(sql), 0, "{sql}");
-        }
+    fn ids_are_unique() {
+        assert_ne!(next_id(), next_id());
     }
 
     #[test]
-    fn path_changes_are_noticed() {
-        for sql in [
-            "SET search_path TO public",
-            "set schema 'public'",
-            "select 1; SET ROLE other",
-            "SELECT set_config('search_path', 'public', false)",
-            "RESET ALL",
-            "DISCARD ALL",
-            "ROLLBACK TO SAVEPOINT a",
-            "COMMIT",
-            "DO $$ BEGIN PERFORM 1; END $$",
-        ] {
-            assert_ne!(classify(sql) & PATH_UNSURE, 0, "{sql}");
-        }
+    fn the_watch_recognises_only_its_own_connection() {
+        let mut watch = Watch::new(7, Flags::default(), None);
+        assert!(Watch::is_installed_on(&mut watch, 7));
+        assert!(!Watch::is_installed_on(&mut watch, 8));
+        let mut other = Box::new(|_: InstrumentationEvent<'_>| {}) as Box<dyn Instrumentation>;
+        assert!(!Watch::is_installed_on(&mut *other, 7));
     }
 
     #[test]
-    fn raw_transactions_are_noticed() {
-        for sql in [
-            "BEGIN",
-            "begin isolation level serializable",
-            "START TRANSACTION",
-        ] {
-            assert_ne!(classify(sql) & RAW_TRANSACTION, 0, "{sql}");
-        }
-        assert_eq!(classify("SELECT start FROM events") & RAW_TRANSACTION, 0);
-    }
-
-    #[test]
-    fn binds_are_not_scanned() {
-        assert_eq!(sql_text("SELECT $1 -- binds: [\"begin\"]"), "SELECT $1");
-        assert_eq!(sql_text("SELECT 1"), "SELECT 1");
-    }
-
-    #[test]
-    fn tokenizer_splits_words_and_semicolons() {
-        let t: Vec<_> = tokens("SET a=1;select \"x\"").collect();
-        assert_eq!(t, ["SET", "a", "1", ";", "select", "x"]);
+    fn lost_connections_poison() {
+        assert_eq!(poisons(&DieselError::BrokenTransactionManager), POISON);
+        assert_eq!(poisons(&DieselError::NotFound), 0);
     }
 }

@@ -240,7 +240,7 @@ impl Instrumentation for Statements {
 }
 
 #[test]
-fn resolving_a_known_tenant_costs_no_database_round_trip() {
+fn resolving_a_known_tenant_costs_no_registry_round_trip() {
     let (db, _default) = setup();
     let seen = Statements::default();
     let counter = seen.clone();
@@ -254,10 +254,16 @@ fn resolving_a_known_tenant_costs_no_database_round_trip() {
         assert_eq!(get_as(&client, "/hotels", "DEMO1"), ok(r#"["D1 hotel"]"#));
         assert_eq!(get_as(&client, "/whoami", "demo1").0, Status::Ok);
     }
-    // One statement per /hotels request, its own SELECT: no registry lookup, no SET
-    // for a repeated tenant; /whoami sends nothing at all.
+    // Two statements per /hotels request, the verified checkout and its own SELECT: no
+    // registry lookup; /whoami sends nothing at all.
     let sent = seen.0.lock().unwrap().clone();
-    assert_eq!(sent.len(), 10, "{sent:#?}");
-    assert!(sent.iter().all(|q| q.contains("\"hotels\"")), "{sent:#?}");
+    assert_eq!(sent.len(), 20, "{sent:#?}");
+    for pair in sent.chunks(2) {
+        assert!(
+            pair[0].contains("EXECUTE diesel_tenancy_checkout"),
+            "{sent:#?}"
+        );
+        assert!(pair[1].contains("\"hotels\""), "{sent:#?}");
+    }
     assert_eq!(tenancy(&client).cache().generation(), generation);
 }

@@ -1,5 +1,6 @@
 //! Statements sent per request, counted through the pool's instrumentation hook (P7):
-//! a repeated tenant costs no round trip beyond the request's own query.
+//! every checkout costs exactly one round trip, the verified checkout (reset, path and
+//! proof in one message), whether the tenant repeats or not; nothing else is added.
 
 mod common;
 
@@ -73,40 +74,35 @@ fn setup(db: &TestDb, mode: PoolMode) -> (TenantPool, Counter, SchemaName, Schem
 }
 
 #[test]
-fn session_mode_repeated_tenant_sends_only_the_query() {
+fn session_mode_sends_the_verified_checkout_and_the_query() {
     let db = TestDb::new();
     let (pool, counter, a, b) = setup(&db, PoolMode::Session);
-    assert_eq!(request(&pool, &a, &counter), 2, "first use: SET + query");
-    for _ in 0..10 {
-        assert_eq!(request(&pool, &a, &counter), 1, "repeat: the query alone");
+    for schema in [&a, &a, &a, &b, &b, &a] {
+        assert_eq!(request(&pool, schema, &counter), 2, "checkout + query");
     }
-    assert_eq!(request(&pool, &b, &counter), 2, "switch: SET + query");
-    assert_eq!(request(&pool, &b, &counter), 1);
     let log = counter.log.lock().unwrap();
-    assert_eq!(
-        log.iter()
-            .filter(|s| s.starts_with("SET search_path"))
-            .count(),
-        2,
-        "{log:?}"
-    );
+    let checkouts: Vec<_> = log
+        .iter()
+        .filter(|s| s.starts_with("RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout("))
+        .collect();
+    assert_eq!(checkouts.len(), 6, "{log:?}");
+    assert!(checkouts[3].contains("'\"b\", pg_temp'"), "{log:?}");
 }
 
 #[test]
-fn transaction_local_mode_folds_the_path_into_begin() {
+fn transaction_local_mode_folds_the_proof_into_begin() {
     let db = TestDb::new();
     let (pool, counter, a, b) = setup(&db, PoolMode::TransactionLocal);
     for schema in [&a, &a, &b, &a] {
         assert_eq!(
             request(&pool, schema, &counter),
             3,
-            "BEGIN+SET LOCAL, query, COMMIT"
+            "BEGIN + reset + proof, query, COMMIT"
         );
     }
     let log = counter.log.lock().unwrap();
     assert!(
-        log.iter()
-            .any(|s| s.starts_with("BEGIN; SET LOCAL search_path TO \"a\"")),
+        log.iter().any(|s| s.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; EXECUTE diesel_tenancy_checkout(E'\"a\", pg_temp', true)")),
         "{log:?}"
     );
 }

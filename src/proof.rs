@@ -1,0 +1,262 @@
+//! The verified checkout: one message that puts a session into its scope and proves the
+//! rest of its state clean, in the round trip the checkout makes anyway.
+//!
+//! Nothing here trusts what the previous borrower's SQL looked like. The message resets
+//! what PostgreSQL can reset cheaply (`RESET ALL`, `DISCARD SEQUENCES`, advisory locks)
+//! and then runs one `SELECT` that sets the path and *fails* unless the server itself
+//! reports a clean session:
+//!
+//! | proven by the server                      | how                                           |
+//! |-------------------------------------------|-----------------------------------------------|
+//! | no transaction block left open            | `now() = statement_timestamp()`: in a simple-query message they are equal exactly when the message runs in a transaction of its own |
+//! | no aborted block                          | the message fails with SQLSTATE 25P02         |
+//! | runs as the login role                    | `current_user = session_user = <login>`       |
+//! | the connection's own backend              | `pg_backend_pid() = <pid>` (direct connections) |
+//! | no temporary objects                      | `pg_my_temp_schema() = 0`, or no `pg_depend` row references it |
+//! | no open (`WITH HOLD`) cursors             | `pg_cursors` is empty                         |
+//! | no `LISTEN` registrations                 | `pg_listening_channels()` is empty            |
+//! | the pool's prepared statements exist      | the proof is itself a prepared statement: `DEALLOCATE ALL` / `DISCARD ALL` make `EXECUTE` fail |
+//!
+//! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
+//! client learns why in the same round trip. Every name in the statement is
+//! schema-qualified with `pg_catalog` (operators too): it runs under whatever
+//! `search_path` the previous borrower left, so nothing it calls may resolve elsewhere.
+
+use crate::manager::PoolMode;
+
+/// The name of the proof's prepared statement on every direct connection.
+pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
+
+/// Starts every reason a failed proof reports.
+pub(crate) const MARK: &str = "diesel-tenancy: ";
+
+/// What a connection learned about its own session when it was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The server backend's process id; `None` behind a transaction pooler, where the
+    /// backend changes from one transaction to the next.
+    pub(crate) pid: Option<i32>,
+    /// The role the connection logged in as (`session_user` at connect).
+    pub(crate) login: String,
+}
+
+/// How the proof reaches the server on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Proof {
+    identity: Identity,
+    /// `EXECUTE` of the statement prepared at connect, or the whole `SELECT` inline
+    /// (behind a transaction pooler, where a prepared statement lives on one backend).
+    prepared: bool,
+}
+
+impl Proof {
+    pub(crate) fn new(identity: Identity, prepared: bool) -> Self {
+        Proof { identity, prepared }
+    }
+
+    /// Whether the proof runs as the prepared statement [`STATEMENT`].
+    pub(crate) fn is_prepared(&self) -> bool {
+        self.prepared
+    }
+
+    /// `PREPARE` of the proof statement, sent once when a direct connection is opened
+    /// (and again after the pool deallocates every statement).
+    pub(crate) fn prepare(&self) -> String {
+        format!(
+            "PREPARE {STATEMENT}(pg_catalog.text, pg_catalog.bool) AS {}",
+            self.select("$1", "$2")
+        )
+    }
+
+    /// The checkout message for `path` (an already rendered `search_path` value made of
+    /// quoted, validated identifiers). `deallocate` also forgets every prepared statement
+    /// first (the pool's reset on a schema switch).
+    pub(crate) fn checkout(&self, mode: PoolMode, path: &str, deallocate: bool) -> String {
+        let local = mode == PoolMode::TransactionLocal;
+        let mut sql = String::with_capacity(96);
+        if local {
+            sql.push_str("BEGIN; ");
+        }
+        if deallocate {
+            sql.push_str("DEALLOCATE ALL; ");
+            if self.prepared {
+                sql.push_str(&self.prepare());
+                sql.push_str("; ");
+            }
+        }
+        // Settings a borrower changed go back to the connection's defaults (role,
+        // database and URL settings); the proof then sets the crate's own again.
+        sql.push_str("RESET ALL; DISCARD SEQUENCES; ");
+        if local {
+            // Outside the pool's transactions the path stays empty, so nothing that
+            // escapes a transaction resolves an unqualified table.
+            sql.push_str("SET search_path TO ''; ");
+        }
+        let path = literal(path);
+        let local = if local { "true" } else { "false" };
+        if self.prepared {
+            sql.push_str("EXECUTE ");
+            sql.push_str(STATEMENT);
+            sql.push('(');
+            sql.push_str(&path);
+            sql.push_str(", ");
+            sql.push_str(local);
+            sql.push(')');
+        } else {
+            sql.push_str(&self.select(&path, local));
+        }
+        sql
+    }
+
+    /// The proof `SELECT`: sets the path to `path` (session-wide unless `local`) when
+    /// every check passes, and otherwise fails with [`MARK`] and the reasons.
+    fn select(&self, path: &str, local: &str) -> String {
+        let login = literal(&self.identity.login);
+        let pid = match self.identity.pid {
+            Some(pid) => format!(
+                "CASE WHEN pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.<>) {pid} \
+                 THEN pg_catalog.concat('the connection was served by backend ', \
+                 pg_catalog.pg_backend_pid(), ', not its own {pid} (a transaction pooler?)') END, "
+            ),
+            None => String::new(),
+        };
+        format!(
+            "SELECT pg_catalog.set_config('search_path', \
+               CASE WHEN proof.problems OPERATOR(pg_catalog.=) '' THEN {path} \
+               ELSE pg_catalog.int4in(pg_catalog.textout(pg_catalog.concat('{MARK}', \
+                 proof.problems)))::pg_catalog.text END, {local}), \
+             pg_catalog.set_config('TimeZone', 'UTC', false), \
+             pg_catalog.set_config('client_encoding', 'UTF8', false), \
+             pg_catalog.pg_advisory_unlock_all() \
+             FROM (SELECT pg_catalog.concat_ws('; ', \
+               CASE WHEN pg_catalog.now() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp() \
+                 THEN 'the session was inside a transaction block opened before the checkout' END, \
+               CASE WHEN session_user OPERATOR(pg_catalog.<>) {login} \
+                   OR current_user OPERATOR(pg_catalog.<>) {login} \
+                 THEN pg_catalog.concat('the session ran as role ', current_user, \
+                   ' (session user ', session_user, '), not as the login role ', {login}) END, \
+               {pid}\
+               CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.<>) 0 AND EXISTS ( \
+                   SELECT FROM pg_catalog.pg_depend \
+                   WHERE refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass \
+                   AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) \
+                 THEN 'the session held temporary objects' END, \
+               CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors) \
+                 THEN 'the session held open cursors' END, \
+               CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) \
+                 THEN 'the session was listening on notification channels' END \
+             ) AS problems) AS proof"
+        )
+    }
+}
+
+/// The reason a failed proof gave, found in the text of the error it raised.
+pub(crate) fn reason(error_text: &str) -> Option<&str> {
+    let start = error_text.find(MARK)? + MARK.len();
+    let rest = &error_text[start..];
+    // The server quotes the rejected text: `invalid input syntax for type integer: "…"`.
+    Some(rest.split('"').next().unwrap_or(rest).trim_end())
+}
+
+/// `text` as an SQL string literal in the `E'…'` form, which means the same whatever
+/// `standard_conforming_strings` says.
+fn literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 3);
+    out.push_str("E'");
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proof(prepared: bool) -> Proof {
+        Proof::new(
+            Identity {
+                pid: prepared.then_some(4242),
+                login: "app".into(),
+            },
+            prepared,
+        )
+    }
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal("app"), "E'app'");
+        assert_eq!(literal(r"o'\x"), r"E'o\'\\x'");
+    }
+
+    #[test]
+    fn session_checkout_resets_then_executes_the_prepared_proof() {
+        let sql = proof(true).checkout(PoolMode::Session, "\"acme\", pg_temp", false);
+        assert_eq!(
+            sql,
+            "RESET ALL; DISCARD SEQUENCES; \
+             EXECUTE diesel_tenancy_checkout(E'\"acme\", pg_temp', false)"
+        );
+    }
+
+    #[test]
+    fn transaction_local_checkout_begins_and_keeps_the_session_path_empty() {
+        let sql = proof(true).checkout(PoolMode::TransactionLocal, "\"acme\"", false);
+        assert!(sql.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; "));
+        assert!(sql.ends_with("EXECUTE diesel_tenancy_checkout(E'\"acme\"', true)"));
+    }
+
+    #[test]
+    fn a_deallocating_switch_prepares_the_proof_again() {
+        let sql = proof(true).checkout(PoolMode::Session, "\"b\"", true);
+        assert!(sql.starts_with("DEALLOCATE ALL; PREPARE diesel_tenancy_checkout("));
+        let inline = proof(false).checkout(PoolMode::TransactionLocal, "\"b\"", true);
+        assert!(!inline.contains("PREPARE"), "{inline}");
+    }
+
+    #[test]
+    fn inline_proof_carries_the_path_and_no_backend_check() {
+        let sql = proof(false).checkout(PoolMode::TransactionLocal, "\"acme\"", false);
+        assert!(sql.contains("THEN E'\"acme\"' ELSE"), "{sql}");
+        assert!(
+            sql.contains("}, true)") || sql.contains(" END, true)"),
+            "{sql}"
+        );
+        assert!(!sql.contains("pg_backend_pid"), "{sql}");
+        assert!(!sql.contains("EXECUTE"), "{sql}");
+    }
+
+    #[test]
+    fn the_prepared_proof_checks_every_state_it_claims() {
+        let sql = proof(true).prepare();
+        for needle in [
+            "pg_catalog.now() OPERATOR(pg_catalog.<>) pg_catalog.statement_timestamp()",
+            "current_user OPERATOR(pg_catalog.<>) E'app'",
+            "pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.<>) 4242",
+            "pg_catalog.pg_my_temp_schema()",
+            "pg_catalog.pg_cursors",
+            "pg_catalog.pg_listening_channels()",
+            "pg_catalog.pg_advisory_unlock_all()",
+            "set_config('search_path', CASE",
+        ] {
+            assert!(sql.contains(needle), "missing {needle}");
+        }
+        // Every function and operator is qualified: nothing resolves through the path.
+        for bare in [" now()", " set_config(", " = ", " <> ", " concat("] {
+            assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_read_back_from_the_error_text() {
+        let text = "invalid input syntax for type integer: \
+                    \"diesel-tenancy: the session held open cursors\"";
+        assert_eq!(reason(text), Some("the session held open cursors"));
+        assert_eq!(reason("prepared statement does not exist"), None);
+    }
+}
