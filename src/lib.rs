@@ -33,6 +33,7 @@ mod scope;
 mod spares;
 mod sql;
 mod status;
+mod tenant_name;
 mod watch;
 
 pub use connection::TenantConnection;
@@ -42,11 +43,12 @@ pub use manager::{ConnectionManager, ManagedConnection, PoolMode};
 pub use migrate::{NewTenant, SyncRouter, REGISTRY_MIGRATIONS};
 pub use migration_set::Source;
 pub use pool::{TenantPool, TenantPoolBuilder};
-pub use registry::{validate_tenant_name, Domain, Tenant, TenantRegistry, MAX_TENANT_NAME_LEN};
+pub use registry::{Domain, Tenant, TenantRegistry};
 pub use registry_cache::{RegistryCache, RegistryCacheBuilder, Snapshot};
 pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
 pub use schema_name::{SchemaName, SchemaRules};
 pub use scope::Scope;
+pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
 
 pub use diesel;
 pub use diesel_migrations;

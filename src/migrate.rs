@@ -14,9 +14,10 @@ use crate::domain_name::DomainName;
 use crate::error::{Error, Place, Result};
 use crate::migration_set::{MigrationSet, Source};
 use crate::pool::TenantPool;
-use crate::registry::{validate_tenant_name, Tenant, TenantRegistry};
+use crate::registry::{Tenant, TenantRegistry};
 use crate::report::{MigrateOptions, MigrateReport, TenantReport};
 use crate::schema_name::{SchemaName, SchemaRules};
+use crate::tenant_name::validate_tenant_name;
 
 /// The crate's own shared migrations: the tenant registry.
 pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -151,7 +152,7 @@ impl SyncRouter {
             conn.transaction(|conn| {
                 set_local_path(conn, "\"public\"")?;
                 lock(conn, "public")?;
-                run_pending(conn, &set, &Place::Public)
+                run_shared(conn, &set)
             })
         })
     }
@@ -273,6 +274,31 @@ fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
 /// Whether `schema` exists.
 pub(crate) fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
     crate::sql::schema_exists(conn, schema.as_str())
+}
+
+/// The registry migration that adds `tenants.name_key`; the crate fills it right after.
+const NAME_KEY_MIGRATION: &str = "0000-00-00-000003_diesel_tenancy_name_key";
+
+/// Applies the pending shared migrations one by one, filling the tenant name keys as
+/// soon as the migration that adds their column has run (the next one makes them
+/// unique and `NOT NULL`).
+fn run_shared(conn: &mut PgConnection, set: &MigrationSet) -> Result<Vec<String>> {
+    let place = Place::Public;
+    set.versions(&place)?;
+    let failed = |source| Error::Migration {
+        place: Place::Public,
+        source,
+    };
+    let pending = conn.pending_migrations(set.clone()).map_err(failed)?;
+    let mut applied = Vec::with_capacity(pending.len());
+    for migration in pending {
+        let version = conn.run_migration(&*migration).map_err(failed)?;
+        if migration.name().to_string() == NAME_KEY_MIGRATION {
+            TenantRegistry::backfill_name_keys(conn)?;
+        }
+        applied.push(version.to_string());
+    }
+    Ok(applied)
 }
 
 pub(crate) fn run_pending(

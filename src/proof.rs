@@ -15,6 +15,7 @@
 //! | no temporary objects                      | `pg_my_temp_schema() = 0`, or no `pg_depend` row references it |
 //! | no open (`WITH HOLD`) cursors             | `pg_cursors` is empty                         |
 //! | no `LISTEN` registrations                 | `pg_listening_channels()` is empty            |
+//! | the pool's transaction has the connection's defaults (`TransactionLocal`) | `transaction_read_only`, `_isolation`, `_deferrable` equal their (reset) `default_` settings: `BEGIN` fixed them before `RESET ALL` ran |
 //! | the pool's prepared statements exist      | the proof is itself a prepared statement: `DEALLOCATE ALL` / `DISCARD ALL` make `EXECUTE` fail |
 //!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
@@ -144,7 +145,15 @@ impl Proof {
                CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors) \
                  THEN 'the session held open cursors' END, \
                CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) \
-                 THEN 'the session was listening on notification channels' END \
+                 THEN 'the session was listening on notification channels' END, \
+               CASE WHEN {local} AND ( \
+                   pg_catalog.current_setting('transaction_read_only') OPERATOR(pg_catalog.<>) \
+                     pg_catalog.current_setting('default_transaction_read_only') \
+                   OR pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) \
+                     pg_catalog.current_setting('default_transaction_isolation') \
+                   OR pg_catalog.current_setting('transaction_deferrable') OPERATOR(pg_catalog.<>) \
+                     pg_catalog.current_setting('default_transaction_deferrable')) \
+                 THEN 'the transaction began under transaction defaults a borrower had changed' END \
              ) AS problems) AS proof"
         )
     }

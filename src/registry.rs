@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::domain_name::DomainName;
 use crate::error::{shorten, Error, Result};
-use crate::schema::{domains, lower, tenants};
+use crate::schema::{domains, tenants};
 use crate::schema_name::SchemaName;
+use crate::tenant_name::{tenant_name_key, validate_tenant_name};
 
 /// A registered tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,33 +59,6 @@ impl TryFrom<TenantRow> for Tenant {
     }
 }
 
-/// Longest tenant name accepted.
-pub const MAX_TENANT_NAME_LEN: usize = 255;
-
-/// Checks a tenant name: trimmed, 1–255 bytes, no control characters, not `public`
-/// (which always names the public scope). Returns the trimmed name.
-pub fn validate_tenant_name(name: &str) -> Result<&str> {
-    let trimmed = name.trim();
-    let reason = if trimmed.is_empty() {
-        Some("a tenant name cannot be empty")
-    } else if trimmed.len() > MAX_TENANT_NAME_LEN {
-        Some("a tenant name is at most 255 bytes")
-    } else if trimmed.chars().any(char::is_control) {
-        Some("a tenant name cannot contain control characters")
-    } else if trimmed.eq_ignore_ascii_case("public") {
-        Some("`public` names the public schema and cannot be a tenant name")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(Error::InvalidTenantName {
-            name: shorten(name),
-            reason,
-        }),
-        None => Ok(trimmed),
-    }
-}
-
 /// Reads and writes the tenant registry (`public.tenants`, `public.domains`).
 ///
 /// Every function takes a connection in any scope: the tables are schema-qualified.
@@ -100,6 +74,7 @@ impl TenantRegistry {
         diesel::insert_into(tenants::table)
             .values((
                 tenants::name.eq(name),
+                tenants::name_key.eq(&*tenant_name_key(name)),
                 tenants::schema_name.eq(schema.as_str()),
             ))
             .returning(TenantRow::as_returning())
@@ -108,10 +83,11 @@ impl TenantRegistry {
             .try_into()
     }
 
-    /// The tenant called `name`, compared case-insensitively after trimming.
+    /// The tenant called `name`, compared by [`tenant_name_key`](crate::tenant_name_key)
+    /// (trimmed, case-insensitive).
     pub fn find_by_name(conn: &mut PgConnection, name: &str) -> Result<Option<Tenant>> {
         tenants::table
-            .filter(lower(tenants::name).eq(lower(name.trim())))
+            .filter(tenants::name_key.eq(&*tenant_name_key(name)))
             .select(TenantRow::as_select())
             .first(conn)
             .optional()?
@@ -153,7 +129,7 @@ impl TenantRegistry {
     /// Every tenant, ordered by name.
     pub fn list(conn: &mut PgConnection) -> Result<Vec<Tenant>> {
         tenants::table
-            .order(lower(tenants::name))
+            .order(tenants::name_key)
             .select(TenantRow::as_select())
             .load(conn)?
             .into_iter()
@@ -183,7 +159,10 @@ impl TenantRegistry {
         let new = validate_tenant_name(new)?;
         let tenant = Self::get_by_name(conn, old)?;
         diesel::update(tenants::table.find(tenant.id))
-            .set(tenants::name.eq(new))
+            .set((
+                tenants::name.eq(new),
+                tenants::name_key.eq(&*tenant_name_key(new)),
+            ))
             .returning(TenantRow::as_returning())
             .get_result(conn)
             .map_err(|e| conflict(e, new, tenant.schema_name.as_str()))?
@@ -244,6 +223,42 @@ impl TenantRegistry {
             })
     }
 
+    /// Fills `name_key` for rows registered before the key existed (the shared migration
+    /// that adds the column runs this right after it). Two names with the same key are a
+    /// conflict the crate cannot settle: the error names them, and nothing changes.
+    pub(crate) fn backfill_name_keys(conn: &mut PgConnection) -> Result<()> {
+        let rows: Vec<(i64, String, Option<String>)> = tenants::table
+            .select((tenants::id, tenants::name, tenants::name_key.nullable()))
+            .order(tenants::id)
+            .load(conn)?;
+        let mut seen: std::collections::HashMap<String, &str> = Default::default();
+        for (_, name, _) in &rows {
+            let key = tenant_name_key(name).into_owned();
+            if let Some(first) = seen.insert(key, name) {
+                return Err(Error::Migration {
+                    place: crate::error::Place::Public,
+                    source: format!(
+                        "tenants `{}` and `{}` are the same name under the crate's \
+                         case-insensitive rule (diesel_tenancy::tenant_name_key); rename one \
+                         of them (e.g. `tenant rename`) and migrate again",
+                        shorten(first),
+                        shorten(name)
+                    )
+                    .into(),
+                });
+            }
+        }
+        for (id, name, key) in rows {
+            let wanted = tenant_name_key(&name);
+            if key.as_deref() != Some(&*wanted) {
+                diesel::update(tenants::table.find(id))
+                    .set(tenants::name_key.eq(&*wanted))
+                    .execute(conn)?;
+            }
+        }
+        Ok(())
+    }
+
     fn get_domain(conn: &mut PgConnection, domain: &DomainName) -> Result<Domain> {
         domains::table
             .filter(domains::domain.eq(domain.as_str()))
@@ -291,20 +306,5 @@ fn domain_conflict(e: DieselError, domain: &DomainName) -> Error {
             domain: domain.to_string(),
         },
         None => Error::Query(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_names() {
-        assert_eq!(validate_tenant_name("  Demo 1 ").unwrap(), "Demo 1");
-        for bad in ["", "  ", "PUBLIC", "a\nb", "x\0"] {
-            assert!(validate_tenant_name(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_tenant_name(&"é".repeat(128)).is_err());
-        assert!(validate_tenant_name("Hôtel ✓").is_ok());
     }
 }

@@ -8,7 +8,6 @@
 //! connection drops it reconnects with backoff and reloads everything, serving the last
 //! snapshot in the meantime.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -22,6 +21,7 @@ use crate::domain_name::DomainName;
 use crate::error::{Error, Result};
 use crate::registry::{Domain, Tenant};
 use crate::registry_listener::{self, Command, Settings, Worker};
+use crate::tenant_name::tenant_name_key;
 
 /// The NOTIFY channel the registry triggers signal on.
 pub(crate) const CHANNEL: &str = "diesel_tenancy_registry";
@@ -40,16 +40,27 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Indexes `tenants` by lowercase name and id, and `domains` by domain.
-    /// Domains of tenants not in `tenants` are ignored.
+    /// Indexes `tenants` by name key ([`tenant_name_key`](crate::tenant_name_key)) and
+    /// id, and `domains` by domain. Domains of tenants not in `tenants` are ignored.
+    ///
+    /// Two tenants with one name key (impossible in a migrated registry, whose unique
+    /// index is on that key) make the name ambiguous: it then finds neither.
     pub fn new(tenants: Vec<Tenant>, domains: Vec<Domain>) -> Self {
         let tenants: Vec<Arc<Tenant>> = tenants.into_iter().map(Arc::new).collect();
         let by_id: HashMap<i64, Arc<Tenant>> =
             tenants.iter().map(|t| (t.id, Arc::clone(t))).collect();
-        let by_name = tenants
-            .iter()
-            .map(|t| (name_key(&t.name).into_owned(), Arc::clone(t)))
-            .collect();
+        let mut by_name = HashMap::with_capacity(tenants.len());
+        let mut ambiguous = Vec::new();
+        for t in &tenants {
+            let key = tenant_name_key(&t.name).into_owned();
+            if by_name.insert(key.clone(), Arc::clone(t)).is_some() {
+                ambiguous.push(key);
+            }
+        }
+        for key in ambiguous {
+            log::error!("diesel-tenancy: two tenants share the name key {key:?}; it finds neither");
+            by_name.remove(&key);
+        }
         let by_domain = domains
             .iter()
             .filter_map(|d| {
@@ -68,7 +79,7 @@ impl Snapshot {
 
     /// The tenant called `name` (trimmed, compared case-insensitively).
     pub fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.by_name.get(&*name_key(name)).cloned()
+        self.by_name.get(&*tenant_name_key(name)).cloned()
     }
 
     /// The tenant reached at `domain`.
@@ -89,20 +100,6 @@ impl Snapshot {
     /// Every domain.
     pub fn domains(&self) -> &[Domain] {
         &self.domains
-    }
-}
-
-/// The lookup key of a tenant name: trimmed and lowercased, borrowed when it already is
-/// (the common case of a header naming the tenant as registered, so no allocation).
-fn name_key(name: &str) -> Cow<'_, str> {
-    let name = name.trim();
-    if name
-        .bytes()
-        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
-    {
-        Cow::Borrowed(name)
-    } else {
-        Cow::Owned(name.to_lowercase())
     }
 }
 
@@ -358,15 +355,6 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
 mod tests {
     use super::*;
     use crate::schema_name::SchemaName;
-
-    #[test]
-    fn name_keys_are_trimmed_lowercase_and_borrowed_when_already_so() {
-        assert!(matches!(name_key("demo1"), Cow::Borrowed("demo1")));
-        assert!(matches!(name_key(" demo1\t"), Cow::Borrowed("demo1")));
-        assert_eq!(name_key("Demo1"), "demo1");
-        assert_eq!(name_key(" HÔTEL "), "hôtel");
-        assert!(matches!(name_key("hôtel"), Cow::Owned(_)));
-    }
 
     fn tenant(id: i64, name: &str) -> Tenant {
         Tenant {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::registry::Tenant;
+use crate::tenant_name::tenant_name_key;
 
 /// Called after each tenant is migrated (e.g. to advance a progress bar).
 pub type ProgressFn = Arc<dyn Fn(&TenantReport) + Send + Sync>;
@@ -170,22 +171,20 @@ impl Status {
     }
 
     /// The tenants with something pending (or a missing schema), restricted to `only`
-    /// (if not empty) and without `skip`; names compare case-insensitively. A name in
-    /// `only` that is not registered is [`Error::UnknownTenant`].
+    /// (if not empty) and without `skip`; names compare by
+    /// [`tenant_name_key`](crate::tenant_name_key). A name in `only` that is not
+    /// registered is [`Error::UnknownTenant`].
     pub fn pending_tenants(&self, only: &[String], skip: &[String]) -> Result<Vec<&TenantStatus>> {
-        let lower = |v: &[String]| -> HashSet<String> {
-            v.iter().map(|n| n.trim().to_lowercase()).collect()
+        let keys = |v: &[String]| -> HashSet<String> {
+            v.iter().map(|n| tenant_name_key(n).into_owned()).collect()
         };
-        let (only_set, skip_set) = (lower(only), lower(skip));
+        let (only_set, skip_set) = (keys(only), keys(skip));
         let known: HashSet<String> = self
             .tenants
             .iter()
-            .map(|t| t.tenant.name.to_lowercase())
+            .map(|t| tenant_name_key(&t.tenant.name).into_owned())
             .collect();
-        if let Some(missing) = only
-            .iter()
-            .find(|n| !known.contains(&n.trim().to_lowercase()))
-        {
+        if let Some(missing) = only.iter().find(|n| !known.contains(&*tenant_name_key(n))) {
             return Err(Error::UnknownTenant {
                 name: missing.clone(),
             });
@@ -195,8 +194,8 @@ impl Status {
             .iter()
             .filter(|t| !t.pending.is_empty() || t.schema_missing)
             .filter(|t| {
-                let name = t.tenant.name.to_lowercase();
-                (only_set.is_empty() || only_set.contains(&name)) && !skip_set.contains(&name)
+                let key = tenant_name_key(&t.tenant.name);
+                (only_set.is_empty() || only_set.contains(&*key)) && !skip_set.contains(&*key)
             })
             .collect())
     }
@@ -251,7 +250,7 @@ where
         }
     });
     let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
-    results.sort_by_key(|r| r.tenant.to_lowercase());
+    results.sort_by_key(|r| tenant_name_key(&r.tenant).into_owned());
     results
 }
 

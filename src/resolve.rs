@@ -13,6 +13,7 @@ use crate::domain_name::DomainName;
 use crate::error::shorten;
 use crate::registry::Tenant;
 use crate::registry_cache::Snapshot;
+use crate::tenant_name::tenant_name_key;
 
 /// The header the default chain reads the tenant name from.
 pub const DEFAULT_HEADER: &str = "Tenant-Header";
@@ -256,7 +257,7 @@ fn from_header(name: &str, values: &[&[u8]]) -> Result<Option<TenantRef>, Malfor
 
 fn same_tenant(a: &TenantRef, b: &TenantRef) -> bool {
     match (a, b) {
-        (TenantRef::Name(a), TenantRef::Name(b)) => a.to_lowercase() == b.to_lowercase(),
+        (TenantRef::Name(a), TenantRef::Name(b)) => tenant_name_key(a) == tenant_name_key(b),
         _ => a == b,
     }
 }

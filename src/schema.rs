@@ -9,6 +9,7 @@ diesel::table! {
         name -> Varchar,
         schema_name -> Varchar,
         created_at -> Timestamptz,
+        name_key -> Text,
     }
 }
 
@@ -23,11 +24,6 @@ diesel::table! {
 
 diesel::joinable!(domains -> tenants (tenant_id));
 diesel::allow_tables_to_appear_in_same_query!(tenants, domains);
-
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
-}
 
 diesel::table! {
     public.tenant_spares (schema_name) {

@@ -1,6 +1,7 @@
 //! Shared test support: every test works in its own throwaway database.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod pgbouncer;
 pub mod private_pg;
 pub mod sentinel;

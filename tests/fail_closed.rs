@@ -1,0 +1,343 @@
+//! Issue 11's classes, one test each: a hostile checkout does what a realistic
+//! application might (server-side code, SQL a text scan misses, hidden transactions,
+//! temporary objects, other session state, a swapped connection), and the next innocent
+//! checkout, on a pool of one connection, in both modes, must see only its own tenant,
+//! commit its writes where they belong and run as the session user.
+
+mod common;
+
+use common::attack::{self, Attack};
+use common::pgbouncer::PgBouncer;
+use common::sentinel;
+use common::TestDb;
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel_tenancy::{Error, PoolMode, Scope, TenantPool};
+
+struct World {
+    db: TestDb,
+    /// public, then tenants `t00` ("a") and `t01` ("b").
+    scopes: Vec<Scope>,
+}
+
+impl World {
+    fn new() -> World {
+        let db = TestDb::new();
+        let scopes = sentinel::setup(db.pool(2), "t", 2);
+        attack::setup(&db.pool(1), &scopes);
+        World { db, scopes }
+    }
+
+    fn pool(&self, mode: PoolMode, size: u32) -> TenantPool {
+        TenantPool::builder()
+            .mode(mode)
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(&self.db.url)
+            .expect("pool")
+    }
+
+    fn a(&self) -> &Scope {
+        &self.scopes[1]
+    }
+
+    fn b(&self) -> &Scope {
+        &self.scopes[2]
+    }
+
+    /// One hostile checkout of `own` running `attacks` aimed at `other`, whatever its
+    /// outcome (some attacks are refused by the server, which is fine).
+    fn hostile(&self, pool: &TenantPool, own: &Scope, other: &Scope, attacks: &[Attack]) {
+        let _ = pool.with_scope(own.clone(), |c| {
+            for &a in attacks {
+                attack::run(a, c, own, other, &self.db.url)?;
+            }
+            Ok::<_, Error>(())
+        });
+    }
+
+    fn innocent(&self, pool: &TenantPool, scope: &Scope) {
+        attack::innocent(pool, scope, &self.scopes, &self.db.url);
+    }
+
+    /// For each mode and each attack (a sequence of hostile checkouts): attack from `a`
+    /// aiming at `b`, then an innocent checkout of `a` (the repeated tenant), of `b`
+    /// (a switch) and of public, each after a fresh attack.
+    fn check(&self, modes: &[PoolMode], cases: &[&[Attack]]) {
+        for &mode in modes {
+            let pool = self.pool(mode, 1);
+            for steps in cases {
+                for target in [self.a(), self.b(), &Scope::Public] {
+                    for &step in *steps {
+                        self.hostile(&pool, self.a(), self.b(), &[step]);
+                    }
+                    self.innocent(&pool, target);
+                }
+            }
+            let state = pool.state();
+            assert!(state.connections <= 1, "{mode:?}: {state:?}");
+        }
+    }
+}
+
+const BOTH: [PoolMode; 2] = [PoolMode::Session, PoolMode::TransactionLocal];
+
+#[test]
+fn class1_server_side_code_that_changes_the_path() {
+    World::new().check(
+        &BOTH,
+        &[
+            &[Attack::FunctionSetsPath],
+            &[Attack::FunctionWithSetClauseSetsPath],
+            &[Attack::TriggerSetsPath],
+        ],
+    );
+}
+
+#[test]
+fn class2_sql_a_text_scanner_misses() {
+    World::new().check(
+        &BOTH,
+        &[
+            &[Attack::CommentBeforeSet],
+            &[Attack::UnicodeEscapedSet],
+            &[Attack::SetInsideQueryToXml],
+            &[Attack::BindsMarkerInBatch],
+            // Prepared in one checkout, executed in a later one.
+            &[Attack::PrepareSwitch, Attack::ExecutePreparedSwitch],
+            &[Attack::BeginTransactionSqlWithSet],
+        ],
+    );
+}
+
+#[test]
+fn class3_hidden_transactions() {
+    let world = World::new();
+    world.check(
+        &BOTH,
+        &[
+            &[Attack::HiddenTransaction],
+            &[Attack::HiddenTransactionWithSet],
+            &[Attack::AbortedHiddenTransaction],
+        ],
+    );
+    // A later innocent request rolls back (Diesel's own transaction): that must not undo
+    // the path the pool set for it, so the checkout after it is still in its tenant.
+    for mode in BOTH {
+        let pool = world.pool(mode, 1);
+        world.hostile(&pool, world.a(), world.b(), &[Attack::HiddenTransaction]);
+        let rolled_back = pool.with_scope(world.a().clone(), |c| {
+            let _ = c.transaction::<(), _, _>(|c| {
+                c.batch_execute("SELECT 1")?;
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+            Ok::<_, Error>(sentinel::check(c, "t00")?)
+        });
+        assert_eq!(rolled_back.expect("checkout"), None, "{mode:?}");
+        world.innocent(&pool, world.a());
+    }
+}
+
+#[test]
+fn class4_temporary_objects_never_shadow_tenant_tables() {
+    World::new().check(
+        &BOTH,
+        &[
+            &[Attack::TempViewShadowsSentinel],
+            &[Attack::TempTableShadowsWrites],
+        ],
+    );
+}
+
+#[test]
+fn class5_other_session_state_does_not_survive() {
+    let world = World::new();
+    world.check(
+        &BOTH,
+        &[
+            &[Attack::SetRole],
+            &[Attack::SetSessionAuthorization],
+            &[Attack::DeallocateAll],
+            &[Attack::CustomSetting],
+            &[Attack::ReadOnlyDefault],
+            &[Attack::ListenAndNotify],
+            &[Attack::ListenNotifyUnlisten],
+            &[Attack::HoldCursor],
+            &[Attack::NextvalForLastval],
+        ],
+    );
+    // `DISCARD ALL` cannot run inside the pool's transaction; in Session mode it drops
+    // Diesel's prepared statements, and later checkouts must still work.
+    world.check(&[PoolMode::Session], &[&[Attack::DiscardAll]]);
+    // A session advisory lock taken by a borrower is released by the next checkout.
+    for mode in BOTH {
+        let pool = world.pool(mode, 1);
+        world.hostile(&pool, world.a(), world.b(), &[Attack::AdvisoryLock]);
+        world.innocent(&pool, world.b());
+        let mut other = PgConnection::establish(&world.db.url).unwrap();
+        let free: bool =
+            diesel::dsl::sql::<diesel::sql_types::Bool>("SELECT pg_try_advisory_lock(4242)")
+                .get_result(&mut other)
+                .unwrap();
+        assert!(
+            free,
+            "{mode:?}: the borrower's advisory lock outlived its checkout"
+        );
+    }
+}
+
+#[test]
+fn class6_a_swapped_connection_is_discarded() {
+    let world = World::new();
+    world.check(&BOTH, &[&[Attack::SwapInFreshConnection]]);
+    // Two connections of the same pool swapped with each other.
+    for mode in BOTH {
+        let pool = world.pool(mode, 2);
+        {
+            let mut x = pool.checkout(world.a().clone()).unwrap();
+            let mut y = pool.checkout(world.b().clone()).unwrap();
+            std::mem::swap(&mut *x, &mut *y);
+        }
+        for target in [world.a(), world.b(), world.a()] {
+            world.innocent(&pool, target);
+        }
+        assert!(pool.state().connections <= 2, "{mode:?}");
+    }
+}
+
+#[test]
+fn class8_every_builder_path_refuses_session_mode_behind_a_transaction_pooler() {
+    use rocket_sync_db_pools::Poolable;
+    let db = TestDb::new();
+    let bouncer = PgBouncer::start(&db.url, 2);
+    // The manager a `rocket_sync_db_pools` pool is built from refuses to connect.
+    let manager = TenantPool::builder()
+        .statement_cache(false)
+        .manager(&bouncer.url)
+        .unwrap();
+    let err = r2d2::ManageConnection::connect(&manager).unwrap_err();
+    assert!(matches!(err, Error::SessionModeBehindPooler), "{err}");
+    // `Poolable` itself, as `#[database]` uses it: the pool cannot be built.
+    let figment = rocket::Config::figment()
+        .merge(("databases.hotel.url", &bouncer.url))
+        .merge(("databases.hotel.pool_size", 1))
+        .merge(("databases.hotel.timeout", 2));
+    let rocket = rocket::custom(figment);
+    let refused = diesel_tenancy::ManagedConnection::pool("hotel", &rocket);
+    let message = format!("{:?}", refused.err().expect("no pool behind PgBouncer"));
+    assert!(message.contains("transaction pooler"), "{message}");
+    // Transaction-local mode through the same manager works behind it.
+    let manager = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .manager(&bouncer.url)
+        .unwrap();
+    let mut conn = r2d2::ManageConnection::connect(&manager).unwrap();
+    conn.with_public(|c| Ok::<_, Error>(c.batch_execute("SELECT 1")?))
+        .unwrap();
+}
+
+#[test]
+fn class7_one_rule_for_tenant_name_equality() {
+    use diesel_tenancy::{NewTenant, RegistryCache, SchemaName, TenantRegistry};
+    let db = TestDb::new();
+    let router = db.router(1);
+    let named = |name: &str, schema: &str| NewTenant {
+        name: name.into(),
+        schema_name: Some(SchemaName::new(schema).unwrap()),
+        domains: vec![],
+    };
+    let upper = router.create_tenant(&named("ΟΔΟΣ", "odos_upper")).unwrap();
+    // PostgreSQL's lower() tells these apart, Rust's to_lowercase() does not: with one
+    // rule, the second is the same name and is refused.
+    let err = router
+        .create_tenant(&named("οδος", "odos_lower"))
+        .unwrap_err();
+    assert!(matches!(err, Error::TenantExists { .. }), "{err}");
+    let cache = RegistryCache::start(&db.url).unwrap();
+    for spelling in ["οδος", "ΟΔΟΣ", "οδοσ", " Οδος "] {
+        let found = router
+            .pool()
+            .with_public(|c| TenantRegistry::find_by_name(c, spelling))
+            .unwrap()
+            .map(|t| t.id);
+        assert_eq!(found, Some(upper.id), "registry, {spelling}");
+        assert_eq!(
+            cache.find_by_name(spelling).map(|t| t.id),
+            Some(upper.id),
+            "cache, {spelling}"
+        );
+    }
+    // Renaming to another spelling of the same name is not a conflict with itself.
+    router
+        .pool()
+        .with_public(|c| TenantRegistry::rename(c, "ΟΔΟΣ", "Οδος"))
+        .unwrap();
+}
+
+#[test]
+fn class7_a_registry_with_names_that_collide_under_the_rule_is_refused_by_name() {
+    use diesel_tenancy::{NewTenant, SchemaName};
+    let db = TestDb::new();
+    let router = db.router(1);
+    // Turn the registry back into its shape before the name-key migrations, which let
+    // `ΟΔΟΣ` and `οδος` both in (its unique index was on lower(name)).
+    router
+        .pool()
+        .with_public(|c| {
+            let undone = diesel::sql_query(
+                "DELETE FROM public.__diesel_schema_migrations \
+                 WHERE version IN ('00000000000003', '00000000000004')",
+            )
+            .execute(c)?;
+            assert_eq!(undone, 2);
+            c.batch_execute(
+                "DROP INDEX public.tenants_name_key_key; \
+                 ALTER TABLE public.tenants DROP COLUMN name_key; \
+                 CREATE UNIQUE INDEX tenants_name_lower_key ON public.tenants (lower(name)); \
+                 INSERT INTO public.tenants (name, schema_name) \
+                   VALUES ('ΟΔΟΣ', 'odos_upper'), ('οδος', 'odos_lower'), ('Plain', 'plain');",
+            )?;
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    let err = router.migrate_shared().unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("ΟΔΟΣ") && message.contains("οδος") && message.contains("rename"),
+        "{message}"
+    );
+    // Nothing was applied: the column is still missing.
+    let missing: i64 = router
+        .pool()
+        .with_public(|c| {
+            Ok::<_, Error>(
+                diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "SELECT count(*) FROM information_schema.columns \
+                     WHERE table_name = 'tenants' AND column_name = 'name_key'",
+                )
+                .get_result(c)?,
+            )
+        })
+        .unwrap();
+    assert_eq!(missing, 0);
+    // Once one is renamed, the migration fills every key and makes it unique.
+    router
+        .pool()
+        .with_public(|c| {
+            Ok::<_, Error>(c.batch_execute(
+                "UPDATE public.tenants SET name = 'odos two' WHERE schema_name = 'odos_lower'",
+            )?)
+        })
+        .unwrap();
+    assert_eq!(router.migrate_shared().unwrap().len(), 2);
+    let dup = router
+        .create_tenant(&NewTenant {
+            name: "PLAIN".into(),
+            schema_name: Some(SchemaName::new("plain2").unwrap()),
+            domains: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(dup, Error::TenantExists { .. }), "{dup}");
+}
