@@ -8,21 +8,23 @@ use crate::error::Result;
 use crate::manager::{ConnectionManager, Outcome};
 use crate::scope::Scope;
 
-/// A pooled connection whose `search_path` is set to one [`Scope`].
+/// A pooled connection whose `search_path` is set to one [`Scope`], checked out after the
+/// server proved its session clean (see the crate docs, "What a checkout proves").
 ///
 /// It derefs to [`PgConnection`], so Diesel queries run on it directly: tenant tables
 /// unqualified, shared tables declared as `public.x` in `table!`. When it is dropped the
-/// connection goes back to the pool, or is discarded if its state can no longer be
-/// trusted (a panic, an open transaction, a lost connection, a statement that may have
-/// changed the path outside the pool's knowledge, ...).
+/// connection goes back to the pool, or is discarded if the client side shows it cannot
+/// be trusted (a panic, a transaction left open, a lost connection, a `PgConnection`
+/// swapped in with `std::mem::replace`). Whatever the borrower did on the server side is
+/// reset or refused by the next checkout's proof.
 ///
 /// In [`PoolMode::TransactionLocal`](crate::PoolMode::TransactionLocal) the guard is a
 /// transaction: call [`commit`](Self::commit) to keep the work; dropping it rolls back.
 ///
 /// ### Warning
-/// Do not call `set_instrumentation` on it: the pool's own instrumentation watches for
-/// statements that change the path, and replacing it blinds that watch. Give the pool
-/// your instrumentation with
+/// Do not call `set_instrumentation` on it: the pool's own instrumentation marks the
+/// connection as the one it handed out, so replacing it discards the connection at
+/// check-in. Give the pool your instrumentation with
 /// [`TenantPoolBuilder::instrumentation`](crate::TenantPoolBuilder::instrumentation).
 pub struct TenantConnection {
     inner: r2d2::PooledConnection<ConnectionManager>,

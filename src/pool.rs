@@ -250,7 +250,7 @@ impl TenantPoolBuilder {
     /// plan must not change result type". By default that error reaches the caller once
     /// per pool: the connection is discarded and the pool turns this option on by itself.
     /// With the option on from the start it never happens, at the price of re-preparing
-    /// statements after each switch (`DEALLOCATE ALL` rides on the switch's own `SET`,
+    /// statements after each switch (`DEALLOCATE ALL` rides on the verified checkout,
     /// so it adds no round trip by itself).
     pub fn reset_statements_on_switch(mut self, enabled: bool) -> Self {
         self.reset_statements_on_switch = enabled;
