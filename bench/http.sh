@@ -5,7 +5,8 @@
 #   P1  GET /hotels/ demo1: hotel service req/s / the peer's in its best setup
 #       (gunicorn, 2 sync workers, PEER_CONN_MAX_AGE=60)                           >= 10
 #   P2  one tenant: hotel service req/s / bench_baseline (plain r2d2 pool, fixed
-#       search_path set once per connection, no tenant lookup)                      >= 0.97
+#       search_path set once per connection, no tenant lookup)                      >= 0.85
+#       (issue 11; the first goal was 0.97)
 #   P3  1,000 tenants, a uniformly random tenant per request / one tenant, req/s      >= 0.80
 #
 # Load: the peer's shape, wrk -t2 -c16 -d10s --latency, after a 2 s warm-up, ROUNDS rounds
@@ -117,17 +118,17 @@ descendants() {  # every process below PID $1
           while (n) { n = 0; for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; n = 1 } }
           for (p in keep) if (p != root) print p }'
 }
-our_pids() {  # our servers and their PostgreSQL backends (wrk is timed on its own)
+our_pids() {  # "pid kind": our servers (app) and their PostgreSQL backends (pg); wrk is timed on its own
   local p
-  for p in "${PIDS[@]}"; do echo "$p"; descendants "$p"; done
-  psql -Atq -d postgres -c "SELECT pid FROM pg_stat_activity
+  for p in "${PIDS[@]}"; do echo "$p app"; descendants "$p" | sed 's/$/ app/'; done
+  psql -Atq -d postgres -c "SELECT pid || ' pg' FROM pg_stat_activity
     WHERE datname IN ('$HOTEL_DB', '$PEER_DB') AND pid <> pg_backend_pid()" 2>/dev/null || true
 }
-snap_pids() {  # pid jiffies, for each of our processes
-  local p
-  for p in $(our_pids | sort -un); do
+snap_pids() {  # pid jiffies kind, for each of our processes
+  local p k
+  our_pids | sort -u -k1,1n | while read -r p k; do
     [ -r "/proc/$p/stat" ] || continue
-    sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk -v p="$p" '{ print p, $12 + $13 }'
+    sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk -v p="$p" -v k="$k" '{ print p, $12 + $13, k }'
   done
 }
 wait_quiet() {
@@ -155,23 +156,28 @@ run_wrk() {
   # our jiffies: growth of processes seen at both ends, all of those that started during the run
   ours=$(awk 'NR == FNR { a[$1] = $2; next } { d = ($1 in a) ? $2 - a[$1] : $2; if (d > 0) s += d } END { print s + 0 }' \
     "$WORK/s0" "$WORK/s1")
+  ours_pg=$(awk 'NR == FNR { a[$1] = $2; next } $3 == "pg" { d = ($1 in a) ? $2 - a[$1] : $2; if (d > 0) s += d } END { print s + 0 }' \
+    "$WORK/s0" "$WORK/s1")
   FOREIGN=$(awk -v b="$((b1 - b0))" -v o="$ours" -v w="$wrk_cpu" -v hz="$HZ" -v t0="$t0" -v t1="$t1" \
     'BEGIN { f = (b - o - w * hz) / hz / (t1 - t0); if (f < 0) f = 0; printf "%.2f", f }')
   RPS=$(awk '/^Requests\/sec/ { print $2 }' "$f")
   reqs=$(awk '/requests in/ { print $1 }' "$f")
   CPU_US=$(awk -v o="$ours" -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", o / hz * 1e6 / (n > 0 ? n : 1) }')
+  CPU_PG_US=$(awk -v o="$ours_pg" -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.1f", o / hz * 1e6 / (n > 0 ? n : 1) }')
+  CPU_APP_US=$(awk -v a="$CPU_US" -v b="$CPU_PG_US" 'BEGIN { printf "%.1f", a - b }')
   awk -v b="$((b1 - b0))" -v o="$ours" -v w="$wrk_cpu" -v hz="$HZ" -v t0="$t0" -v t1="$t1" -v f="$FOREIGN" -v c="$CPU_US" \
     -v l="$(cut -d' ' -f1-3 /proc/loadavg)" 'BEGIN {
       t = t1 - t0
       printf "FOREIGN cores=%s (machine busy %.2f cores; servers+backends %.2f, wrk %.2f; loadavg %s) server_cpu_us_per_request=%s\n",
         f, b / hz / t, o / hz / t, w / t, l, c }' >> "$f"
+  echo "SPLIT app_cpu_us_per_request=$CPU_APP_US postgres_cpu_us_per_request=$CPU_PG_US" >> "$f"
 }
 
 # measure NAME URL SCRIPT-ARGS...: warm-up, then up to TRIES runs; keeps the cleanest.
 # Appends "NAME ROUND rps foreign cpu_us file check" to $WORK/results.
 measure() {
   local name=$1 url=$2; shift 2
-  local try best_f="" best_rps="" best_foreign="" best_cpu="" f
+  local try best_f="" best_rps="" best_foreign="" best_cpu="" best_app="" best_pg="" f
   wrk -t"$THREADS" -c"$CONNS" -d2s "$url" "$@" > /dev/null
   for try in $(seq 1 "$TRIES"); do
     f="$OUTDIR/wrk_${name}_r${ROUND}_try${try}.txt"
@@ -179,11 +185,11 @@ measure() {
     run_wrk "$f" -t"$THREADS" -c"$CONNS" -d"$DUR" --latency "$url" "$@"
     log "  $name round $ROUND try $try: $RPS req/s, $CPU_US server CPU us/request, foreign cores $FOREIGN, $(grep '^CHECK' "$f" | sed 's/^CHECK //')"
     if [ -z "$best_f" ] || awk -v a="$FOREIGN" -v b="$best_foreign" 'BEGIN { exit !(a < b) }'; then
-      best_f=$f; best_rps=$RPS; best_foreign=$FOREIGN; best_cpu=$CPU_US
+      best_f=$f; best_rps=$RPS; best_foreign=$FOREIGN; best_cpu=$CPU_US; best_app=$CPU_APP_US; best_pg=$CPU_PG_US
     fi
     awk -v a="$FOREIGN" -v m="$CLEAN_CORES" 'BEGIN { exit !(a < m) }' && break
   done
-  echo "$name $ROUND $best_rps $best_foreign $best_cpu $(basename "$best_f") $(grep '^CHECK' "$best_f" | sed 's/^CHECK //; s/ /,/g')" >> "$WORK/results"
+  echo "$name $ROUND $best_rps $best_foreign $best_cpu $(basename "$best_f") $(grep '^CHECK' "$best_f" | sed 's/^CHECK //; s/ /,/g') $best_app $best_pg" >> "$WORK/results"
 }
 
 # pair ROUNDS A_NAME A_URL A_ARGS B_NAME B_URL B_ARGS (args as one string each, split on '|')
@@ -351,22 +357,24 @@ row() {
   ratio=$(printf '%.3f' "$ratio")
   cpu_a=$(col "$2" 5 | median); cpu_b=$(col "$3" 5 | median)
   pass=$(awk -v r="$ratio" -v g="$4" 'BEGIN { print (r >= g) ? "met" : "NOT met" }')
-  printf '| %s | %s %s | %s %s | %s | >= %s %s | %s / %s us (%.3f) | %s / %s |\n' "$1" "$2" "$a" "$3" "$b" "$ratio" "$4" "$pass" \
-    "$cpu_a" "$cpu_b" "$(awk -v a="$cpu_a" -v b="$cpu_b" 'BEGIN { print b / a }')" "$(worst_foreign "$2")" "$(worst_foreign "$3")"
+  printf '| %s | %s %s | %s %s | %s | >= %s %s | %s / %s us (%.3f) | %s + %s / %s + %s us | %s / %s |\n' "$1" "$2" "$a" "$3" "$b" "$ratio" "$4" "$pass" \
+    "$cpu_a" "$cpu_b" "$(awk -v a="$cpu_a" -v b="$cpu_b" 'BEGIN { print b / a }')" \
+    "$(col "$2" 8 | median)" "$(col "$2" 9 | median)" "$(col "$3" 8 | median)" "$(col "$3" 9 | median)" \
+    "$(worst_foreign "$2")" "$(worst_foreign "$3")"
 }
 {
   echo "# diesel-tenancy HTTP benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DUR, $ROUNDS rounds (P2: $P2_ROUNDS)"
   echo
-  echo "| target | measured: median req/s | against: median req/s | ratio (median of rounds) | goal | server CPU per request (ratio) | worst foreign cores |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| target | measured: median req/s | against: median req/s | ratio (median of rounds) | goal | server CPU per request (ratio) | of which app + PostgreSQL (measured / against) | worst foreign cores |"
+  echo "|---|---|---|---|---|---|---|---|"
   if wants P1; then row P1 hotel_demo1 peer_demo1 10; fi
-  if wants P2; then row P2 hotel_one baseline 0.97; fi
+  if wants P2; then row P2 hotel_one baseline 0.85; fi
   if wants P3; then row P3 hotel_random hotel_single 0.80; fi
   echo
   echo "Response checks per round (every run must have non200=0 wrong_body=0; P3 count_mismatch <= $CONNS):"
   for n in $(awk '{ print $1 }' "$WORK/results" | sort -u); do echo "- $n: $(checks "$n")"; done
   echo
-  echo "Runs (name round req/s foreign-cores server-cpu-us/request file check):"
+  echo "Runs (name round req/s foreign-cores server-cpu-us/request file check app-us postgres-us):"
   sed 's/^/    /' "$WORK/results"
   echo
   echo "Rocket workers $WORKERS, pool size ${POOL_SIZE:-default (10)}"

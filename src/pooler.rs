@@ -29,19 +29,21 @@ fn backend_pid(conn: &mut PgConnection) -> Result<i32> {
 
 /// True if `url` leads to a pooler that hands server backends out per transaction.
 ///
-/// Three round trips on two fresh connections. Client A asks for its backend and
-/// releases it; client B opens a transaction and asks for its own; A asks again while B
-/// holds its backend. A direct connection (or a session pooler) gives A the same backend
-/// twice and B another one. A transaction pooler that reuses the most recently released
-/// server (PgBouncer's default, `server_round_robin = 0`) gives B A's backend; one that
-/// does not is caught when A's second answer differs from its first.
+/// At most three round trips on two fresh connections. Client A asks for its backend and
+/// releases it; client B opens a transaction and asks for its own; if that was not A's,
+/// A asks again while B holds its backend. A direct connection (or a session pooler)
+/// gives A the same backend twice and B another one. A transaction pooler that reuses the
+/// most recently released server (PgBouncer's default, `server_round_robin = 0`) gives B
+/// A's backend; one that does not is caught when A's second answer differs from its
+/// first. A's second question is only asked when B got another backend, so a pooler with
+/// a single server connection is never asked for two at once.
 pub(crate) fn detect_transaction_pooler(url: &str) -> Result<bool> {
     let mut a = PgConnection::establish(url)?;
     let first = backend_pid(&mut a)?;
     let mut b = PgConnection::establish(url)?;
     b.batch_execute("BEGIN")?;
     let other = backend_pid(&mut b)?;
-    let again = backend_pid(&mut a)?;
+    let pooled = first == other || first != backend_pid(&mut a)?;
     b.batch_execute("ROLLBACK")?;
-    Ok(first == other || first != again)
+    Ok(pooled)
 }

@@ -95,3 +95,26 @@ fn transaction_local_mode_never_leaks_behind_pgbouncer() {
     );
     drop(bouncer);
 }
+
+#[test]
+fn transaction_local_mode_builds_behind_a_pgbouncer_with_one_server_connection() {
+    let db = TestDb::new();
+    let scopes = sentinel::setup(db.pool(2), "single", 2);
+    let bouncer = PgBouncer::start(&db.url, 1);
+    // The pooler probe must not ask this PgBouncer for two server connections at once.
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .max_size(2)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(10))
+        .build(&bouncer.url)
+        .unwrap();
+    for scope in scopes.iter().cycle().take(6) {
+        let expected = name_of(scope);
+        let wrong = pool
+            .with_scope(scope.clone(), |c| sentinel::check(c, &expected))
+            .unwrap();
+        assert_eq!(wrong, None);
+    }
+}
