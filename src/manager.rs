@@ -22,7 +22,7 @@ use diesel::sql_types::{Integer, Text};
 use crate::error::{Error, Result};
 use crate::proof::{self, Identity, Proof};
 use crate::scope::Scope;
-use crate::watch::{self, Flags, InstrumentationFactory, Watch, POISON, STALE_PLAN};
+use crate::watch::{self, Flags, InstrumentationFactory, Watch, POISON, STALE_PLAN, TYPE_LOOKUP};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -150,6 +150,7 @@ impl r2d2::ManageConnection for ConnectionManager {
             flags,
             proof,
             last_scope: None,
+            types_scope: None,
             schemas: HashSet::new(),
             poisoned: false,
             config: self.config.clone(),
@@ -179,6 +180,9 @@ pub struct ManagedConnection {
     proof: Proof,
     /// The scope last entered.
     last_scope: Option<Scope>,
+    /// The scope whose `search_path` Diesel used to look up (and cache, for the
+    /// connection's life) a custom type declared without a schema.
+    types_scope: Option<Scope>,
     /// Distinct tenant schemas this backend has worked in (each costs backend memory).
     schemas: HashSet<crate::SchemaName>,
     poisoned: bool,
@@ -297,6 +301,14 @@ impl ManagedConnection {
         if self.is_poisoned() {
             return Err(unclean(scope, "it was already marked for disposal"));
         }
+        if let Some(bound) = self.types_scope.as_ref().filter(|bound| *bound != scope) {
+            let reason = format!(
+                "Diesel cached custom type OIDs it looked up by search_path in {}",
+                bound.place()
+            );
+            self.discard(&reason);
+            return Err(unclean(scope, &reason));
+        }
         let deallocate = (self.config.reset_statements_on_switch
             || self.config.schemas_diverge.load(Ordering::Relaxed))
             && self.last_scope.as_ref().is_some_and(|last| last != scope);
@@ -414,6 +426,9 @@ impl ManagedConnection {
         let flags = self.flags.get();
         if flags & STALE_PLAN != 0 {
             self.config.schemas_diverge.store(true, Ordering::Relaxed);
+        }
+        if flags & TYPE_LOOKUP != 0 && self.types_scope.is_none() {
+            self.types_scope = self.last_scope.clone();
         }
         if flags & POISON != 0 {
             self.discard("the server reported it unusable (lost, stale plan or missing statement)");

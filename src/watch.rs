@@ -1,12 +1,14 @@
 //! The [`Instrumentation`] the pool installs on every connection: it records what the
-//! server *reported* (errors that make a connection unusable) and marks the connection
-//! as the pool's own, so a swapped-in connection is recognised at check-in.
+//! server *reported* (errors that make a connection unusable), notices when Diesel fills
+//! its per-connection type cache by `search_path`, and marks the connection as the pool's
+//! own, so a swapped-in connection is recognised at check-in.
 //!
-//! It reads no SQL text and infers nothing from it: the session state is proven by the
-//! checkout itself (see `proof.rs`). It forwards every event to the application's own
-//! instrumentation, if the pool was given one.
+//! It reads none of the application's SQL and infers no session state from it: that is
+//! proven by the checkout itself (see `proof.rs`). It forwards every event to the
+//! application's own instrumentation, if the pool was given one.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
@@ -17,22 +19,48 @@ pub(crate) const POISON: u8 = 1;
 /// A prepared statement met a schema whose result type differs ("cached plan must not
 /// change result type"): tenants are at different versions.
 pub(crate) const STALE_PLAN: u8 = 2;
+/// Diesel looked up a custom SQL type by name without a schema while binding a value.
+/// It resolves such names through `search_path` and caches the OID for the connection's
+/// life, so the cache is only right for the scope it was filled in.
+pub(crate) const TYPE_LOOKUP: u8 = 4;
 
-/// Flags shared between a connection's [`Watch`] and its owner.
+/// State shared between a connection's [`Watch`] and its owner.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Flags(Arc<AtomicU8>);
+pub(crate) struct Flags(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    bits: AtomicU8,
+    /// Queries started and not yet finished: Diesel runs its type lookups inside the
+    /// query whose binds need them.
+    depth: AtomicU32,
+}
 
 impl Flags {
     pub(crate) fn get(&self) -> u8 {
-        self.0.load(Ordering::Acquire)
+        self.0.bits.load(Ordering::Acquire)
     }
 
     pub(crate) fn raise(&self, bits: u8) {
-        self.0.fetch_or(bits, Ordering::AcqRel);
+        self.0.bits.fetch_or(bits, Ordering::AcqRel);
     }
 
+    /// Forgets the flags and the query depth; called when a checkout starts.
     pub(crate) fn clear(&self) {
-        self.0.store(0, Ordering::Release);
+        self.0.bits.store(0, Ordering::Release);
+        self.0.depth.store(0, Ordering::Release);
+    }
+
+    /// Counts a started query; returns how many were already running.
+    fn start_query(&self) -> u32 {
+        self.0.depth.fetch_add(1, Ordering::AcqRel)
+    }
+
+    fn finish_query(&self) {
+        let _ = self
+            .0
+            .depth
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1));
     }
 }
 
@@ -78,16 +106,38 @@ impl Watch {
 
 impl Instrumentation for Watch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::FinishQuery {
-            error: Some(error), ..
-        } = &event
-        {
-            self.flags.raise(poisons(error));
+        match &event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                if self.flags.start_query() > 0 {
+                    // Only Diesel's own type lookups run inside another query; their text
+                    // is Diesel's, rendered here and nowhere else.
+                    let mut text = String::new();
+                    if write!(text, "{query}").is_err() || !is_qualified_type_lookup(&text) {
+                        self.flags.raise(TYPE_LOOKUP);
+                    }
+                }
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                self.flags.finish_query();
+                if let Some(error) = error {
+                    self.flags.raise(poisons(error));
+                }
+            }
+            _ => {}
         }
         if let Some(inner) = &mut self.inner {
             inner.on_connection_event(event);
         }
     }
+}
+
+/// Whether a query Diesel ran inside another is its lookup of a type *with* a schema
+/// (`pg_type` joined to `pg_namespace` by name), which does not depend on the path.
+/// Anything else nested (the lookup by `search_path`, or a form this crate does not
+/// know) counts as path-dependent.
+fn is_qualified_type_lookup(sql: &str) -> bool {
+    sql.contains("FROM (\"pg_type\" INNER JOIN \"pg_namespace\"")
+        && sql.contains("\"pg_namespace\".\"nspname\" = $")
 }
 
 /// The flags an error raises: [`POISON`] when the connection must not be reused, plus
@@ -135,6 +185,30 @@ mod tests {
         assert!(!Watch::is_installed_on(&mut watch, 8));
         let mut other = Box::new(|_: InstrumentationEvent<'_>| {}) as Box<dyn Instrumentation>;
         assert!(!Watch::is_installed_on(&mut *other, 7));
+    }
+
+    #[test]
+    fn only_lookups_of_a_type_with_its_schema_are_path_independent() {
+        let qualified = "SELECT \"pg_type\".\"oid\", \"pg_type\".\"typarray\" FROM (\"pg_type\" \
+            INNER JOIN \"pg_namespace\" ON (\"pg_type\".\"typnamespace\" = \"pg_namespace\".\"oid\")) \
+            WHERE ((\"pg_type\".\"typname\" = $1) AND (\"pg_namespace\".\"nspname\" = $2)) LIMIT $3";
+        assert!(is_qualified_type_lookup(qualified));
+        let by_path = "SELECT \"pg_type\".\"oid\", \"pg_type\".\"typarray\" FROM \"pg_type\" \
+            WHERE (\"pg_type\".\"oid\" = quote_ident($1)::regtype::oid) LIMIT $2";
+        assert!(!is_qualified_type_lookup(by_path));
+    }
+
+    #[test]
+    fn query_depth_counts_nested_queries() {
+        let flags = Flags::default();
+        assert_eq!(flags.start_query(), 0);
+        assert_eq!(flags.start_query(), 1);
+        flags.finish_query();
+        flags.finish_query();
+        flags.finish_query();
+        assert_eq!(flags.start_query(), 0, "never below zero");
+        flags.clear();
+        assert_eq!(flags.start_query(), 0);
     }
 
     #[test]

@@ -341,3 +341,120 @@ fn class7_a_registry_with_names_that_collide_under_the_rule_is_refused_by_name()
         .unwrap_err();
     assert!(matches!(dup, Error::TenantExists { .. }), "{dup}");
 }
+
+/// A custom SQL type defined in every tenant schema (`mood`), and one defined once in
+/// `public` and declared with its schema (`shared_mood`).
+mod types {
+    use diesel::expression::AsExpression;
+    use diesel::pg::Pg;
+    use diesel::query_builder::QueryId;
+    use diesel::serialize::{IsNull, Output, ToSql};
+    use diesel::sql_types::SqlType;
+    use std::io::Write;
+
+    #[derive(SqlType, QueryId)]
+    #[diesel(postgres_type(name = "mood"))]
+    pub struct Mood;
+
+    #[derive(SqlType, QueryId)]
+    #[diesel(postgres_type(name = "shared_mood", schema = "public"))]
+    pub struct SharedMood;
+
+    #[derive(Debug, AsExpression)]
+    #[diesel(sql_type = Mood)]
+    #[diesel(sql_type = SharedMood)]
+    pub struct Happy;
+
+    impl ToSql<Mood, Pg> for Happy {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+            out.write_all(b"happy")?;
+            Ok(IsNull::No)
+        }
+    }
+
+    impl ToSql<SharedMood, Pg> for Happy {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+            out.write_all(b"happy")?;
+            Ok(IsNull::No)
+        }
+    }
+
+    diesel::table! {
+        use diesel::sql_types::*;
+        use super::{Mood, SharedMood};
+        moods (id) {
+            id -> Int4,
+            m -> Mood,
+            s -> SharedMood,
+        }
+    }
+}
+
+#[test]
+fn diesels_type_cache_filled_by_search_path_is_never_used_in_another_scope() {
+    use types::{moods, Happy};
+    let world = World::new();
+    world
+        .db
+        .pool(1)
+        .with_public(|c| {
+            Ok::<_, Error>(
+                c.batch_execute("CREATE TYPE public.shared_mood AS ENUM ('happy', 'sad')")?,
+            )
+        })
+        .unwrap();
+    for scope in [world.a(), world.b()] {
+        world
+            .db
+            .pool(1)
+            .with_scope(scope.clone(), |c| {
+                Ok::<_, Error>(c.batch_execute(
+                    "CREATE TYPE mood AS ENUM ('happy', 'sad'); \
+                     CREATE TABLE moods (id serial PRIMARY KEY, m mood, s public.shared_mood)",
+                )?)
+            })
+            .unwrap();
+    }
+    let pid = |c: &mut PgConnection| -> QueryResult<i32> {
+        diesel::dsl::sql::<diesel::sql_types::Integer>("SELECT pg_backend_pid()").get_result(c)
+    };
+    for mode in BOTH {
+        let pool = world.pool(mode, 1);
+        // Binding `mood` makes Diesel look it up by search_path: `a`'s OID is cached on the
+        // connection, and must never be sent in `b`'s scope.
+        let mut backends = Vec::new();
+        for scope in [world.a(), world.b(), world.a(), world.b()] {
+            let backend = pool
+                .with_scope(scope.clone(), |c| {
+                    diesel::insert_into(moods::table)
+                        .values(moods::m.eq(Happy))
+                        .execute(c)?;
+                    Ok::<_, Error>(pid(c)?)
+                })
+                .unwrap_or_else(|e| panic!("{mode:?} {scope:?}: {e}"));
+            backends.push(backend);
+        }
+        backends.dedup();
+        assert_eq!(
+            backends.len(),
+            4,
+            "{mode:?}: each switch needs a fresh connection"
+        );
+        // A type declared with its schema resolves the same everywhere: no discard.
+        let pool = world.pool(mode, 1);
+        let mut backends = Vec::new();
+        for scope in [world.a(), world.b(), world.a(), world.b()] {
+            let backend = pool
+                .with_scope(scope.clone(), |c| {
+                    diesel::insert_into(moods::table)
+                        .values(moods::s.eq(Happy))
+                        .execute(c)?;
+                    Ok::<_, Error>(pid(c)?)
+                })
+                .unwrap();
+            backends.push(backend);
+        }
+        backends.dedup();
+        assert_eq!(backends.len(), 1, "{mode:?}: one connection throughout");
+    }
+}
