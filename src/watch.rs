@@ -108,13 +108,13 @@ impl Instrumentation for Watch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                if self.flags.start_query() > 0 {
-                    // Only Diesel's own type lookups run inside another query; their text
-                    // is Diesel's, rendered here and nowhere else.
-                    let mut text = String::new();
-                    if write!(text, "{query}").is_err() || !is_qualified_type_lookup(&text) {
-                        self.flags.raise(TYPE_LOOKUP);
-                    }
+                let nested = self.flags.start_query() > 0;
+                // Only Diesel's own type lookups run inside another query; their text is
+                // Diesel's, rendered here and nowhere else.
+                let mut text = String::new();
+                if nested && (write!(text, "{query}").is_err() || !is_qualified_type_lookup(&text))
+                {
+                    self.flags.raise(TYPE_LOOKUP);
                 }
             }
             InstrumentationEvent::FinishQuery { error, .. } => {
