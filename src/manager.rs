@@ -135,6 +135,7 @@ impl r2d2::ManageConnection for ConnectionManager {
                 pid: (!behind_pooler).then_some(backend.pid),
                 login: backend.login,
             },
+            self.config.mode,
             !behind_pooler,
         );
         if proof.is_prepared() {
@@ -313,7 +314,7 @@ impl ManagedConnection {
             || self.config.schemas_diverge.load(Ordering::Relaxed))
             && self.last_scope.as_ref().is_some_and(|last| last != scope);
         let path = scope.search_path(&self.config.extra_schemas);
-        let sql = self.proof.checkout(self.config.mode, &path, deallocate);
+        let sql = self.proof.checkout(&path, deallocate);
         let sent = match self.config.mode {
             PoolMode::Session => self.conn.batch_execute(&sql),
             PoolMode::TransactionLocal => {

@@ -83,7 +83,9 @@ fn session_mode_sends_the_verified_checkout_and_the_query() {
     let log = counter.log.lock().unwrap();
     let checkouts: Vec<_> = log
         .iter()
-        .filter(|s| s.starts_with("RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout("))
+        .filter(|s| {
+            s.starts_with("RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; ")
+        })
         .collect();
     assert_eq!(checkouts.len(), 6, "{log:?}");
     assert!(checkouts[3].contains("'\"b\", pg_temp'"), "{log:?}");
@@ -102,7 +104,7 @@ fn transaction_local_mode_folds_the_proof_into_begin() {
     }
     let log = counter.log.lock().unwrap();
     assert!(
-        log.iter().any(|s| s.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; EXECUTE diesel_tenancy_checkout(E'\"a\", pg_temp', true)")),
+        log.iter().any(|s| s.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; EXECUTE diesel_tenancy_checkout; SELECT pg_catalog.set_config('search_path', E'\"a\", pg_temp', true)")),
         "{log:?}"
     );
 }
