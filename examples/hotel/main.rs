@@ -16,6 +16,7 @@ mod health;
 mod hotels;
 mod media;
 mod model;
+mod oversize;
 mod panel;
 mod picture;
 mod problem;

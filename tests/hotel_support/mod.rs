@@ -373,7 +373,7 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
