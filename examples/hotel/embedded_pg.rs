@@ -108,27 +108,35 @@ impl Cluster {
             as_postgres,
             users,
         };
-        if version.is_none() {
-            cluster.init()?;
+        let ready = cluster.make_ready(version.is_none());
+        // Unlocked before `cluster` can drop: its drop takes the setup lock again.
+        drop(setup);
+        ready.map(|()| cluster)
+    }
+
+    /// Makes the cluster (`init`) and starts it unless it runs; sets the port.
+    fn make_ready(&mut self, init: bool) -> Result<(), String> {
+        let data = self.data_dir();
+        if init {
+            self.init()?;
         }
-        if cluster.running() {
-            cluster.port = saved_port(&data).ok_or_else(|| {
+        if self.running() {
+            self.port = saved_port(&data).ok_or_else(|| {
                 format!(
                     "{} is running but has no port in hotel.conf",
                     data.display()
                 )
             })?;
-        } else {
-            cluster.port = match saved_port(&data) {
-                Some(port) if port_is_free(port) => port,
-                _ => free_port()?,
-            };
-            cluster.write_conf()?;
-            cluster.launch()?;
-            cluster.started = true;
+            return Ok(());
         }
-        drop(setup);
-        Ok(cluster)
+        self.port = match saved_port(&data) {
+            Some(port) if port_is_free(port) => port,
+            _ => free_port()?,
+        };
+        self.write_conf()?;
+        self.launch()?;
+        self.started = true;
+        Ok(())
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -269,6 +277,10 @@ impl Cluster {
         }
         let _ = self.users.unlock();
         match self.users.try_lock() {
+            // Nothing to stop (it never started, or someone stopped it).
+            Ok(()) if !self.running() => {
+                let _ = self.users.unlock();
+            }
             Ok(()) => {
                 let stopped = quiet(
                     self.command("pg_ctl")
