@@ -67,9 +67,13 @@ impl TestDb {
         match create_database_if_missing(&url) {
             Ok(created) => assert!(created, "{name} existed already"),
             Err(e) => panic!(
-                "no PostgreSQL to test against at {} ({e}): start one, set DATABASE_URL, \
+                "no PostgreSQL to test against at {} ({}): start one, set DATABASE_URL, \
                  or run scripts/test, which provides one",
-                diesel_tenancy::database::redact(&base_url())
+                diesel_tenancy::database::redact(&base_url()),
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
         }
         TestDb { url }
