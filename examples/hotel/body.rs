@@ -201,6 +201,15 @@ fn form_too_large() -> Problem {
     )
 }
 
+/// A form body declared over its limit: multipart (6 MiB) or urlencoded (32 KiB).
+fn declared_too_large(req: &Request<'_>) -> Problem {
+    if req.content_type().is_some_and(|ct| ct.is_form_data()) {
+        form_too_large()
+    } else {
+        too_large(oversize::form_limit(req))
+    }
+}
+
 pub fn form_problem(errors: &form::Errors<'_>) -> Problem {
     if errors.iter().any(over_limit) {
         form_too_large()
@@ -221,7 +230,7 @@ pub async fn parse_form<'r, T: FromForm<'r>>(
 ) -> Result<T, FormRefusal<'r>> {
     if oversize::declared_over(req, oversize::form_limit(req)) {
         oversize::discard(req, data).await;
-        return Err(FormRefusal::TooLarge(form_too_large()));
+        return Err(FormRefusal::TooLarge(declared_too_large(req)));
     }
     match Form::<T>::from_data(req, data).await {
         Outcome::Success(form) => Ok(form.into_inner()),
