@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use admin_panel_support::{hotel_form, Visitor};
 use hotel_support::{Body, Options, Response, Server, TOKEN};
-use serde_json::json;
+use serde_json::{json, Value};
 
 const MIB: usize = 1024 * 1024;
 
@@ -171,6 +171,72 @@ fn json_bodies_over_the_limit_are_read_then_answered() {
     // Nothing was stored.
     let list = server.get("/hotels/", &[("Tenant-Header", "demo1")]);
     assert_eq!(list.json(), json!([]));
+}
+
+/// Method, path, headers, and the expected status and JSON answer.
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16, Value);
+
+#[test]
+fn bodies_refused_for_other_reasons_are_read_then_answered() {
+    let db = common::TestDb::new();
+    let server = Server::start(&db, Options::default());
+    let body = json_8mib();
+    let json = ("Content-Type", "application/json");
+    let cases: [Case; 5] = [
+        (
+            "POST",
+            "/hotels/",
+            vec![("Tenant-Header", "nobody"), json],
+            400,
+            json!({"detail": "Tenant not found"}),
+        ),
+        (
+            "PATCH",
+            "/hotels/1/",
+            vec![("Tenant-Header", "nobody"), json],
+            400,
+            json!({"detail": "Tenant not found"}),
+        ),
+        (
+            "POST",
+            "/tenants",
+            vec![json],
+            401,
+            json!({"detail": "Authentication credentials were not provided."}),
+        ),
+        (
+            "POST",
+            "/nowhere",
+            vec![json],
+            404,
+            json!({"detail": "Not found."}),
+        ),
+        (
+            "PUT",
+            "/health",
+            vec![json],
+            404,
+            json!({"detail": "Not found."}),
+        ),
+    ];
+    for (method, path, headers, status, answer) in cases {
+        let h = head(method, path, &headers, Some(body.len()));
+        let (r, stream, _) = send_whole(&server, &h, &body);
+        assert_eq!((r.status, r.json()), (status, answer), "{method} {path}");
+        still_usable(stream);
+    }
+    // The admin panel without a session: its 403 page.
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    let h = head("POST", "/admin/tenants", &[form], Some(body.len()));
+    let (r, stream, _) = send_whole(&server, &h, &body);
+    assert_eq!(r.status, 403, "{}", r.text());
+    still_usable(stream);
+    // An unknown path under /admin keeps the panel's HTML 404 page.
+    let h = head("POST", "/admin/nowhere", &[json], Some(body.len()));
+    let (r, stream, _) = send_whole(&server, &h, &body);
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("<h1>"), "{}", r.text());
+    still_usable(stream);
 }
 
 #[test]

@@ -68,6 +68,7 @@ fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
         .attach(panel::stage(settings.admin_token.clone()))
         .attach(hotels::stage())
         .attach(media::stage())
+        .attach(oversize::stage())
 }
 
 fn main() -> ExitCode {

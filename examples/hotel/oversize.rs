@@ -17,9 +17,56 @@
 
 use std::time::Duration;
 
-use rocket::data::{ByteUnit, DataStream, Limits, ToByteUnit};
+use rocket::data::{self, ByteUnit, DataStream, FromData, Limits, ToByteUnit};
+use rocket::fairing::AdHoc;
+use rocket::http::Status;
 use rocket::tokio::io::{self, AsyncReadExt};
-use rocket::{Data, Request};
+use rocket::{delete, patch, post, put, routes, Data, Request};
+
+/// Requests with a body that no route takes (an unknown path, a method the path does
+/// not have): the body is drained, then the usual 404 catcher answers.
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("Unrouted bodies", |rocket| async {
+        rocket.mount(
+            "/",
+            routes![unrouted_post, unrouted_put, unrouted_patch, unrouted_delete],
+        )
+    })
+}
+
+// Rank 100: after every other route (Rocket's default ranks are -12 to -1).
+#[post("/<_..>", data = "<_body>", rank = 100)]
+fn unrouted_post(_body: Drained) -> Status {
+    Status::NotFound
+}
+
+#[put("/<_..>", data = "<_body>", rank = 100)]
+fn unrouted_put(_body: Drained) -> Status {
+    Status::NotFound
+}
+
+#[patch("/<_..>", data = "<_body>", rank = 100)]
+fn unrouted_patch(_body: Drained) -> Status {
+    Status::NotFound
+}
+
+#[delete("/<_..>", data = "<_body>", rank = 100)]
+fn unrouted_delete(_body: Drained) -> Status {
+    Status::NotFound
+}
+
+/// A body read to its end (up to the cap) and dropped.
+pub struct Drained;
+
+#[rocket::async_trait]
+impl<'r> FromData<'r> for Drained {
+    type Error = std::convert::Infallible;
+
+    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        discard(req, data).await;
+        data::Outcome::Success(Drained)
+    }
+}
 
 /// The most of one refused body that is read and dropped.
 pub const DRAIN_CAP: ByteUnit = ByteUnit::Mebibyte(64);

@@ -210,7 +210,11 @@ impl<'r, T: FromForm<'r> + CsrfForm> FromData<'r> for Posted<T> {
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
         let session = match AdminSession::from_request(req).await {
             Outcome::Success(session) => session,
-            _ => return Outcome::Success(Posted(Err(PanelError::Forbidden))),
+            _ => {
+                // Refused unread, but read to its end first (see `oversize`).
+                crate::oversize::discard(req, data).await;
+                return Outcome::Success(Posted(Err(PanelError::Forbidden)));
+            }
         };
         let result = parse_form::<T>(req, data).await.and_then(|form| {
             let presented = form.csrf().unwrap_or_default().as_bytes();
