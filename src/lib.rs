@@ -7,8 +7,10 @@
     rust_2018_idioms
 )]
 #![deny(rustdoc::broken_intra_doc_links)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod connection;
 pub mod database;
@@ -26,6 +28,7 @@ mod registry_listener;
 mod report;
 pub mod resolve;
 #[cfg(feature = "rocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
 pub mod schema;
 mod schema_name;

@@ -1,7 +1,7 @@
 //! The admin panel in headless Chromium, driven over WebDriver (chromedriver on a free
 //! loopback port): the seed's Django-admin workflow end to end.
 //!
-//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); the test
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them); the test
 //! fails, never skips, when they are missing. `CHROMEDRIVER` and `CHROMIUM` override
 //! the paths. A screenshot of the tenants page is left at
 //! `$CARGO_TARGET_TMPDIR/admin_tenants.png`.
@@ -27,8 +27,8 @@ fn tool(env: &str, default: &str) -> PathBuf {
     let path = PathBuf::from(std::env::var(env).unwrap_or_else(|_| default.to_owned()));
     assert!(
         path.exists(),
-        "{} is missing: install Debian's `chromium` and `chromium-driver` (as .ci/run does) \
-         or set {env}",
+        "{} is missing: install it with `apt-get install chromium chromium-driver` \
+         (scripts/test does), or set {env}",
         path.display()
     );
     path

@@ -8,6 +8,7 @@ use rocket::serde::json::Value;
 use rocket::tokio::io::AsyncReadExt;
 use rocket::{Data, Request};
 
+use crate::oversize;
 use crate::picture::{self, Picture};
 use crate::problem::Problem;
 use crate::validate::{self, FieldErrors, Mode, Raw, Text};
@@ -70,15 +71,35 @@ fn kind(req: &Request<'_>, forms: bool) -> Result<Kind, Problem> {
     }
 }
 
-/// Reads a JSON document within the `json` limit.
+/// The kind of a body, or its refusal (415) once the body was read and dropped.
+async fn kind_or_discard<'r>(
+    req: &Request<'_>,
+    data: Data<'r>,
+    forms: bool,
+) -> Result<(Kind, Data<'r>), Problem> {
+    match kind(req, forms) {
+        Ok(kind) => Ok((kind, data)),
+        Err(problem) => {
+            oversize::discard(req, data).await;
+            Err(problem)
+        }
+    }
+}
+
+/// Reads a JSON document within the `json` limit; a longer body is read to its end
+/// (up to the drain cap) before its 413.
 async fn read_json(req: &Request<'_>, data: Data<'_>) -> Result<Value, Problem> {
     let limit = req.limits().get("json").unwrap_or(1.mebibytes());
-    let bytes = data
-        .open(limit)
-        .into_bytes()
+    if oversize::declared_over(req, limit) {
+        oversize::discard(req, data).await;
+        return Err(too_large(limit));
+    }
+    let mut stream = oversize::open(data, limit);
+    let bytes = oversize::read_up_to(&mut stream, limit)
         .await
         .map_err(|e| Problem::bad_request(format!("Could not read the request body: {e}")))?;
-    if !bytes.is_complete() {
+    if bytes.len() as u64 > limit.as_u64() {
+        oversize::discard_rest(req, stream, bytes.len()).await;
         return Err(too_large(limit));
     }
     if bytes.is_empty() {
@@ -100,8 +121,8 @@ impl<'r> FromData<'r> for JsonObject {
     type Error = std::convert::Infallible;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let result = match kind(req, false) {
-            Ok(_) => match read_json(req, data).await {
+        let result = match kind_or_discard(req, data, false).await {
+            Ok((_, data)) => match read_json(req, data).await {
                 Ok(Value::Object(map)) => Ok(map),
                 Ok(other) => Err(Problem::Fields(validate::not_an_object(&other))),
                 Err(e) => Err(e),
@@ -117,9 +138,9 @@ impl<'r> FromData<'r> for HotelBody {
     type Error = std::convert::Infallible;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let result = match kind(req, true) {
-            Ok(Kind::Json) => from_json(req, data).await,
-            Ok(Kind::Form) => from_form(req, data).await,
+        let result = match kind_or_discard(req, data, true).await {
+            Ok((Kind::Json, data)) => from_json(req, data).await,
+            Ok((Kind::Form, data)) => from_form(req, data).await,
             Err(e) => Err(e),
         };
         Outcome::Success(HotelBody(result))
@@ -173,12 +194,25 @@ fn over_limit(error: &form::Error<'_>) -> bool {
         && !matches!(error.kind, InvalidLength { max: None, .. })
 }
 
+fn form_too_large() -> Problem {
+    Problem::new(
+        Status::PayloadTooLarge,
+        "Request body is too large (forms are limited to 6 MiB, pictures to 5 MiB).",
+    )
+}
+
+/// A form body declared over its limit: multipart (6 MiB) or urlencoded (32 KiB).
+fn declared_too_large(req: &Request<'_>) -> Problem {
+    if req.content_type().is_some_and(|ct| ct.is_form_data()) {
+        form_too_large()
+    } else {
+        too_large(oversize::form_limit(req))
+    }
+}
+
 pub fn form_problem(errors: &form::Errors<'_>) -> Problem {
     if errors.iter().any(over_limit) {
-        Problem::new(
-            Status::PayloadTooLarge,
-            "Request body is too large (forms are limited to 6 MiB, pictures to 5 MiB).",
-        )
+        form_too_large()
     } else {
         let first = errors.iter().next().map(ToString::to_string);
         Problem::bad_request(format!(
@@ -188,11 +222,42 @@ pub fn form_problem(errors: &form::Errors<'_>) -> Problem {
     }
 }
 
+/// Parses a form body of type `T`; a body declared over its limit is read to its end
+/// (up to the drain cap) and refused without being parsed.
+pub async fn parse_form<'r, T: FromForm<'r>>(
+    req: &'r Request<'_>,
+    data: Data<'r>,
+) -> Result<T, FormRefusal<'r>> {
+    if oversize::declared_over(req, oversize::form_limit(req)) {
+        oversize::discard(req, data).await;
+        return Err(FormRefusal::TooLarge(declared_too_large(req)));
+    }
+    match Form::<T>::from_data(req, data).await {
+        Outcome::Success(form) => Ok(form.into_inner()),
+        Outcome::Error((_, errors)) => match form_problem(&errors) {
+            p if p.status() == Status::PayloadTooLarge => Err(FormRefusal::TooLarge(p)),
+            _ => Err(FormRefusal::Invalid(errors)),
+        },
+        Outcome::Forward(_) => Err(FormRefusal::Invalid(form::Errors::new())),
+    }
+}
+
+/// Why a form body was not parsed.
+pub enum FormRefusal<'r> {
+    /// Over its limit: a 413.
+    TooLarge(Problem),
+    /// Not a readable form of that type.
+    Invalid(form::Errors<'r>),
+}
+
 async fn from_form<'r>(req: &'r Request<'_>, data: Data<'r>) -> Result<HotelInput, Problem> {
-    let form = match Form::<HotelForm<'r>>::from_data(req, data).await {
-        Outcome::Success(form) => form.into_inner(),
-        Outcome::Error((_, errors)) => return Err(form_problem(&errors)),
-        Outcome::Forward(_) => return Err(Problem::bad_request("Multipart form parse error")),
+    let form = match parse_form::<HotelForm<'r>>(req, data).await {
+        Ok(form) => form,
+        Err(FormRefusal::TooLarge(p)) => return Err(p),
+        Err(FormRefusal::Invalid(errors)) if errors.is_empty() => {
+            return Err(Problem::bad_request("Multipart form parse error"))
+        }
+        Err(FormRefusal::Invalid(errors)) => return Err(form_problem(&errors)),
     };
     check_form(mode(req), form).await
 }

@@ -2,7 +2,9 @@
 //!
 //! | setting | environment | Rocket config | default |
 //! |---|---|---|---|
-//! | database | `DATABASE_URL` | `databases.hotel.url` | [`DEFAULT_DATABASE_URL`] (created if missing) |
+//! | database | `DATABASE_URL` | `databases.hotel.url` | [`DEFAULT_DATABASE_URL`] if a server logs in there, else the embedded cluster (the database is created if missing) |
+//! | embedded cluster | `HOTEL_EMBEDDED_PG` | | `auto`; `always` skips the default URL, `never` the cluster |
+//! | embedded cluster's directory | `HOTEL_PG_DIR` | | `.hotel/` in the project |
 //! | address, port | `ROCKET_ADDRESS`, `ROCKET_PORT` | `address`, `port` | 127.0.0.1:8000 |
 //! | media files | `MEDIA_ROOT` | `media_root` | `./media` |
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
@@ -18,9 +20,26 @@ pub const DATABASE: &str = "hotel";
 /// A local database named `hotel`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hotel?sslmode=disable";
 
+/// Where the embedded cluster lives unless `HOTEL_PG_DIR` says otherwise.
+const DEFAULT_EMBEDDED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.hotel");
+
+/// When to use the embedded cluster (without a database URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddedMode {
+    /// When no server logs in at the default URL.
+    Auto,
+    /// Without trying the default URL.
+    Always,
+    /// Never: the default URL, whether it answers or not.
+    Never,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    /// `DATABASE_URL` or `databases.hotel.url`, if set.
+    pub database_url: Option<String>,
+    pub embedded: EmbeddedMode,
+    pub embedded_dir: PathBuf,
     pub media_root: PathBuf,
     /// The admin API's bearer token, also the admin panel's login; both are off (404)
     /// without one.
@@ -40,36 +59,51 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Settings {
-    pub fn load() -> Settings {
+    /// The settings, or a message naming the setting that is wrong.
+    pub fn load() -> Result<Settings, String> {
         let base = rocket::Config::figment();
         let from_rocket = |key: &str| {
             base.extract_inner::<String>(key)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
         };
-        let database_url = env("DATABASE_URL")
-            .or_else(|| from_rocket("databases.hotel.url"))
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url = env("DATABASE_URL").or_else(|| from_rocket("databases.hotel.url"));
+        let embedded = match env("HOTEL_EMBEDDED_PG").as_deref() {
+            None | Some("auto") => EmbeddedMode::Auto,
+            Some("always") => EmbeddedMode::Always,
+            Some("never") => EmbeddedMode::Never,
+            Some(other) => {
+                return Err(format!(
+                    "HOTEL_EMBEDDED_PG is {other:?}: use auto (the default), always or never"
+                ))
+            }
+        };
+        let embedded_dir =
+            PathBuf::from(env("HOTEL_PG_DIR").unwrap_or_else(|| DEFAULT_EMBEDDED_DIR.into()));
         let media_root = env("MEDIA_ROOT")
             .or_else(|| from_rocket("media_root"))
             .unwrap_or_else(|| "./media".into());
         let admin_token = env("HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
         let figment = base
-            .merge(("databases.hotel.url", &database_url))
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
             .merge(("limits.file", 5.mebibytes()))
             .merge(("limits.data-form", 6.mebibytes()));
-        Settings {
+        Ok(Settings {
             database_url,
+            embedded,
+            embedded_dir,
             media_root: PathBuf::from(media_root),
             admin_token,
             figment,
-        }
+        })
     }
 
-    /// Rocket's configuration with the database URL and the body limits (JSON 1 MiB, pictures 5 MiB, multipart bodies 6 MiB) filled in.
-    pub fn figment(&self) -> Figment {
-        self.figment.clone()
+    /// Rocket's configuration with the database URL and the body limits (JSON 1 MiB,
+    /// pictures 5 MiB, multipart bodies 6 MiB) filled in.
+    pub fn figment(&self, database_url: &str) -> Figment {
+        self.figment
+            .clone()
+            .merge(("databases.hotel.url", database_url))
     }
 }

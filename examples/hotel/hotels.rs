@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use diesel_tenancy::diesel::PgConnection;
-use diesel_tenancy::rocket::TenantDb;
+use diesel_tenancy::rocket::{ApiError, TenantDb};
 use diesel_tenancy::{SchemaName, TenantPool};
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
@@ -49,12 +49,18 @@ async fn retrieve(db: TenantDb, id: &str) -> Result<Json<Hotel>, Problem> {
         .ok_or_else(Problem::not_found)
 }
 
+/// The tenant of a route that takes a body: its error is answered only after the body
+/// guard ran, which reads (or drains) the body, so that a client still sending gets the
+/// 400 instead of a reset.
+type TenantOf = Result<TenantDb, ApiError>;
+
 #[post("/hotels", data = "<body>")]
 async fn create(
-    db: TenantDb,
+    db: TenantOf,
     body: HotelBody,
     media: &State<MediaRoot>,
 ) -> Result<Created<Json<Hotel>>, Problem> {
+    let db = db?;
     let hotel = insert(&Rows::Request(db), body.0?, &media.0).await?;
     let location = format!("/hotels/{}/", hotel.id);
     Ok(Created::new(location).body(Json(hotel)))
@@ -62,7 +68,7 @@ async fn create(
 
 #[put("/hotels/<id>", data = "<body>")]
 async fn replace(
-    db: TenantDb,
+    db: TenantOf,
     id: &str,
     body: HotelBody,
     media: &State<MediaRoot>,
@@ -72,7 +78,7 @@ async fn replace(
 
 #[patch("/hotels/<id>", data = "<body>")]
 async fn partial_update(
-    db: TenantDb,
+    db: TenantOf,
     id: &str,
     body: HotelBody,
     media: &State<MediaRoot>,
@@ -82,11 +88,12 @@ async fn partial_update(
 
 /// PUT and PATCH: the body guard already applied the mode (all fields or any subset).
 async fn update(
-    db: TenantDb,
+    db: TenantOf,
     id: &str,
     body: HotelBody,
     media: &Path,
 ) -> Result<Json<Hotel>, Problem> {
+    let db = db?;
     let id = parse_id(id)?;
     change(&Rows::Request(db), id, body.0?, media)
         .await

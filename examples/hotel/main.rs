@@ -2,7 +2,7 @@
 //! tenant chosen per request by `Tenant-Header` or the Host's registered domain.
 //!
 //! ```text
-//! cargo run --example hotel                      # create the database if needed, migrate, serve
+//! cargo run --example hotel                      # find or start a database, migrate, serve
 //! cargo run --example hotel -- tenant create demo1
 //! cargo run --example hotel -- migrate --check
 //! ```
@@ -12,11 +12,15 @@
 mod admin;
 mod body;
 mod config;
+mod database;
+mod embedded_pg;
 mod health;
 mod hotels;
 mod media;
 mod model;
+mod oversize;
 mod panel;
+mod pg_server;
 mod picture;
 mod problem;
 mod validate;
@@ -54,8 +58,8 @@ enum Command {
 }
 
 /// The service: every resource module adds its stage.
-fn rocket(settings: &Settings) -> Rocket<Build> {
-    rocket::custom(settings.figment())
+fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
+    rocket::custom(settings.figment(database_url))
         .attach(TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true))
         .manage(MediaRoot(settings.media_root.clone()))
         .attach(problem::stage())
@@ -64,32 +68,49 @@ fn rocket(settings: &Settings) -> Rocket<Build> {
         .attach(panel::stage(settings.admin_token.clone()))
         .attach(hotels::stage())
         .attach(media::stage())
+        .attach(oversize::stage())
 }
 
 fn main() -> ExitCode {
     let args = Hotel::parse();
-    let settings = Settings::load();
-    match args.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&settings),
-        Command::Manage(command) => manage(&settings, &command),
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(e) => return fail(&e),
+    };
+    let command = args.command.unwrap_or(Command::Serve);
+    // `migrate --check` changes nothing, not even by creating a database or a cluster.
+    let check = matches!(&command, Command::Manage(cli::Command::Migrate(m)) if m.check);
+    // Dropped last: an embedded cluster stops once the work is done.
+    let serving = matches!(command, Command::Serve);
+    let database = match database::open(&settings, !check, serving) {
+        Ok(database) => database,
+        Err(e) => return fail(&e),
+    };
+    let url = database.url.as_str();
+    match command {
+        Command::Serve => serve(&settings, url),
+        Command::Manage(command) => manage(url, &command, check),
     }
 }
 
-fn serve(settings: &Settings) -> ExitCode {
-    if let Err(e) = create_database_if_missing(&settings.database_url) {
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn serve(settings: &Settings, database_url: &str) -> ExitCode {
+    if let Err(e) = create_database_if_missing(database_url) {
         return cli::fail(&e);
     }
-    match rocket::execute(rocket(settings).launch()) {
+    match rocket::execute(rocket(settings, database_url).launch()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => cli::fail(&e),
     }
 }
 
-fn manage(settings: &Settings, command: &cli::Command) -> ExitCode {
-    let check = matches!(command, cli::Command::Migrate(m) if m.check);
-    // `migrate --check` changes nothing, not even by creating the database.
+fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
     if !check {
-        if let Err(e) = create_database_if_missing(&settings.database_url) {
+        if let Err(e) = create_database_if_missing(database_url) {
             return cli::fail(&e);
         }
     }
@@ -100,7 +121,7 @@ fn manage(settings: &Settings, command: &cli::Command) -> ExitCode {
     let pool = match TenantPool::builder()
         .max_size(jobs.clamp(2, 64))
         .min_idle(Some(0))
-        .build(&settings.database_url)
+        .build(database_url)
     {
         Ok(pool) => pool,
         Err(e) => return cli::fail(&e),

@@ -56,7 +56,12 @@ impl Problem {
 
 impl From<diesel_tenancy::Error> for Problem {
     fn from(e: diesel_tenancy::Error) -> Self {
-        let api = diesel_tenancy::rocket::ApiError::from(e);
+        Problem::from(diesel_tenancy::rocket::ApiError::from(e))
+    }
+}
+
+impl From<diesel_tenancy::rocket::ApiError> for Problem {
+    fn from(api: diesel_tenancy::rocket::ApiError) -> Self {
         Problem::Detail(api.status(), api.detail().to_owned())
     }
 }

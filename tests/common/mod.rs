@@ -21,6 +21,22 @@ pub fn base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
 }
 
+/// The host, port and user of the server [`base_url`] names (port 5432 unless given).
+pub fn server_of_base_url() -> (String, u16, String) {
+    let url = base_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (user, host_port) = authority
+        .rsplit_once('@')
+        .unwrap_or(("postgres", authority));
+    let user = user.split(':').next().unwrap_or("postgres");
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().expect("a port number in DATABASE_URL")),
+        None => (host_port, 5432),
+    };
+    (host.to_owned(), port, user.to_owned())
+}
+
 /// True when the tests run as root (servers that refuse root then run as `postgres`).
 pub fn is_root() -> bool {
     std::process::Command::new("id")
@@ -49,7 +65,18 @@ impl TestDb {
             nanos
         );
         let url = with_database(&base_url(), &name).expect("DATABASE_URL names a database");
-        assert!(create_database_if_missing(&url).expect("create test database"));
+        match create_database_if_missing(&url) {
+            Ok(created) => assert!(created, "{name} existed already"),
+            Err(e) => panic!(
+                "no PostgreSQL to test against at {} ({}): start one, set DATABASE_URL, \
+                 or run scripts/test, which provides one",
+                diesel_tenancy::database::redact(&base_url()),
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        }
         TestDb { url }
     }
 

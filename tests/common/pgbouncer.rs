@@ -20,20 +20,34 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `PGBOUNCER`, else `pgbouncer` on `PATH`, else Debian's `/usr/sbin/pgbouncer` (not on
+/// every user's `PATH`).
+fn program() -> PathBuf {
+    if let Some(path) = std::env::var_os("PGBOUNCER").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("pgbouncer"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/sbin/pgbouncer"))
+}
+
 impl PgBouncer {
     /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
     /// of the database `db_url` names, and waits until it accepts connections.
     pub fn start(db_url: &str, pool_size: u32) -> PgBouncer {
         let db = database_name(db_url).expect("database name").to_owned();
+        let (host, server_port, user) = super::server_of_base_url();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("dt_pgbouncer_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("pgbouncer dir");
         let ini = dir.join("pgbouncer.ini");
-        std::fs::write(dir.join("users.txt"), "\"postgres\" \"\"\n").expect("users.txt");
+        std::fs::write(dir.join("users.txt"), format!("\"{user}\" \"\"\n")).expect("users.txt");
         std::fs::write(
             &ini,
             format!(
-                "[databases]\n{db} = host=127.0.0.1 port=5432 dbname={db} user=postgres\n\
+                "[databases]\n{db} = host={host} port={server_port} dbname={db} user={user}\n\
                  [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
                  auth_type = trust\nauth_file = {users}\npool_mode = transaction\n\
                  default_pool_size = {pool_size}\nmax_client_conn = 200\nunix_socket_dir =\n\
@@ -45,7 +59,7 @@ impl PgBouncer {
             ),
         )
         .expect("pgbouncer.ini");
-        let mut cmd = Command::new("pgbouncer");
+        let mut cmd = Command::new(program());
         if super::is_root() {
             // PgBouncer refuses to run as root; let it drop to the postgres user.
             let _ = Command::new("chmod")
@@ -59,7 +73,12 @@ impl PgBouncer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("pgbouncer is installed (.ci/run installs Debian's package)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run pgbouncer ({e}): install it with `apt-get install pgbouncer` \
+                     (scripts/test does), or set PGBOUNCER to its path"
+                )
+            });
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

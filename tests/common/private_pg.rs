@@ -28,12 +28,14 @@ fn run_as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
 
 fn server_bin() -> PathBuf {
     let root = PathBuf::from("/usr/lib/postgresql");
+    const MISSING: &str = "PostgreSQL's server programs are missing from /usr/lib/postgresql: \
+                           install them with `apt-get install postgresql` (scripts/test does)";
     let version = std::fs::read_dir(&root)
-        .expect("PostgreSQL server binaries in /usr/lib/postgresql")
+        .expect(MISSING)
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
-        .expect("a PostgreSQL version");
+        .expect(MISSING);
     root.join(version).join("bin")
 }
 

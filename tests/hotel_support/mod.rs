@@ -121,6 +121,8 @@ pub fn hotel_command(db_url: &str, media: &Path) -> Command {
         .env_remove("ROCKET_CONFIG")
         .env_remove("ROCKET_DATABASES")
         .env_remove("HOTEL_ADMIN_TOKEN")
+        .env_remove("HOTEL_EMBEDDED_PG")
+        .env_remove("HOTEL_PG_DIR")
         .env("DATABASE_URL", db_url)
         .env("MEDIA_ROOT", media.join("media"))
         .env("ROCKET_CLI_COLORS", "false")
@@ -130,13 +132,28 @@ pub fn hotel_command(db_url: &str, media: &Path) -> Command {
 
 impl Server {
     pub fn start(db: &TestDb, options: Options) -> Server {
+        Server::spawn(Some(&db.url), options)
+    }
+
+    /// The service without a database URL, so on its embedded cluster in `pg_dir`
+    /// (`HOTEL_EMBEDDED_PG=always`: the machine's server on the default URL is not
+    /// tried).
+    pub fn start_embedded(pg_dir: &Path, mut options: Options) -> Server {
+        options.env.extend(embedded_env(pg_dir));
+        Server::spawn(None, options)
+    }
+
+    fn spawn(db_url: Option<&str>, options: Options) -> Server {
         // A port just freed can be taken again before the server binds it: retry then.
         for _ in 0..5 {
             let media = TempDir::new("media");
             let log = media.0.join("server.log");
             let port = free_port();
             let log_file = std::fs::File::create(&log).expect("create server log");
-            let mut cmd = hotel_command(&db.url, &media.0);
+            let mut cmd = hotel_command(db_url.unwrap_or_default(), &media.0);
+            if db_url.is_none() {
+                cmd.env_remove("DATABASE_URL");
+            }
             cmd.env("ROCKET_ADDRESS", "127.0.0.1")
                 .env("ROCKET_PORT", port.to_string())
                 .stdout(log_file.try_clone().expect("clone log handle"))
@@ -182,6 +199,26 @@ impl Server {
                     self.log_text()
                 ));
             }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the service as `kill` or Ctrl-C would (SIGTERM), and waits for it to
+    /// exit; returns its exit status and its log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 30 s after SIGTERM:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -373,7 +410,7 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
 }
 
-fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -423,6 +460,22 @@ fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
         out.extend_from_slice(&data[..size]);
         data = &data[size + 2..];
     }
+}
+
+/// The environment that puts the binary on its embedded cluster in `pg_dir`.
+pub fn embedded_env(pg_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("HOTEL_EMBEDDED_PG", "always".to_owned()),
+        ("HOTEL_PG_DIR", pg_dir.display().to_string()),
+    ]
+}
+
+/// Runs the binary with management arguments on its embedded cluster in `pg_dir`.
+pub fn run_cli_embedded(pg_dir: &Path, args: &[&str]) -> Output {
+    let scratch = TempDir::new("cli");
+    let mut cmd = hotel_command("", &scratch.0);
+    cmd.env_remove("DATABASE_URL").envs(embedded_env(pg_dir));
+    cmd.args(args).output().expect("run the hotel binary")
 }
 
 /// Runs the binary with management arguments against `db_url`.

@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rocket::data::{FromData, Outcome as DataOutcome};
-use rocket::form::{Form, FromForm};
+use rocket::form::FromForm;
 use rocket::http::{Cookie, CookieJar, SameSite, Status};
 use rocket::outcome::Outcome;
 use rocket::request::{self, FromRequest};
@@ -20,6 +20,7 @@ use rocket::{post, Data, Request, Route, State};
 
 use super::pages::{Layout, Login};
 use super::{Html, PanelError, Reply, BASE};
+use crate::body::FormRefusal;
 use crate::validate;
 
 pub const SESSION_COOKIE: &str = "hotel_admin_session";
@@ -190,14 +191,12 @@ async fn parse_form<'r, T: FromForm<'r>>(
     req: &'r Request<'_>,
     data: Data<'r>,
 ) -> Result<T, PanelError> {
-    match Form::<T>::from_data(req, data).await {
-        Outcome::Success(form) => Ok(form.into_inner()),
-        Outcome::Error((_, errors)) => Err(match crate::body::form_problem(&errors) {
-            p if p.status() == Status::PayloadTooLarge => PanelError::from(p),
-            _ => PanelError::Forbidden,
-        }),
-        Outcome::Forward(_) => Err(PanelError::Forbidden),
-    }
+    crate::body::parse_form(req, data)
+        .await
+        .map_err(|refusal| match refusal {
+            FormRefusal::TooLarge(p) => PanelError::from(p),
+            FormRefusal::Invalid(_) => PanelError::Forbidden,
+        })
 }
 
 /// A form posted by a logged-in admin with the session's CSRF token: the session is
@@ -211,7 +210,11 @@ impl<'r, T: FromForm<'r> + CsrfForm> FromData<'r> for Posted<T> {
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
         let session = match AdminSession::from_request(req).await {
             Outcome::Success(session) => session,
-            _ => return Outcome::Success(Posted(Err(PanelError::Forbidden))),
+            _ => {
+                // Refused unread, but read to its end first (see `oversize`).
+                crate::oversize::discard(req, data).await;
+                return Outcome::Success(Posted(Err(PanelError::Forbidden)));
+            }
         };
         let result = parse_form::<T>(req, data).await.and_then(|form| {
             let presented = form.csrf().unwrap_or_default().as_bytes();
