@@ -38,9 +38,8 @@ pub enum PoolMode {
     /// clients. The pool refuses to build there; use [`PoolMode::TransactionLocal`].
     #[default]
     Session,
-    /// Each checkout is a transaction whose first round trip sets the path with
-    /// `set_config('search_path', …, true)` (the function form of `SET LOCAL`) and proves
-    /// the session clean.
+    /// Each checkout is a transaction whose first round trip proves the session clean
+    /// and sets the path with `SET LOCAL search_path`.
     ///
     /// Safe behind PgBouncer's transaction pooling. The work is committed by
     /// [`TenantConnection::commit`](crate::TenantConnection::commit) or by returning

@@ -86,7 +86,7 @@ impl Proof {
     }
 
     /// The checkout message for `path` (an already rendered `search_path` value made of
-    /// quoted, validated identifiers). `deallocate` also forgets every prepared statement
+    /// quoted, validated identifiers, spliced as they are). `deallocate` also forgets every prepared statement
     /// first (the pool's reset on a schema switch).
     pub(crate) fn checkout(&self, path: &str, deallocate: bool) -> String {
         let local = self.mode == PoolMode::TransactionLocal;
@@ -115,12 +115,14 @@ impl Proof {
         } else {
             sql.push_str(&self.select());
         }
-        // Reached only when the proof did not raise.
-        sql.push_str("; SELECT pg_catalog.set_config('search_path', ");
-        sql.push_str(&literal(path));
-        sql.push_str(", ");
-        sql.push_str(self.local());
-        sql.push(')');
+        // Reached only when the proof did not raise. A utility statement, so nothing is
+        // planned; `path` is made of quoted, validated identifiers only.
+        sql.push_str(if local {
+            "; SET LOCAL search_path TO "
+        } else {
+            "; SET search_path TO "
+        });
+        sql.push_str(path);
         sql
     }
 
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(
             sql,
             "RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
-             SELECT pg_catalog.set_config('search_path', E'\"acme\", pg_temp', false)"
+             SET search_path TO \"acme\", pg_temp"
         );
     }
 
@@ -233,10 +235,7 @@ mod tests {
     fn transaction_local_checkout_begins_and_keeps_the_session_path_empty() {
         let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", false);
         assert!(sql.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; "));
-        assert!(sql.ends_with(
-            "EXECUTE diesel_tenancy_checkout; \
-             SELECT pg_catalog.set_config('search_path', E'\"acme\"', true)"
-        ));
+        assert!(sql.ends_with("EXECUTE diesel_tenancy_checkout; SET LOCAL search_path TO \"acme\""));
     }
 
     #[test]
@@ -251,7 +250,7 @@ mod tests {
     fn inline_proof_carries_the_path_and_no_backend_check() {
         let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", false);
         assert!(
-            sql.ends_with("; SELECT pg_catalog.set_config('search_path', E'\"acme\"', true)"),
+            sql.ends_with("; SET LOCAL search_path TO \"acme\""),
             "{sql}"
         );
         assert!(sql.contains("CASE WHEN true AND"), "{sql}");

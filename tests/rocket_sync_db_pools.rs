@@ -67,7 +67,7 @@ fn database_pools_of_managed_connections_are_scoped() {
         let hotel = ["D1 hotel", "D2 hotel"][i % 2];
         assert_eq!(
             get_as(&client, "/sync/hotels", tenant),
-            (Status::Ok, format!("\"{tenant}\", pg_temp: {hotel}"))
+            (Status::Ok, format!("{tenant}, pg_temp: {hotel}"))
         );
         assert_eq!(
             get_with(&client, "/sync/count", None),
