@@ -91,7 +91,13 @@ fn class1_server_side_code_that_changes_the_path() {
             &[Attack::FunctionSetsPath],
             &[Attack::FunctionWithSetClauseSetsPath],
             &[Attack::TriggerSetsPath],
+            &[Attack::DoBlockSetsPath],
         ],
+    );
+    // A procedure may COMMIT only outside a transaction block: Session mode.
+    World::new().check(
+        &[PoolMode::Session],
+        &[&[Attack::ProcedureCommitsThenSetsPath]],
     );
 }
 
@@ -165,6 +171,9 @@ fn class5_other_session_state_does_not_survive() {
             &[Attack::ListenNotifyUnlisten],
             &[Attack::HoldCursor],
             &[Attack::NextvalForLastval],
+            &[Attack::StatementTimeout],
+            &[Attack::ClientEncoding],
+            &[Attack::TimeZone],
         ],
     );
     // `DISCARD ALL` cannot run inside the pool's transaction; in Session mode it drops

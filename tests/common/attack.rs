@@ -46,6 +46,8 @@ pub fn setup(pool: &TenantPool, scopes: &[Scope]) {
              CREATE FUNCTION public.dt_sneaky_switch(p text) RETURNS text LANGUAGE plpgsql \
                SET search_path = pg_catalog \
                AS $$ BEGIN PERFORM pg_catalog.set_config('search_path', p, false); RETURN p; END $$; \
+             CREATE PROCEDURE public.dt_commit_switch(p text) LANGUAGE plpgsql \
+               AS $$ BEGIN COMMIT; PERFORM pg_catalog.set_config('search_path', p, false); END $$; \
              CREATE FUNCTION public.dt_trigger_switch() RETURNS trigger LANGUAGE plpgsql \
                AS $$ BEGIN PERFORM pg_catalog.set_config('search_path', NEW.target, false); \
                RETURN NEW; END $$;",
@@ -72,6 +74,8 @@ pub enum Attack {
     FunctionSetsPath,
     FunctionWithSetClauseSetsPath,
     TriggerSetsPath,
+    DoBlockSetsPath,
+    ProcedureCommitsThenSetsPath,
     // 2. SQL a text scanner misses.
     CommentBeforeSet,
     UnicodeEscapedSet,
@@ -99,15 +103,20 @@ pub enum Attack {
     HoldCursor,
     NextvalForLastval,
     AdvisoryLock,
+    StatementTimeout,
+    ClientEncoding,
+    TimeZone,
     // 6. The connection is swapped.
     SwapInFreshConnection,
 }
 
 /// Every attack, for the property test's fault mix.
-pub const ALL: [Attack; 27] = [
+pub const ALL: [Attack; 32] = [
     Attack::FunctionSetsPath,
     Attack::FunctionWithSetClauseSetsPath,
     Attack::TriggerSetsPath,
+    Attack::DoBlockSetsPath,
+    Attack::ProcedureCommitsThenSetsPath,
     Attack::CommentBeforeSet,
     Attack::UnicodeEscapedSet,
     Attack::SetInsideQueryToXml,
@@ -131,6 +140,9 @@ pub const ALL: [Attack; 27] = [
     Attack::HoldCursor,
     Attack::NextvalForLastval,
     Attack::AdvisoryLock,
+    Attack::StatementTimeout,
+    Attack::ClientEncoding,
+    Attack::TimeZone,
     Attack::SwapInFreshConnection,
 ];
 
@@ -170,6 +182,12 @@ pub fn run(
             diesel::insert_into(audited::table)
                 .values(audited::target.eq(&other_path))
                 .execute(c)?;
+        }
+        Attack::DoBlockSetsPath => c.batch_execute(&format!(
+            "DO $$ BEGIN PERFORM set_config('search_path', '{other_path}', false); END $$"
+        ))?,
+        Attack::ProcedureCommitsThenSetsPath => {
+            c.batch_execute(&format!("CALL public.dt_commit_switch('{other_path}')"))?
         }
         Attack::CommentBeforeSet => {
             c.batch_execute(&format!("/* tuning */ SET search_path TO {other_path}"))?
@@ -248,6 +266,9 @@ pub fn run(
             c.batch_execute("SELECT nextval(pg_get_serial_sequence('hotels', 'id'))")?
         }
         Attack::AdvisoryLock => c.batch_execute("SELECT pg_try_advisory_lock(4242)")?,
+        Attack::StatementTimeout => c.batch_execute("SET statement_timeout = 1")?,
+        Attack::ClientEncoding => c.batch_execute("SET client_encoding = 'LATIN1'")?,
+        Attack::TimeZone => c.batch_execute("SET TimeZone = 'Pacific/Kiritimati'")?,
         Attack::SwapInFreshConnection => {
             let mut fresh = PgConnection::establish(url)
                 .map_err(|e| diesel::result::Error::QueryBuilderError(Box::new(e)))?;
@@ -269,6 +290,8 @@ struct SessionView {
     app_tenant: Option<String>,
     #[diesel(sql_type = Text)]
     read_only: String,
+    #[diesel(sql_type = Text)]
+    settings: String,
 }
 
 /// What went wrong in an innocent checkout, if anything.
@@ -284,7 +307,9 @@ pub fn innocent_work(
     let view = diesel::sql_query(
         "SELECT current_user::text AS current_user, session_user::text AS session_user, \
          current_setting('app.tenant', true) AS app_tenant, \
-         current_setting('transaction_read_only') AS read_only",
+         current_setting('transaction_read_only') AS read_only, \
+         concat_ws(' ', current_setting('client_encoding'), current_setting('TimeZone'), \
+           current_setting('statement_timeout')) AS settings",
     )
     .get_result::<SessionView>(c)?;
     if view.current_user != view.session_user || view.session_user != "postgres" {
@@ -302,10 +327,15 @@ pub fn innocent_work(
     if view.read_only != "off" {
         return Ok(Some("a read-only default leaked in".into()));
     }
-    if c.notifications_iter().next().is_some() {
-        return Ok(Some(
-            "an earlier borrower's notification was readable".into(),
-        ));
+    if view.settings != "UTF8 UTC 0" {
+        return Ok(Some(format!("settings leaked in: {}", view.settings)));
+    }
+    // `Some(Err(_))` is a lost connection (the leak test terminates backends), not a leak.
+    if let Some(Ok(n)) = c.notifications_iter().next() {
+        return Ok(Some(format!(
+            "an earlier borrower's notification was readable: {} {:?}",
+            n.channel, n.payload
+        )));
     }
     // Each probe that must fail runs in a savepoint, so its error leaves a
     // `TransactionLocal` checkout usable.
