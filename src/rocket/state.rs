@@ -140,6 +140,19 @@ impl Tenancy {
         .await
     }
 
+    /// Renames a tenant (its schema keeps its name) on a blocking thread and reloads the
+    /// cache, so the new name resolves in this process as soon as this returns.
+    pub async fn rename_tenant(&self, old: String, new: String) -> Result<Tenant> {
+        let router = self.router()?;
+        let cache = Arc::clone(&self.cache);
+        blocking(move || {
+            let tenant = router.rename_tenant(&old, &new)?;
+            refresh(&cache);
+            Ok(tenant)
+        })
+        .await
+    }
+
     /// Stops the listener and drops the pool handle; called by the fairing at shutdown.
     pub(crate) async fn shut_down(&self) {
         let release = self.release();
