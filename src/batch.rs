@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 use crate::registry::Tenant;
 use crate::tenant_name::tenant_name_key;
 
+/// Called after each tenant with what its run reported (e.g. to advance a progress bar).
+pub type Progress<R> = Arc<dyn Fn(&R) + Send + Sync>;
+
 /// Options for work run over many tenants, `R` being what one tenant's run reports:
 /// [`TenantReport`](crate::TenantReport) for [`MigrateOptions`](crate::MigrateOptions),
 /// [`TenantRun`](crate::TenantRun) for [`SyncRouter::for_each_tenant`](crate::SyncRouter::for_each_tenant).
@@ -37,7 +40,7 @@ pub struct BatchOptions<R> {
     /// failure no further tenant is started (those already running finish).
     pub keep_going: bool,
     /// Called after each tenant, from the thread that worked on it.
-    pub progress: Option<Arc<dyn Fn(&R) + Send + Sync>>,
+    pub progress: Option<Progress<R>>,
 }
 
 impl<R> Default for BatchOptions<R> {
@@ -192,8 +195,8 @@ mod tests {
         let all = Selection::new(&[], &[], known).unwrap();
         assert!(known.iter().all(|n| all.admits(n)));
 
-        let some = Selection::new(&names(&["  acme ", "GLOBEX"]), &names(&["globex"]), known)
-            .unwrap();
+        let some =
+            Selection::new(&names(&["  acme ", "GLOBEX"]), &names(&["globex"]), known).unwrap();
         assert!(some.admits("Acme"));
         assert!(!some.admits("Globex"), "skip wins over only");
         assert!(!some.admits("Initech"));

@@ -129,7 +129,9 @@ impl TenantHooks {
 
     /// Whether no hook is registered.
     pub fn is_empty(&self) -> bool {
-        self.after_create.is_empty() && self.before_delete.is_empty() && self.after_rename.is_empty()
+        self.after_create.is_empty()
+            && self.before_delete.is_empty()
+            && self.after_rename.is_empty()
     }
 
     pub(crate) fn run_after_create(
@@ -138,9 +140,14 @@ impl TenantHooks {
         path: &str,
         tenant: &Tenant,
     ) -> Result<()> {
-        run(conn, path, tenant, Hook::AfterCreate, &self.after_create, |h, c| {
-            h(c, tenant)
-        })
+        run(
+            conn,
+            path,
+            tenant,
+            Hook::AfterCreate,
+            &self.after_create,
+            |h, c| h(c, tenant),
+        )
     }
 
     pub(crate) fn run_before_delete(
@@ -150,9 +157,14 @@ impl TenantHooks {
         tenant: &Tenant,
         drop_schema: bool,
     ) -> Result<()> {
-        run(conn, path, tenant, Hook::BeforeDelete, &self.before_delete, |h, c| {
-            h(c, tenant, drop_schema)
-        })
+        run(
+            conn,
+            path,
+            tenant,
+            Hook::BeforeDelete,
+            &self.before_delete,
+            |h, c| h(c, tenant, drop_schema),
+        )
     }
 
     pub(crate) fn run_after_rename(
@@ -162,9 +174,14 @@ impl TenantHooks {
         tenant: &Tenant,
         old_name: &str,
     ) -> Result<()> {
-        run(conn, path, tenant, Hook::AfterRename, &self.after_rename, |h, c| {
-            h(c, tenant, old_name)
-        })
+        run(
+            conn,
+            path,
+            tenant,
+            Hook::AfterRename,
+            &self.after_rename,
+            |h, c| h(c, tenant, old_name),
+        )
     }
 }
 

@@ -9,10 +9,10 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
-mod batch;
 mod connection;
 pub mod database;
 mod domain_name;
@@ -43,7 +43,7 @@ mod tenant_name;
 mod transaction_mark;
 mod watch;
 
-pub use batch::BatchOptions;
+pub use batch::{BatchOptions, Progress};
 pub use connection::TenantConnection;
 pub use domain_name::DomainName;
 pub use each_tenant::{EachReport, TenantRun};

@@ -1,16 +1,15 @@
 //! What migrations did and what is pending: options, per-tenant reports, status.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::batch::{BatchOptions, Outcome, Selection};
+use crate::batch::{BatchOptions, Outcome, Progress, Selection};
 use crate::error::{Error, Result};
 use crate::registry::Tenant;
 
 /// Called after each tenant is migrated (e.g. to advance a progress bar).
-pub type ProgressFn = Arc<dyn Fn(&TenantReport) + Send + Sync>;
+pub type ProgressFn = Progress<TenantReport>;
 
 /// Options for [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all): which
 /// tenants, how many at once, whether to go on after a failure, progress.

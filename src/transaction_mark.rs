@@ -61,8 +61,8 @@ impl TransactionMark {
                 ))
             }
         };
-        let same = now.started == self.row.started
-            && (self.row.xid.is_none() || now.xid == self.row.xid);
+        let same =
+            now.started == self.row.started && (self.row.xid.is_none() || now.xid == self.row.xid);
         if same {
             return Ok(());
         }

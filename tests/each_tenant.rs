@@ -100,7 +100,13 @@ fn runs_in_every_tenants_scope_and_reports_by_name() {
         let got: Vec<_> = report
             .tenants
             .iter()
-            .map(|r| (r.tenant.as_str(), r.schema.as_str(), r.result.as_ref().unwrap()))
+            .map(|r| {
+                (
+                    r.tenant.as_str(),
+                    r.schema.as_str(),
+                    r.result.as_ref().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -113,7 +119,11 @@ fn runs_in_every_tenants_scope_and_reports_by_name() {
         );
         let mut seen = seen.lock().unwrap().clone();
         seen.sort();
-        assert_eq!(seen, ["Bravo", "Charlie", "alpha"], "{mode:?}: one call per tenant");
+        assert_eq!(
+            seen,
+            ["Bravo", "Charlie", "alpha"],
+            "{mode:?}: one call per tenant"
+        );
     }
 }
 
@@ -149,7 +159,10 @@ fn only_and_skip_compare_names_like_the_registry() {
     let err = router
         .for_each_tenant(&unknown, |_, _| Ok::<_, Error>(()))
         .unwrap_err();
-    assert!(matches!(err, Error::UnknownTenant { ref name } if name == "nobody"), "{err}");
+    assert!(
+        matches!(err, Error::UnknownTenant { ref name } if name == "nobody"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,7 +222,10 @@ fn a_missing_schema_fails_that_tenant_only() {
     tenants(&router, &["kept", "lost"]);
     router
         .pool()
-        .with_public(|c| c.batch_execute("DROP SCHEMA lost CASCADE").map_err(Error::from))
+        .with_public(|c| {
+            c.batch_execute("DROP SCHEMA lost CASCADE")
+                .map_err(Error::from)
+        })
         .unwrap();
     let report = router
         .for_each_tenant(
@@ -223,7 +239,10 @@ fn a_missing_schema_fails_that_tenant_only() {
     assert_eq!(report.tenants[0].tenant, "kept");
     assert_eq!(*report.tenants[0].result.as_ref().unwrap(), 1);
     let err = report.tenants[1].result.as_ref().unwrap_err();
-    assert!(matches!(err, Error::SchemaMissing { schema } if schema == "lost"), "{err}");
+    assert!(
+        matches!(err, Error::SchemaMissing { schema } if schema == "lost"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -273,7 +292,10 @@ fn work_that_ends_or_poisons_the_transaction_is_reported() {
             } else {
                 // Diesel's savepoint went with the pool's transaction: its rollback fails
                 // first, and that is the error reported (still a failure, never success).
-                assert!(err.to_string().contains("savepoint"), "{mode:?} {sql}: {err}");
+                assert!(
+                    err.to_string().contains("savepoint"),
+                    "{mode:?} {sql}: {err}"
+                );
             }
         }
         // The pool still works and hands out clean connections.
@@ -336,11 +358,14 @@ fn the_callers_error_type_is_kept() {
                 ..Default::default()
             },
             |c, t| {
-                let n: i64 = diesel::dsl::sql::<BigInt>("SELECT count(*) FROM hotels").get_result(c)?;
+                let n: i64 =
+                    diesel::dsl::sql::<BigInt>("SELECT count(*) FROM hotels").get_result(c)?;
                 if t.name == "y" {
                     return Err(AppError::Rule("no y"));
                 }
-                let _ = diesel::sql_query("SELECT * FROM nowhere").execute(c).map_err(AppError::from);
+                let _ = diesel::sql_query("SELECT * FROM nowhere")
+                    .execute(c)
+                    .map_err(AppError::from);
                 Ok(n)
             },
         )
@@ -350,5 +375,8 @@ fn the_callers_error_type_is_kept() {
         report.tenants[0].result,
         Err(AppError::Tenancy(Error::TransactionBroken { .. }))
     ));
-    assert!(matches!(report.tenants[1].result, Err(AppError::Rule("no y"))));
+    assert!(matches!(
+        report.tenants[1].result,
+        Err(AppError::Rule("no y"))
+    ));
 }

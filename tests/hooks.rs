@@ -45,9 +45,10 @@ fn leftovers(router: &SyncRouter, schema: &str) -> (i64, i64, i64) {
         .with_public(|c| {
             let rows = scalar(c, "SELECT count(*) FROM public.tenants")?;
             let domains = scalar(c, "SELECT count(*) FROM public.domains")?;
-            let schemas = diesel::dsl::sql::<BigInt>("SELECT count(*) FROM pg_namespace WHERE nspname = ")
-                .bind::<Text, _>(schema)
-                .get_result(c)?;
+            let schemas =
+                diesel::dsl::sql::<BigInt>("SELECT count(*) FROM pg_namespace WHERE nspname = ")
+                    .bind::<Text, _>(schema)
+                    .get_result(c)?;
             Ok::<_, Error>((rows, schemas, domains))
         })
         .unwrap()
@@ -60,7 +61,9 @@ fn hotels_in(router: &SyncRouter, name: &str) -> i64 {
         .unwrap();
     router
         .pool()
-        .with_tenant(&tenant.schema_name, |c| Ok::<_, Error>(scalar(c, "SELECT count(*) FROM hotels")?))
+        .with_tenant(&tenant.schema_name, |c| {
+            Ok::<_, Error>(scalar(c, "SELECT count(*) FROM hotels")?)
+        })
         .unwrap()
 }
 
@@ -82,7 +85,9 @@ fn after_create_seeds_the_new_tenant_in_its_own_scope_for_new_and_spare_schemas(
                 let schema: String =
                     diesel::dsl::sql::<Text>("SELECT current_schema()::text").get_result(conn)?;
                 let domains = TenantRegistry::domains_of(conn, tenant)?.len();
-                seen.lock().unwrap().push((tenant.name.clone(), schema, domains));
+                seen.lock()
+                    .unwrap()
+                    .push((tenant.name.clone(), schema, domains));
                 seed(conn)?;
                 Ok(())
             }
@@ -139,11 +144,19 @@ fn a_failing_or_panicking_after_create_hook_leaves_nothing_behind() {
                 err.to_string(),
                 "the after-create hook failed for tenant `acme`: the seed data is broken"
             );
-            assert_eq!(leftovers(&router, "acme"), (0, 0, 0), "{mode:?} spare={spare}");
+            assert_eq!(
+                leftovers(&router, "acme"),
+                (0, 0, 0),
+                "{mode:?} spare={spare}"
+            );
 
             let panicked = catch_unwind(AssertUnwindSafe(|| router.create_tenant(&demo("boom"))));
             assert!(panicked.is_err(), "the hook's panic reaches the caller");
-            assert_eq!(leftovers(&router, "boom"), (0, 0, 0), "{mode:?} spare={spare}");
+            assert_eq!(
+                leftovers(&router, "boom"),
+                (0, 0, 0),
+                "{mode:?} spare={spare}"
+            );
             if spare {
                 assert_eq!(router.spare_count().unwrap(), 1, "the spare is back");
             }
@@ -203,7 +216,11 @@ fn before_delete_sees_the_tenant_and_can_veto() {
                         .unwrap()
                         .push((tenant.name.clone(), drop_schema, hotels));
                     if drop_schema && tenant.name == "keep" {
-                        return Err(Refusal::new(format!("{} still has {hotels} hotel(s)", tenant.name)).into());
+                        return Err(Refusal::new(format!(
+                            "{} still has {hotels} hotel(s)",
+                            tenant.name
+                        ))
+                        .into());
                     }
                     Ok(())
                 }
@@ -227,11 +244,19 @@ fn before_delete_sees_the_tenant_and_can_veto() {
             }
             other => panic!("{mode:?}: {other}"),
         }
-        assert_eq!(hotels_in(&router, "keep"), 1, "{mode:?}: vetoed, nothing deleted");
+        assert_eq!(
+            hotels_in(&router, "keep"),
+            1,
+            "{mode:?}: vetoed, nothing deleted"
+        );
         router.delete_tenant("gone", true).unwrap();
         assert_eq!(leftovers(&router, "gone"), (1, 0, 1), "{mode:?}");
         router.delete_tenant("keep", false).unwrap();
-        assert_eq!(leftovers(&router, "keep"), (0, 1, 0), "{mode:?}: schema kept");
+        assert_eq!(
+            leftovers(&router, "keep"),
+            (0, 1, 0),
+            "{mode:?}: schema kept"
+        );
         assert_eq!(
             *calls.lock().unwrap(),
             [
@@ -284,7 +309,11 @@ fn after_rename_gets_both_names_and_a_failure_keeps_the_old_one() {
         *renames.lock().unwrap(),
         [
             ("Acme".to_owned(), "Acme Corp".to_owned(), "acme".to_owned()),
-            ("Acme Corp".to_owned(), "Taken Back".to_owned(), "acme".to_owned())
+            (
+                "Acme Corp".to_owned(),
+                "Taken Back".to_owned(),
+                "acme".to_owned()
+            )
         ]
     );
 }

@@ -1,9 +1,10 @@
 //! A progress bar on stderr for `migrate` and `tenant sql`, drawn only on a terminal.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::batch::Outcome;
+use crate::batch::{BatchOptions, Outcome, Progress};
 
 /// Cells in the bar.
 const WIDTH: usize = 30;
@@ -28,7 +29,7 @@ impl Bar {
     }
 
     /// The callback for [`BatchOptions::progress`](crate::BatchOptions::progress).
-    pub(super) fn callback<R: Outcome + 'static>(self: &Arc<Self>) -> Arc<dyn Fn(&R) + Send + Sync> {
+    pub(super) fn callback<R: Outcome + 'static>(self: &Arc<Self>) -> Progress<R> {
         let bar = Arc::clone(self);
         Arc::new(move |report: &R| bar.tick(report))
     }
@@ -45,6 +46,24 @@ impl Bar {
     /// Clears the bar so the summary starts on a clean line.
     pub(super) fn finish(&self) {
         draw("");
+    }
+}
+
+/// The options of `migrate` and `tenant sql`, from the selection flags they share,
+/// reporting to `bar` when one is drawn.
+pub(super) fn options<R: Outcome + 'static>(
+    bar: Option<&Arc<Bar>>,
+    jobs: NonZeroUsize,
+    only: &[String],
+    skip: &[String],
+    keep_going: bool,
+) -> BatchOptions<R> {
+    BatchOptions {
+        jobs: jobs.get(),
+        only: only.to_vec(),
+        skip: skip.to_vec(),
+        keep_going,
+        progress: bar.map(Bar::callback),
     }
 }
 
