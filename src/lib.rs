@@ -40,6 +40,9 @@ mod spares;
 mod sql;
 mod status;
 mod tenant_name;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod transaction_mark;
 mod watch;
 

@@ -103,9 +103,20 @@ impl Tenancy {
         &self.cache
     }
 
+    /// The cache, shared, for work on another thread.
+    #[cfg(feature = "testing")]
+    pub(crate) fn cache_handle(&self) -> Arc<RegistryCache> {
+        Arc::clone(&self.cache)
+    }
+
     /// Whether `public` also holds the tenant tables, so tenant routes accept `public`.
     pub fn is_public_tenant(&self) -> bool {
         self.public_tenant
+    }
+
+    /// The rules requests are resolved by (from the fairing's configuration).
+    pub fn resolvers(&self) -> &ResolverChain {
+        &self.chain
     }
 
     /// Resolves `request` against the cached registry (no database round trip).
