@@ -38,7 +38,7 @@
 //!         .mount("/", routes![schema])
 //! }
 //!
-//! #[test]
+//! // A test (`#[test]`) in the application's `tests/`:
 //! fn each_tenant_gets_its_own_schema() {
 //!     let tenancy = TestTenancy::new(TENANT);           // dropped at the end, or on panic
 //!     tenancy.create_tenant("acme");
@@ -49,7 +49,7 @@
 //!     assert_eq!(acme.get("/schema").dispatch().into_string().unwrap(), "acme");
 //!     assert_eq!(globex.get("/schema").dispatch().into_string().unwrap(), "globex");
 //! }
-//! # fn main() {}
+//! # fn main() { each_tenant_gets_its_own_schema() }
 //! ```
 //!
 //! # The server

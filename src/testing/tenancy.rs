@@ -23,14 +23,14 @@ type MakeRouter = Box<dyn FnOnce(TenantPool) -> SyncRouter>;
 ///
 /// const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
 ///
-/// #[test]
+/// // A test (`#[test]`) in the application's `tests/`:
 /// fn tenants_see_only_their_hotels() {
 ///     let tenancy = TestTenancy::new(TENANT);
 ///     let acme = tenancy.create_tenant("acme");
 ///     let mut conn = tenancy.pool().tenant(&acme.schema_name).unwrap();
 ///     // ... queries in acme's schema ...
 /// }
-/// # fn main() {}
+/// # fn main() { tenants_see_only_their_hotels() }
 /// ```
 ///
 /// With the application's shared migrations, hooks or pool settings, use the
