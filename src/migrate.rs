@@ -140,6 +140,15 @@ impl SyncRouter {
         &self.pool
     }
 
+    /// The same router (sets, hooks, rules) working through another pool.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_pool(&self, pool: TenantPool) -> SyncRouter {
+        SyncRouter {
+            pool,
+            ..self.clone()
+        }
+    }
+
     /// The set applied to `public`, checked for version collisions.
     pub(crate) fn shared_set(&self) -> Result<MigrationSet> {
         let mut sources = self.shared.clone();

@@ -79,7 +79,12 @@ fn with_the_switch_every_creation_path_seeds_a_demo_hotel() {
     let counted = cli(
         &db.url,
         "0",
-        &["tenant", "sql", "SELECT count(*) AS n FROM hotels", "--json"],
+        &[
+            "tenant",
+            "sql",
+            "SELECT count(*) AS n FROM hotels",
+            "--json",
+        ],
     );
     assert!(counted.status.success(), "{counted:?}");
     let value: Value = serde_json::from_slice(&counted.stdout).unwrap();
@@ -87,11 +92,21 @@ fn with_the_switch_every_creation_path_seeds_a_demo_hotel() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["tenant"].as_str().unwrap(), t["rows"][0]["n"].as_i64().unwrap()))
+        .map(|t| {
+            (
+                t["tenant"].as_str().unwrap(),
+                t["rows"][0]["n"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         counts,
-        [("by-api", 1), ("by-cli", 1), ("by-panel", 1), ("unseeded", 0)]
+        [
+            ("by-api", 1),
+            ("by-cli", 1),
+            ("by-panel", 1),
+            ("unseeded", 0)
+        ]
     );
 }
 

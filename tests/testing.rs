@@ -12,6 +12,7 @@ use diesel::sql_types::Text;
 use diesel_tenancy::database::{database_name, with_database};
 use diesel_tenancy::testing::{
     server_url, AsyncTenantClient, TenantClient, TestDatabase, TestTenancy, NAME_PREFIX,
+    TEMPLATE_PREFIX,
 };
 use diesel_tenancy::{DomainName, Error, NewTenant, TenantHooks, TenantRegistry};
 use rocket::http::Status;
@@ -234,4 +235,121 @@ async fn the_async_client_too() {
     let late = AsyncTenantClient::header(&client, "late").await;
     let response = late.get("/schema").dispatch().await;
     assert_eq!(response.into_string().await.unwrap(), "late");
+}
+
+/// Drops the named template databases when dropped, also after a panic.
+struct Templates(Vec<String>);
+
+impl Drop for Templates {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let url = with_database(&server_url(), name).unwrap();
+            if let Err(e) = diesel_tenancy::database::drop_database(&url) {
+                eprintln!("could not drop template {name}: {e}");
+            }
+        }
+    }
+}
+
+fn database_oid(name: &str) -> i64 {
+    let mut admin = PgConnection::establish(&with_database(&server_url(), "postgres").unwrap())
+        .expect("a maintenance connection");
+    diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "SELECT oid::int8 FROM pg_database WHERE datname = ",
+    )
+    .bind::<Text, _>(name)
+    .get_result(&mut admin)
+    .unwrap()
+}
+
+#[test]
+fn a_template_is_built_once_and_copied_with_its_spares() {
+    let mut made = Templates(Vec::new());
+    let build = || TestTenancy::builder(TENANT).template(2).build().unwrap();
+    let first = build();
+    let name = first.template().unwrap().to_owned();
+    made.0.push(name.clone());
+    assert!(name.starts_with(TEMPLATE_PREFIX), "{name}");
+    let built = database_oid(&name);
+    assert_eq!(first.router().spare_count().unwrap(), 2);
+    let a = first.create_tenant("a");
+    assert_eq!(
+        first.router().spare_count().unwrap(),
+        1,
+        "a spare was claimed"
+    );
+    first
+        .pool()
+        .with_tenant(&a.schema_name, |c| {
+            rocket_support::hotels::table
+                .count()
+                .get_result::<i64>(c)
+                .map_err(Error::from)
+        })
+        .expect("the claimed spare holds the tenant set");
+
+    let second = build();
+    assert_eq!(second.template(), Some(name.as_str()));
+    assert_eq!(database_oid(&name), built, "copied, not built again");
+    assert_eq!(
+        second.router().spare_count().unwrap(),
+        2,
+        "each copy has its own spares"
+    );
+    second.create_tenant("a");
+
+    // Another migration set is another template.
+    let public = TestTenancy::builder(TENANT)
+        .router(|r| r.public_tenant(true))
+        .template(1)
+        .build()
+        .unwrap();
+    made.0.push(public.template().unwrap().to_owned());
+    assert_ne!(public.template(), Some(name.as_str()));
+    assert_eq!(public.router().spare_count().unwrap(), 1);
+}
+
+/// What a test's setup costs: a test tenancy and two tenants, with and without a
+/// template (two spares). A measurement, not a check:
+/// `cargo test --all-features --test testing -- --ignored --nocapture setup_cost`.
+#[test]
+#[ignore]
+fn setup_cost() {
+    let runs = 20;
+    let mut made = Templates(Vec::new());
+    for template in [false, true] {
+        let mut setup = std::time::Duration::ZERO;
+        let mut tenants = std::time::Duration::ZERO;
+        let mut total = std::time::Duration::ZERO;
+        for i in 0..=runs {
+            let t0 = std::time::Instant::now();
+            let mut builder = TestTenancy::builder(TENANT);
+            if template {
+                builder = builder.template(2);
+            }
+            let tenancy = builder.build().unwrap();
+            let t1 = std::time::Instant::now();
+            tenancy.create_tenant("a");
+            tenancy.create_tenant("b");
+            let t2 = std::time::Instant::now();
+            if let Some(name) = tenancy.template() {
+                if !made.0.iter().any(|n| n == name) {
+                    made.0.push(name.to_owned());
+                }
+            }
+            drop(tenancy);
+            if i > 0 {
+                // The first run builds the template (or warms up): not counted.
+                setup += t1 - t0;
+                tenants += t2 - t1;
+                total += t0.elapsed();
+            }
+        }
+        eprintln!(
+            "template={template}: setup {:.1} ms, two tenants {:.1} ms, with drop {:.1} ms per test ({runs} runs)",
+            setup.as_secs_f64() * 1e3 / runs as f64,
+            tenants.as_secs_f64() * 1e3 / runs as f64,
+            total.as_secs_f64() * 1e3 / runs as f64,
+        );
+    }
 }

@@ -6,8 +6,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::database::{create_database_if_missing, drop_database, redact, with_database};
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+
 use crate::error::{Error, Result};
 use crate::pool::{TenantPool, TenantPoolBuilder};
+use crate::schema_name::quote_ident;
 
 /// The server tests use when `DATABASE_URL` is not set.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
@@ -85,6 +90,19 @@ impl TestDatabase {
         Ok(TestDatabase { url, name })
     }
 
+    /// Creates a database with a unique name as a copy of the database `template`.
+    pub(super) fn copy_of(server_url: &str, template: &str) -> Result<TestDatabase> {
+        let name = unique_name();
+        let url = with_database(server_url, &name)?;
+        let mut admin = PgConnection::establish(&with_database(server_url, "postgres")?)?;
+        admin.batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            quote_ident(&name),
+            quote_ident(template)
+        ))?;
+        Ok(TestDatabase { url, name })
+    }
+
     /// A unique database name on the server `server_url` names, *not* created, for code
     /// under test that creates its database itself. Dropped like the others, if it
     /// exists by then.
@@ -122,6 +140,10 @@ impl TestDatabase {
     /// The pool settings tests start from: 4 connections, none kept idle, a 5 second
     /// checkout timeout (a test that leaks connections fails fast instead of hanging).
     pub fn pool_builder(&self) -> TenantPoolBuilder {
+        TestDatabase::default_pool_builder()
+    }
+
+    pub(super) fn default_pool_builder() -> TenantPoolBuilder {
         TenantPool::builder()
             .max_size(4)
             .min_idle(Some(0))

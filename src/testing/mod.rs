@@ -70,13 +70,16 @@
 //!
 //! # Cost
 //!
-//! Measured on the project's test machine (PostgreSQL 15 on loopback, `fsync` on): creating
-//! the database takes about 35 ms, applying the crate's shared set about 30 ms
-//! (including building the pool), each tenant of a one-table tenant set about 5 ms, and
-//! dropping the database about 15 ms: under 0.1 s per test. A larger tenant set costs
-//! more per tenant (creating tables is what costs); spare schemas
-//! ([`SyncRouter::prepare_spares`]) do not help within one test, since they are built the
-//! same way.
+//! Measured on the project's test machine (PostgreSQL 15 on loopback, `fsync` on, 2
+//! cores): a test tenancy with two tenants of the one-table hotel set costs 0.1–0.2 s
+//! with the drop (creating the database ~35 ms, the shared set ~30 ms including the
+//! pool, ~5–10 ms per tenant, the drop ~15 ms; more under load). Creating tables is what
+//! costs, so a larger migration set costs more per test.
+//! [`TestTenancyBuilder::template`] builds the shared set and spare tenant schemas once
+//! per test executable and copies them: each test then pays a database copy instead of
+//! the shared migrations, and its first tenants are a rename
+//! (`cargo test --all-features --test testing -- --ignored --nocapture setup_cost`
+//! prints both; figures in BENCHMARKS.md).
 //!
 //! # Leftovers
 //!
@@ -88,9 +91,11 @@
 //! [`SyncRouter::prepare_spares`]: crate::SyncRouter::prepare_spares
 
 mod database;
+mod template;
 mod tenancy;
 
 pub use database::{server_url, TestDatabase, DEFAULT_SERVER_URL, NAME_PREFIX};
+pub use template::{drop_templates, TEMPLATE_PREFIX};
 pub use tenancy::{TestTenancy, TestTenancyBuilder};
 
 #[cfg(feature = "rocket")]

@@ -5,6 +5,8 @@ use diesel::migration::MigrationSource;
 use diesel::pg::Pg;
 
 use super::database::{no_server, server_url, TestDatabase};
+use super::template;
+use crate::database::with_database;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::{TenantPool, TenantPoolBuilder};
@@ -40,6 +42,7 @@ pub struct TestTenancy {
     // database is dropped.
     router: SyncRouter,
     database: TestDatabase,
+    template: Option<String>,
 }
 
 impl std::fmt::Debug for TestTenancy {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for TestTenancy {
         f.debug_struct("TestTenancy")
             .field("database", &self.database)
             .field("router", &self.router)
+            .field("template", &self.template)
             .finish()
     }
 }
@@ -70,6 +74,7 @@ impl TestTenancy {
             make: Box::new(move |pool| SyncRouter::new(pool, tenant_migrations)),
             pool: None,
             server_url: None,
+            template: None,
         }
     }
 
@@ -113,6 +118,12 @@ impl TestTenancy {
         &self.database
     }
 
+    /// The template database this one was copied from, if built with
+    /// [`template`](TestTenancyBuilder::template).
+    pub fn template(&self) -> Option<&str> {
+        self.template.as_deref()
+    }
+
     /// Rocket's configuration (`Rocket.toml`, `ROCKET_*`) with `databases.<database>.url`
     /// set to this test database, for the application under test; its `pool_size`
     /// defaults to 4 there (instead of 10) unless the configuration sets one, so that
@@ -132,6 +143,7 @@ pub struct TestTenancyBuilder {
     make: MakeRouter,
     pool: Option<TenantPoolBuilder>,
     server_url: Option<String>,
+    template: Option<usize>,
 }
 
 impl std::fmt::Debug for TestTenancyBuilder {
@@ -171,17 +183,61 @@ impl TestTenancyBuilder {
         self
     }
 
+    /// Copies each test database from a template database that holds the shared set
+    /// and `spares` spare tenant schemas, built once per test executable and migration
+    /// set and kept on the server for later runs. Defaults to off: each test database
+    /// is migrated.
+    ///
+    /// A test then costs a copy of the template instead of the shared migrations, and
+    /// up to `spares` tenants are a rename instead of building their tables (see
+    /// [`SyncRouter::prepare_spares`]); worth it when the migrations are many.
+    /// [`SyncRouter::migrate_shared`] still runs on the copy and applies whatever the
+    /// template lacks.
+    ///
+    /// ### Warning
+    /// A template is keyed on the test executable (path, size, modification time) and
+    /// the migration versions, not on the migrations' text: migrations embedded with
+    /// `embed_migrations!` are part of the executable, so changing one gives a new
+    /// template; migrations read from files at run time are not, so an edited file with
+    /// an unchanged version would be missed. Templates are named
+    /// [`TEMPLATE_PREFIX`](super::TEMPLATE_PREFIX)`…`; an executable's new build drops
+    /// its older ones, and [`drop_templates`](super::drop_templates) drops them all.
+    /// Nobody may be connected to a template while tests copy it.
+    pub fn template(mut self, spares: usize) -> Self {
+        self.template = Some(spares);
+        self
+    }
+
     /// Creates the database, builds the pool and router, and applies the shared set.
     pub fn build(self) -> Result<TestTenancy> {
         let server = self.server_url.unwrap_or_else(server_url);
-        let database = TestDatabase::create(&server)?;
-        let pool = self
-            .pool
-            .unwrap_or_else(|| database.pool_builder())
-            .build(database.url())?;
-        let router = (self.make)(pool);
+        let pool = self.pool.unwrap_or_else(TestDatabase::default_pool_builder);
+        let Some(spares) = self.template else {
+            let database = TestDatabase::create(&server)?;
+            let router = (self.make)(pool.build(database.url())?);
+            router.migrate_shared()?;
+            return Ok(TestTenancy {
+                router,
+                database,
+                template: None,
+            });
+        };
+        // The router's sets name the template before any database exists: make it over
+        // a pool that never connects, then move it to the real one.
+        let unused = TestDatabase::default_pool_builder()
+            .dangerous_skip_pooler_check()
+            .build(&with_database(&server, "postgres")?)?;
+        let router = (self.make)(unused);
+        let names = template::name_for(&router, spares)?;
+        template::ensure(&server, &names, &router, spares, &pool)?;
+        let database = TestDatabase::copy_of(&server, &names.2)?;
+        let router = router.with_pool(pool.build(database.url())?);
         router.migrate_shared()?;
-        Ok(TestTenancy { router, database })
+        Ok(TestTenancy {
+            router,
+            database,
+            template: Some(names.2),
+        })
     }
 
     /// Like [`build`](Self::build), for tests that would only unwrap it.
