@@ -317,3 +317,67 @@ fn after_rename_gets_both_names_and_a_failure_keeps_the_old_one() {
         ]
     );
 }
+
+#[rocket::async_test]
+async fn the_fairings_hooks_run_for_the_rocket_applications_changes() {
+    use diesel_tenancy::rocket::{ApiError, Tenancy};
+    use diesel_tenancy::testing::TestTenancy;
+    use rocket::http::Status;
+
+    let tenancy = TestTenancy::new(common::TENANT);
+    let hooks = TenantHooks::new()
+        .after_create(|conn, _| {
+            seed(conn)?;
+            Ok(())
+        })
+        .before_delete(|_, tenant, _| {
+            Err(Refusal::new(format!("{} is protected", tenant.name)).into())
+        })
+        .after_rename(|_, _, old| match old {
+            "acme" => Ok(()),
+            _ => Err("only acme may be renamed".into()),
+        });
+    let figment = tenancy.figment("hotel").merge(("log_level", "critical"));
+    let app = rocket::custom(figment)
+        .attach(diesel_tenancy::rocket::TenancyFairing::new("hotel", common::TENANT).hooks(hooks));
+    let rocket = app.ignite().await.expect("the app ignites");
+    let state = rocket.state::<Tenancy>().expect("managed");
+
+    let acme = state.create_tenant(demo("acme")).await.unwrap();
+    assert_eq!(
+        hotels_in(tenancy.router(), "acme"),
+        1,
+        "seeded through the fairing's router"
+    );
+    let refused = state.delete_tenant("acme".into(), true).await.unwrap_err();
+    let api = ApiError::from(refused);
+    assert_eq!(api.status(), Status::Conflict);
+    assert!(
+        api.detail().ends_with("acme is protected"),
+        "{}",
+        api.detail()
+    );
+    let renamed = state
+        .rename_tenant("ACME".into(), "Acme Corp".into())
+        .await
+        .unwrap();
+    assert_eq!((renamed.id, renamed.name.as_str()), (acme.id, "Acme Corp"));
+    assert!(
+        state.cache().find_by_name("acme corp").is_some(),
+        "the cache knows the new name"
+    );
+    let err = state
+        .rename_tenant("Acme Corp".into(), "Other".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Hook {
+                hook: Hook::AfterRename,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
