@@ -310,46 +310,56 @@ fn a_template_is_built_once_and_copied_with_its_spares() {
 }
 
 /// What a test's setup costs: a test tenancy and two tenants, with and without a
-/// template (two spares). A measurement, not a check:
+/// template (two spares), for the one-table hotel set and a 20-table set. A
+/// measurement, not a check:
 /// `cargo test --all-features --test testing -- --ignored --nocapture setup_cost`.
 #[test]
 #[ignore]
 fn setup_cost() {
-    let runs = 20;
+    const WIDE: diesel_migrations::EmbeddedMigrations =
+        diesel_migrations::embed_migrations!("tests/fixtures/wide_tenant");
     let mut made = Templates(Vec::new());
-    for template in [false, true] {
-        let mut setup = std::time::Duration::ZERO;
-        let mut tenants = std::time::Duration::ZERO;
-        let mut total = std::time::Duration::ZERO;
-        for i in 0..=runs {
-            let t0 = std::time::Instant::now();
-            let mut builder = TestTenancy::builder(TENANT);
-            if template {
-                builder = builder.template(2);
-            }
-            let tenancy = builder.build().unwrap();
-            let t1 = std::time::Instant::now();
-            tenancy.create_tenant("a");
-            tenancy.create_tenant("b");
-            let t2 = std::time::Instant::now();
-            if let Some(name) = tenancy.template() {
-                if !made.0.iter().any(|n| n == name) {
-                    made.0.push(name.to_owned());
+    let runs = 10;
+    for (set, wide) in [("hotel (1 table)", false), ("wide (20 tables)", true)] {
+        for template in [false, true] {
+            let mut setup = std::time::Duration::ZERO;
+            let mut tenants = std::time::Duration::ZERO;
+            let mut total = std::time::Duration::ZERO;
+            for i in 0..=runs {
+                let t0 = std::time::Instant::now();
+                let mut builder = match wide {
+                    false => TestTenancy::builder(TENANT),
+                    true => TestTenancy::builder(WIDE),
+                };
+                if template {
+                    builder = builder.template(2);
+                }
+                let tenancy = builder.build().unwrap();
+                let t1 = std::time::Instant::now();
+                tenancy.create_tenant("a");
+                tenancy.create_tenant("b");
+                let t2 = std::time::Instant::now();
+                if let Some(name) = tenancy.template() {
+                    if !made.0.iter().any(|n| n == name) {
+                        made.0.push(name.to_owned());
+                    }
+                }
+                drop(tenancy);
+                if i > 0 {
+                    // The first run builds the template (or warms up): not counted.
+                    setup += t1 - t0;
+                    tenants += t2 - t1;
+                    total += t0.elapsed();
                 }
             }
-            drop(tenancy);
-            if i > 0 {
-                // The first run builds the template (or warms up): not counted.
-                setup += t1 - t0;
-                tenants += t2 - t1;
-                total += t0.elapsed();
-            }
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / runs as f64;
+            eprintln!(
+                "{set}, template={template}: setup {:.1} ms, two tenants {:.1} ms, \
+                 with the drop {:.1} ms per test ({runs} runs)",
+                ms(setup),
+                ms(tenants),
+                ms(total),
+            );
         }
-        eprintln!(
-            "template={template}: setup {:.1} ms, two tenants {:.1} ms, with drop {:.1} ms per test ({runs} runs)",
-            setup.as_secs_f64() * 1e3 / runs as f64,
-            tenants.as_secs_f64() * 1e3 / runs as f64,
-            total.as_secs_f64() * 1e3 / runs as f64,
-        );
     }
 }
