@@ -2,6 +2,7 @@
 //! transaction, on the real PostgreSQL.
 
 mod common;
+mod rocket_support;
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -12,24 +13,18 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel_tenancy::{BatchOptions, Error, NewTenant, PoolMode, SyncRouter, TenantRun};
+use rocket_support::{add_hotel, hotels};
 
-diesel::table! {
-    hotels (id) {
-        id -> BigInt,
-        name -> Varchar,
-        location -> Varchar,
-        description -> Varchar,
-    }
-}
-
-fn add_hotel(conn: &mut PgConnection, name: &str) -> QueryResult<usize> {
-    diesel::insert_into(hotels::table)
-        .values((
-            hotels::name.eq(name),
-            hotels::location.eq("here"),
-            hotels::description.eq("nice"),
-        ))
-        .execute(conn)
+/// A router over a fresh pool of `size` in `mode`, shared set applied.
+fn router_in(db: &TestDb, mode: PoolMode, size: u32) -> SyncRouter {
+    let pool = diesel_tenancy::TenantPool::builder()
+        .max_size(size)
+        .mode(mode)
+        .build(&db.url)
+        .unwrap();
+    let router = SyncRouter::new(pool, common::TENANT);
+    router.migrate_shared().unwrap();
+    router
 }
 
 /// Tenants `names`, the i-th with i+1 hotels.
@@ -71,15 +66,7 @@ fn current_schema(conn: &mut PgConnection) -> QueryResult<String> {
 fn runs_in_every_tenants_scope_and_reports_by_name() {
     for mode in [PoolMode::Session, PoolMode::TransactionLocal] {
         let db = TestDb::new();
-        let router = SyncRouter::new(
-            diesel_tenancy::TenantPool::builder()
-                .max_size(3)
-                .mode(mode)
-                .build(&db.url)
-                .unwrap(),
-            common::TENANT,
-        );
-        router.migrate_shared().unwrap();
+        let router = router_in(&db, mode, 3);
         tenants(&router, &["Charlie", "alpha", "Bravo"]);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let options = BatchOptions {
@@ -169,15 +156,7 @@ fn only_and_skip_compare_names_like_the_registry() {
 fn each_tenant_is_all_or_nothing_and_keep_going_decides_the_rest() {
     for mode in [PoolMode::Session, PoolMode::TransactionLocal] {
         let db = TestDb::new();
-        let router = SyncRouter::new(
-            diesel_tenancy::TenantPool::builder()
-                .max_size(2)
-                .mode(mode)
-                .build(&db.url)
-                .unwrap(),
-            common::TENANT,
-        );
-        router.migrate_shared().unwrap();
+        let router = router_in(&db, mode, 2);
         tenants(&router, &["a", "b", "c"]);
         // Adds a hotel everywhere, then fails in `b` after its insert.
         let work = |c: &mut PgConnection, t: &diesel_tenancy::Tenant| {
@@ -249,15 +228,7 @@ fn a_missing_schema_fails_that_tenant_only() {
 fn work_that_ends_or_poisons_the_transaction_is_reported() {
     for mode in [PoolMode::Session, PoolMode::TransactionLocal] {
         let db = TestDb::new();
-        let router = SyncRouter::new(
-            diesel_tenancy::TenantPool::builder()
-                .max_size(2)
-                .mode(mode)
-                .build(&db.url)
-                .unwrap(),
-            common::TENANT,
-        );
-        router.migrate_shared().unwrap();
+        let router = router_in(&db, mode, 2);
         tenants(&router, &["t"]);
         // Swallows a failed statement: the transaction is aborted, so a COMMIT would
         // silently roll back. The crate must not report success.

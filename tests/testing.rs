@@ -18,17 +18,22 @@ use diesel_tenancy::{DomainName, Error, NewTenant, TenantHooks, TenantRegistry};
 use rocket::http::Status;
 use rocket::local::blocking::Client;
 
-/// Whether the database `name` exists on the test server.
-fn exists(name: &str) -> bool {
+/// The oid of the database `name` on the test server, if it exists.
+fn database_oid(name: &str) -> Option<i64> {
     let mut admin = PgConnection::establish(&with_database(&server_url(), "postgres").unwrap())
         .expect("a maintenance connection");
-    diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = ",
+    diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "SELECT oid::int8 FROM pg_database WHERE datname = ",
     )
     .bind::<Text, _>(name)
-    .sql(")")
     .get_result(&mut admin)
+    .optional()
     .unwrap()
+}
+
+/// Whether the database `name` exists on the test server.
+fn exists(name: &str) -> bool {
+    database_oid(name).is_some()
 }
 
 #[test]
@@ -251,17 +256,6 @@ impl Drop for Templates {
     }
 }
 
-fn database_oid(name: &str) -> i64 {
-    let mut admin = PgConnection::establish(&with_database(&server_url(), "postgres").unwrap())
-        .expect("a maintenance connection");
-    diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "SELECT oid::int8 FROM pg_database WHERE datname = ",
-    )
-    .bind::<Text, _>(name)
-    .get_result(&mut admin)
-    .unwrap()
-}
-
 #[test]
 fn a_template_is_built_once_and_copied_with_its_spares() {
     let mut made = Templates(Vec::new());
@@ -270,7 +264,7 @@ fn a_template_is_built_once_and_copied_with_its_spares() {
     let name = first.template().unwrap().to_owned();
     made.0.push(name.clone());
     assert!(name.starts_with(TEMPLATE_PREFIX), "{name}");
-    let built = database_oid(&name);
+    let built = database_oid(&name).expect("the template exists");
     assert_eq!(first.router().spare_count().unwrap(), 2);
     let a = first.create_tenant("a");
     assert_eq!(
@@ -290,7 +284,7 @@ fn a_template_is_built_once_and_copied_with_its_spares() {
 
     let second = build();
     assert_eq!(second.template(), Some(name.as_str()));
-    assert_eq!(database_oid(&name), built, "copied, not built again");
+    assert_eq!(database_oid(&name), Some(built), "copied, not built again");
     assert_eq!(
         second.router().spare_count().unwrap(),
         2,
