@@ -39,8 +39,10 @@ type AfterRename = Arc<dyn Fn(&mut PgConnection, &Tenant, &str) -> HookResult + 
 /// A hook must not end the transaction itself (`COMMIT`, `ROLLBACK`) nor swallow a failed
 /// statement's error: the crate checks with the server after the hooks and fails with
 /// [`Error::TransactionBroken`] if the transaction is not the one it opened or is
-/// aborted (`tests/hooks.rs`). A hook that committed has committed, though: keep
-/// transaction control out of hooks.
+/// aborted (`tests/hooks.rs`). A hook that committed has committed, though, and a
+/// hook that rolls back to a savepoint it did not make (Diesel's, which wraps the
+/// creation in [`PoolMode::TransactionLocal`](crate::PoolMode::TransactionLocal)) undoes
+/// the creation unseen: keep transaction control out of hooks.
 ///
 /// ```no_run
 /// use diesel::prelude::*;
