@@ -28,6 +28,31 @@ impl fmt::Display for Place {
     }
 }
 
+/// A boxed error returned by an application's tenant lifecycle hook.
+pub type HookError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Which tenant lifecycle hook ran (see [`TenantHooks`](crate::TenantHooks)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Hook {
+    /// After a tenant was created, inside the creation transaction.
+    AfterCreate,
+    /// Before a tenant is deleted, inside the deletion transaction.
+    BeforeDelete,
+    /// After a tenant was renamed, inside the renaming transaction.
+    AfterRename,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::AfterCreate => "after-create",
+            Hook::BeforeDelete => "before-delete",
+            Hook::AfterRename => "after-rename",
+        })
+    }
+}
+
 /// Everything that can go wrong in `diesel-tenancy`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -184,6 +209,35 @@ pub enum Error {
     )]
     SessionModeBehindPooler,
 
+    /// An application's lifecycle hook failed (or refused, see
+    /// [`Refusal`](crate::Refusal)); the transaction it ran in was rolled back, so the
+    /// tenant was not created, deleted or renamed.
+    #[error("the {hook} hook failed for tenant `{tenant}`: {source}")]
+    Hook {
+        /// The hook that failed.
+        hook: Hook,
+        /// The tenant's name.
+        tenant: String,
+        /// What the hook returned.
+        #[source]
+        source: HookError,
+    },
+
+    /// Code the crate ran inside a transaction it opened (a lifecycle hook, a closure
+    /// given to [`SyncRouter::for_each_tenant`](crate::SyncRouter::for_each_tenant), the
+    /// SQL of `tenant sql`) ended that transaction itself or left it aborted. The crate's
+    /// own work in that transaction is rolled back; what the code ran before a `COMMIT`
+    /// of its own is not.
+    #[error("{by} broke the transaction it ran in, in {place}: {reason}")]
+    TransactionBroken {
+        /// Where it ran.
+        place: Place,
+        /// What ran, e.g. "the after-create hook".
+        by: String,
+        /// What it did to the transaction.
+        reason: &'static str,
+    },
+
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -221,24 +275,26 @@ impl Error {
     /// True when the error means the database could not be reached in time
     /// (pool timeout, refused or lost connection): a service should answer 503.
     pub fn is_unavailable(&self) -> bool {
-        use diesel::result::{DatabaseErrorKind, Error as D};
-        let q = |e: &D| {
-            matches!(
-                e,
-                D::DatabaseError(
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                    _
-                ) | D::BrokenTransactionManager
-            )
-        };
         match self {
             Error::Pool(_) | Error::Connection(_) | Error::Unavailable { .. } => true,
             Error::Query(e)
             | Error::SetScope { source: e, .. }
-            | Error::QueryIn { source: e, .. } => q(e),
+            | Error::QueryIn { source: e, .. } => connection_lost(e),
             _ => false,
         }
     }
+}
+
+/// True when a Diesel error means the connection is gone or unusable.
+pub(crate) fn connection_lost(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    matches!(
+        e,
+        D::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | D::BrokenTransactionManager
+    )
 }
 
 /// Shortens user input kept in error values, so a 10 KB header does not become a 10 KB message.

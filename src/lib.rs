@@ -9,13 +9,16 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 mod connection;
 pub mod database;
 mod domain_name;
+mod each_tenant;
 mod error;
+mod hooks;
 mod manager;
 mod migrate;
 mod migration_set;
@@ -37,11 +40,18 @@ mod spares;
 mod sql;
 mod status;
 mod tenant_name;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+mod transaction_mark;
 mod watch;
 
+pub use batch::{BatchOptions, Progress};
 pub use connection::TenantConnection;
 pub use domain_name::DomainName;
-pub use error::{Error, MigrationError, Place, Result};
+pub use each_tenant::{EachReport, TenantRun};
+pub use error::{Error, Hook, HookError, MigrationError, Place, Result};
+pub use hooks::{HookResult, Refusal, TenantHooks};
 pub use manager::{ConnectionManager, ManagedConnection, PoolMode};
 pub use migrate::{NewTenant, SyncRouter, REGISTRY_MIGRATIONS};
 pub use migration_set::Source;

@@ -12,11 +12,13 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::domain_name::DomainName;
 use crate::error::{Error, Place, Result};
+use crate::hooks::TenantHooks;
 use crate::migration_set::{MigrationSet, Source};
 use crate::pool::TenantPool;
 use crate::registry::{Tenant, TenantRegistry};
 use crate::report::{MigrateOptions, MigrateReport, TenantReport};
 use crate::schema_name::{SchemaName, SchemaRules};
+use crate::scope::Scope;
 use crate::tenant_name::validate_tenant_name;
 
 /// The crate's own shared migrations: the tenant registry.
@@ -71,6 +73,7 @@ pub struct SyncRouter {
     pub(crate) tenant: MigrationSet,
     public_tenant: bool,
     rules: SchemaRules,
+    hooks: TenantHooks,
 }
 
 impl std::fmt::Debug for SyncRouter {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for SyncRouter {
             .field("pool", &self.pool)
             .field("shared_sources", &self.shared.len())
             .field("public_tenant", &self.public_tenant)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +97,7 @@ impl SyncRouter {
             tenant: MigrationSet::new(vec![Arc::new(tenant)]),
             public_tenant: false,
             rules: SchemaRules::default(),
+            hooks: TenantHooks::default(),
         }
     }
 
@@ -118,6 +123,13 @@ impl SyncRouter {
         self
     }
 
+    /// The lifecycle hooks run when a tenant is created, deleted or renamed through this
+    /// router. Defaults to none. Replaces hooks set before.
+    pub fn hooks(mut self, hooks: TenantHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
     /// Whether the tenant set is also applied to `public`.
     pub fn is_public_tenant(&self) -> bool {
         self.public_tenant
@@ -126,6 +138,15 @@ impl SyncRouter {
     /// The pool this router works through.
     pub fn pool(&self) -> &TenantPool {
         &self.pool
+    }
+
+    /// The same router (sets, hooks, rules) working through another pool.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_pool(&self, pool: TenantPool) -> SyncRouter {
+        SyncRouter {
+            pool,
+            ..self.clone()
+        }
     }
 
     /// The set applied to `public`, checked for version collisions.
@@ -157,8 +178,9 @@ impl SyncRouter {
         })
     }
 
-    /// Registers a tenant, creates its schema and applies the tenant set to it, all in
-    /// one transaction: any failure leaves no row and no schema behind.
+    /// Registers a tenant, creates its schema, applies the tenant set to it, adds its
+    /// domains and runs the [`after_create`](TenantHooks::after_create) hooks, all in one
+    /// transaction: any failure leaves no row and no schema behind.
     ///
     /// If spare schemas were prepared ([`prepare_spares`](Self::prepare_spares)), one is
     /// claimed and renamed instead of building the schema, which is several times faster.
@@ -186,18 +208,24 @@ impl SyncRouter {
                 for (i, domain) in new.domains.iter().enumerate() {
                     TenantRegistry::add_domain(conn, name, domain, i == 0)?;
                 }
+                self.hooks
+                    .run_after_create(conn, &self.tenant_path(&schema), &tenant)?;
                 Ok(tenant)
             })
         })
     }
 
     /// Deletes a tenant's registry row (and domains). The schema and its data are dropped
-    /// only when `drop_schema` is true.
+    /// only when `drop_schema` is true. The [`before_delete`](TenantHooks::before_delete)
+    /// hooks run first, in the same transaction, and can veto it.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
         self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 let tenant = TenantRegistry::get_by_name(conn, name)?;
                 lock(conn, tenant.schema_name.as_str())?;
+                let path = self.tenant_path(&tenant.schema_name);
+                self.hooks
+                    .run_before_delete(conn, &path, &tenant, drop_schema)?;
                 TenantRegistry::delete(conn, name)?;
                 if drop_schema {
                     conn.batch_execute(&format!(
@@ -208,6 +236,26 @@ impl SyncRouter {
                 Ok(tenant)
             })
         })
+    }
+
+    /// Renames a tenant (its schema keeps its name) and runs the
+    /// [`after_rename`](TenantHooks::after_rename) hooks, in one transaction.
+    pub fn rename_tenant(&self, old: &str, new: &str) -> Result<Tenant> {
+        self.pool.with_public(|conn| {
+            conn.transaction(|conn| {
+                let before = TenantRegistry::get_by_name(conn, old)?;
+                let after = TenantRegistry::rename(conn, &before.name, new)?;
+                let path = self.tenant_path(&after.schema_name);
+                self.hooks
+                    .run_after_rename(conn, &path, &after, &before.name)?;
+                Ok(after)
+            })
+        })
+    }
+
+    /// The `search_path` a checkout of the tenant in `schema` sets.
+    fn tenant_path(&self, schema: &SchemaName) -> String {
+        self.pool.search_path(&Scope::Tenant(schema.clone()))
     }
 
     /// Applies the pending tenant migrations to one schema, in one transaction under the
@@ -239,7 +287,7 @@ impl SyncRouter {
         let todo = options.select(&status)?;
         let jobs = options.jobs.clamp(1, self.pool.max_size().max(1) as usize);
         let started = Instant::now();
-        let tenants = crate::report::run_parallel(todo, jobs, options, |tenant: &Tenant| {
+        let tenants = crate::batch::run_parallel(todo, jobs, options, |tenant: &Tenant| {
             let t0 = Instant::now();
             let result = self.migrate_tenant(&tenant.schema_name);
             TenantReport::new(tenant, result, t0.elapsed())

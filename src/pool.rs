@@ -32,6 +32,8 @@ use crate::watch::InstrumentationFactory;
 pub struct TenantPool {
     inner: r2d2::Pool<ConnectionManager>,
     mode: PoolMode,
+    /// The builder's extra schemas, validated (the manager holds the same list).
+    extra_schemas: Arc<[String]>,
 }
 
 impl std::fmt::Debug for TenantPool {
@@ -132,6 +134,12 @@ impl TenantPool {
     /// Connections open and idle right now.
     pub fn state(&self) -> r2d2::State {
         self.inner.state()
+    }
+
+    /// The `search_path` a checkout into `scope` sets, for work the crate scopes itself
+    /// inside one of its transactions (lifecycle hooks).
+    pub(crate) fn search_path(&self, scope: &Scope) -> String {
+        scope.search_path(&self.extra_schemas)
     }
 }
 
@@ -354,6 +362,7 @@ impl TenantPoolBuilder {
         Ok(TenantPool {
             inner,
             mode: self.mode,
+            extra_schemas: Arc::from(self.extra_schemas),
         })
     }
 }

@@ -62,8 +62,9 @@ impl TryFrom<TenantRow> for Tenant {
 /// Reads and writes the tenant registry (`public.tenants`, `public.domains`).
 ///
 /// Every function takes a connection in any scope: the tables are schema-qualified.
-/// Creating and deleting tenants *with* their schema is
-/// [`SyncRouter`](crate::SyncRouter)'s job; these functions touch the rows only.
+/// Creating, deleting and renaming tenants *with* their schema and the application's
+/// [`TenantHooks`](crate::TenantHooks) is [`SyncRouter`](crate::SyncRouter)'s job; these
+/// functions touch the rows only and run no hooks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TenantRegistry;
 
@@ -154,7 +155,8 @@ impl TenantRegistry {
             .load(conn)?)
     }
 
-    /// Renames a tenant; its schema keeps its name.
+    /// Renames a tenant; its schema keeps its name. Runs no hooks:
+    /// [`SyncRouter::rename_tenant`](crate::SyncRouter::rename_tenant) does.
     pub fn rename(conn: &mut PgConnection, old: &str, new: &str) -> Result<Tenant> {
         let new = validate_tenant_name(new)?;
         let tenant = Self::get_by_name(conn, old)?;

@@ -1,56 +1,26 @@
 //! What migrations did and what is pending: options, per-tenant reports, status.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::batch::{BatchOptions, Outcome, Progress, Selection};
 use crate::error::{Error, Result};
 use crate::registry::Tenant;
-use crate::tenant_name::tenant_name_key;
 
 /// Called after each tenant is migrated (e.g. to advance a progress bar).
-pub type ProgressFn = Arc<dyn Fn(&TenantReport) + Send + Sync>;
+pub type ProgressFn = Progress<TenantReport>;
 
-/// Options for [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all).
-#[derive(Clone)]
-pub struct MigrateOptions {
-    /// Tenants migrated at once. Defaults to 1; capped at the pool size.
-    pub jobs: usize,
-    /// Only these tenants (names, case-insensitive). Empty means all.
-    pub only: Vec<String>,
-    /// Never these tenants (names, case-insensitive).
-    pub skip: Vec<String>,
-    /// Go on with the other tenants after one fails. Defaults to `false`.
-    pub keep_going: bool,
-    /// Called after each tenant.
-    pub progress: Option<ProgressFn>,
-}
-
-impl Default for MigrateOptions {
-    fn default() -> Self {
-        MigrateOptions {
-            jobs: 1,
-            only: Vec::new(),
-            skip: Vec::new(),
-            keep_going: false,
-            progress: None,
-        }
-    }
-}
-
-impl std::fmt::Debug for MigrateOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MigrateOptions")
-            .field("jobs", &self.jobs)
-            .field("only", &self.only)
-            .field("skip", &self.skip)
-            .field("keep_going", &self.keep_going)
-            .finish_non_exhaustive()
-    }
-}
+/// Options for [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all): which
+/// tenants, how many at once, whether to go on after a failure, progress.
+///
+/// ```
+/// use diesel_tenancy::MigrateOptions;
+///
+/// let options = MigrateOptions { jobs: 4, keep_going: true, ..Default::default() };
+/// assert!(options.only.is_empty() && options.skip.is_empty());
+/// ```
+pub type MigrateOptions = BatchOptions<TenantReport>;
 
 impl MigrateOptions {
     /// The tenants with pending migrations that these options select.
@@ -102,6 +72,15 @@ impl TenantReport {
             duration,
             error,
         }
+    }
+}
+
+impl Outcome for TenantReport {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+    fn failed(&self) -> bool {
+        self.error.is_some()
     }
 }
 
@@ -175,28 +154,16 @@ impl Status {
     /// [`tenant_name_key`](crate::tenant_name_key). A name in `only` that is not
     /// registered is [`Error::UnknownTenant`].
     pub fn pending_tenants(&self, only: &[String], skip: &[String]) -> Result<Vec<&TenantStatus>> {
-        let keys = |v: &[String]| -> HashSet<String> {
-            v.iter().map(|n| tenant_name_key(n).into_owned()).collect()
-        };
-        let (only_set, skip_set) = (keys(only), keys(skip));
-        let known: HashSet<String> = self
-            .tenants
-            .iter()
-            .map(|t| tenant_name_key(&t.tenant.name).into_owned())
-            .collect();
-        if let Some(missing) = only.iter().find(|n| !known.contains(&*tenant_name_key(n))) {
-            return Err(Error::UnknownTenant {
-                name: missing.clone(),
-            });
-        }
+        let selection = Selection::new(
+            only,
+            skip,
+            self.tenants.iter().map(|t| t.tenant.name.as_str()),
+        )?;
         Ok(self
             .tenants
             .iter()
             .filter(|t| !t.pending.is_empty() || t.schema_missing)
-            .filter(|t| {
-                let key = tenant_name_key(&t.tenant.name);
-                (only_set.is_empty() || only_set.contains(&*key)) && !skip_set.contains(&*key)
-            })
+            .filter(|t| selection.admits(&t.tenant.name))
             .collect())
     }
 
@@ -208,50 +175,6 @@ impl Status {
                 .iter()
                 .any(|t| !t.pending.is_empty() || t.schema_missing)
     }
-}
-
-/// Runs `work` over `items` on `jobs` threads; without `keep_going`, stops handing out
-/// work after the first failure.
-pub(crate) fn run_parallel<F>(
-    items: Vec<Tenant>,
-    jobs: usize,
-    options: &MigrateOptions,
-    work: F,
-) -> Vec<TenantReport>
-where
-    F: Fn(&Tenant) -> TenantReport + Sync,
-{
-    let queue = Mutex::new(items.into_iter().collect::<VecDeque<_>>());
-    let results = Mutex::new(Vec::new());
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                if stop.load(Ordering::Acquire) {
-                    break;
-                }
-                let next = queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop_front();
-                let Some(tenant) = next else { break };
-                let report = work(&tenant);
-                if report.error.is_some() && !options.keep_going {
-                    stop.store(true, Ordering::Release);
-                }
-                if let Some(progress) = &options.progress {
-                    progress(&report);
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(report);
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(PoisonError::into_inner);
-    results.sort_by_key(|r| tenant_name_key(&r.tenant).into_owned());
-    results
 }
 
 /// A status with nothing pending and the given file figures, for unit tests.

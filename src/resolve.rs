@@ -187,6 +187,19 @@ impl ResolverChain {
         self
     }
 
+    /// The name of the first header rule, if the chain has one.
+    pub fn header_name(&self) -> Option<&str> {
+        self.0.iter().find_map(|rule| match rule {
+            Rule::Header(name) => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Whether the chain matches the request's host.
+    pub fn has_host(&self) -> bool {
+        self.0.iter().any(|rule| matches!(rule, Rule::Host))
+    }
+
     /// Resolves `request` against `lookup`.
     pub fn resolve(&self, request: &dyn RequestParts, lookup: &dyn TenantLookup) -> Resolution {
         for rule in &self.0 {

@@ -7,7 +7,7 @@ use common::{TestDb, TENANT};
 use diesel::prelude::*;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::cli::{self, Command, Outcome};
-use diesel_tenancy::{Error, SyncRouter};
+use diesel_tenancy::{Error, Refusal, SyncRouter, TenantHooks};
 use serde_json::Value;
 
 const BROKEN: EmbeddedMigrations = embed_migrations!("tests/fixtures/broken_tenant");
@@ -38,12 +38,30 @@ impl Ran {
         assert_eq!(self.err.lines().count(), 1, "{}", self.err);
         assert!(self.err.contains(needle), "{:?} lacks {needle:?}", self.err);
     }
+
+    /// A run stopped at the first failing tenant: the outcome is a failure, stdout
+    /// reports per tenant and has every `out_needles`, stderr is one line starting with
+    /// `err_start` that points to `--keep-going`.
+    fn assert_stopped(&self, out_needles: &[&str], err_start: &str) {
+        assert_eq!(self.outcome, Outcome::Failed, "stdout: {}", self.out);
+        for needle in out_needles {
+            assert!(self.out.contains(needle), "{:?} lacks {needle:?}", self.out);
+        }
+        assert_eq!(self.err.lines().count(), 1, "{}", self.err);
+        assert!(self.err.starts_with(err_start), "{}", self.err);
+        assert!(self.err.contains("--keep-going"), "{}", self.err);
+    }
 }
 
 /// Runs one command line (words split on spaces).
 fn sh(router: &SyncRouter, line: &str) -> Ran {
-    let app = App::try_parse_from(std::iter::once("app").chain(line.split(' ')))
-        .unwrap_or_else(|e| panic!("{line}: {e}"));
+    words(router, &line.split(' ').collect::<Vec<_>>())
+}
+
+/// Runs one command line given word by word.
+fn words(router: &SyncRouter, words: &[&str]) -> Ran {
+    let app = App::try_parse_from(std::iter::once("app").chain(words.iter().copied()))
+        .unwrap_or_else(|e| panic!("{words:?}: {e}"));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = cli::run(&app.command, router, &mut out, &mut err);
     Ran {
@@ -245,22 +263,10 @@ fn migrate_failures_and_keep_going() {
 
     let broken = SyncRouter::new(db.pool(2), BROKEN);
     let stopped = sh(&broken, "migrate");
-    assert_eq!(stopped.outcome, Outcome::Failed);
-    assert!(stopped.out.contains("FAILED a (a)"), "{}", stopped.out);
-    assert!(
-        stopped.out.contains("Tenants: 0 migrated"),
-        "{}",
-        stopped.out
+    stopped.assert_stopped(
+        &["FAILED a (a)", "Tenants: 0 migrated"],
+        "error: migration failed for 1 of 1 tenant(s); first: tenant `a`",
     );
-    assert_eq!(stopped.err.lines().count(), 1, "{}", stopped.err);
-    assert!(
-        stopped
-            .err
-            .starts_with("error: migration failed for 1 of 1 tenant(s); first: tenant `a`"),
-        "{}",
-        stopped.err
-    );
-    assert!(stopped.err.contains("--keep-going"), "{}", stopped.err);
 
     let all = sh(&broken, "migrate --keep-going --json");
     assert_eq!(all.outcome, Outcome::Failed);
@@ -273,4 +279,239 @@ fn migrate_failures_and_keep_going() {
 
     // Both tenants were rolled back whole: the good set still finds nothing pending.
     assert_eq!(ok(&router, "migrate --check").out, "Nothing pending.\n");
+}
+
+/// `tenant sql` with the SQL as one word, then `rest` split on spaces.
+fn sql(router: &SyncRouter, statement: &str, rest: &str) -> Ran {
+    let mut line = vec!["tenant", "sql", statement];
+    line.extend(rest.split(' ').filter(|w| !w.is_empty()));
+    words(router, &line)
+}
+
+/// The human output without its last line (the timing).
+fn without_timing(out: &str) -> String {
+    let mut lines: Vec<&str> = out.lines().collect();
+    let last = lines.pop().unwrap_or_default();
+    assert!(
+        last.starts_with("Tenants: ") && last.ends_with(" s."),
+        "{out}"
+    );
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+const ADD_HOTEL: &str =
+    "INSERT INTO hotels (name, location, description) VALUES ('H', 'here', 'nice');";
+
+#[test]
+fn tenant_sql_prints_rows_or_rows_affected_per_tenant() {
+    let db = TestDb::new();
+    let router = db.router(3);
+    for name in ["a", "B", "c"] {
+        ok(&router, &format!("tenant create {name}"));
+    }
+    let added = sql(&router, ADD_HOTEL, "--skip c");
+    assert_eq!(added.outcome, Outcome::Success, "{}", added.err);
+    assert_eq!(
+        without_timing(&added.out),
+        "a (a): 1 row(s) affected\nB (b): 1 row(s) affected\n"
+    );
+
+    let query = "SELECT name, 1.50::numeric AS price, 12345678901234567890 AS big, \
+                 current_schema() AS schema FROM hotels -- trailing comment";
+    let rows = sql(&router, query, "--jobs 2");
+    assert_eq!(rows.outcome, Outcome::Success, "{}", rows.err);
+    assert_eq!(
+        without_timing(&rows.out),
+        "a (a): 1 row(s)\n  \
+         {\"name\":\"H\",\"price\":1.50,\"big\":12345678901234567890,\"schema\":\"a\"}\n\
+         B (b): 1 row(s)\n  \
+         {\"name\":\"H\",\"price\":1.50,\"big\":12345678901234567890,\"schema\":\"b\"}\n\
+         c (c): 0 row(s)\n"
+    );
+    assert!(
+        rows.out.contains("\nTenants: 3 succeeded, 0 failed, in "),
+        "{}",
+        rows.out
+    );
+
+    // JSON keeps PostgreSQL's rendering byte for byte: column order and numeric digits.
+    let json = sql(&router, query, "--tenant A --json");
+    assert_eq!(json.outcome, Outcome::Success, "{}", json.err);
+    assert!(
+        json.out
+            .contains(r#"{"name":"H","price":1.50,"big":12345678901234567890,"schema":"a"}"#),
+        "{}",
+        json.out
+    );
+    let value = json.json();
+    assert_eq!(value["succeeded"], 1);
+    assert_eq!(value["tenants"][0]["tenant"], "a");
+    assert_eq!(value["tenants"][0]["rows_affected"], Value::Null);
+    assert_eq!(value["tenants"][0]["rows"][0]["name"], "H");
+
+    // RETURNING gives rows; an UPDATE without it gives a count.
+    let returning = sql(
+        &router,
+        "UPDATE hotels SET name = 'R' RETURNING name",
+        "--tenant b --json",
+    )
+    .json();
+    assert_eq!(
+        returning["tenants"][0]["rows"],
+        serde_json::json!([{"name": "R"}])
+    );
+    let counted = sql(&router, "UPDATE hotels SET name = 'S'", "--json").json();
+    let affected: Vec<&Value> = counted["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["rows_affected"])
+        .collect();
+    assert_eq!(
+        affected,
+        [
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ]
+    );
+    assert_eq!(counted["tenants"][0]["rows"], Value::Null);
+
+    // DDL runs too (a count of 0).
+    let ddl = sql(&router, "CREATE TABLE notes (body text)", "--tenant c");
+    assert_eq!(without_timing(&ddl.out), "c (c): 0 row(s) affected\n");
+}
+
+#[test]
+fn tenant_sql_is_all_or_nothing_per_tenant_and_stops_unless_keep_going() {
+    let db = TestDb::new();
+    let router = db.router(2);
+    for name in ["a", "b", "c"] {
+        ok(&router, &format!("tenant create {name}"));
+    }
+    assert_eq!(
+        sql(&router, "CREATE TABLE extra (x int)", "--tenant b").outcome,
+        Outcome::Success
+    );
+    let dir = std::env::temp_dir().join(format!("dt-sql-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("two.sql");
+    std::fs::write(
+        &file,
+        format!("{ADD_HOTEL}\nINSERT INTO extra VALUES (1);\n"),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+
+    // `a` fails on its second statement: its first is rolled back; nothing else runs.
+    let stopped = words(&router, &["tenant", "sql", "--file", file]);
+    assert!(stopped.out.starts_with("FAILED a (a): "), "{}", stopped.out);
+    stopped.assert_stopped(
+        &[
+            "relation \"extra\" does not exist",
+            "Tenants: 0 succeeded, 1 failed, 2 not run, in ",
+        ],
+        "error: the SQL failed in 1 of 1 tenant(s); first: tenant `a`",
+    );
+    assert!(
+        stopped.err.contains("2 tenant(s) not run"),
+        "{}",
+        stopped.err
+    );
+
+    let all = words(
+        &router,
+        &["tenant", "sql", "--file", file, "--keep-going", "--json"],
+    );
+    assert_eq!(all.outcome, Outcome::Failed);
+    let value = all.json();
+    assert_eq!(
+        (value["succeeded"].clone(), value["failed"].clone()),
+        (1.into(), 2.into())
+    );
+    assert_eq!(value["tenants"][1]["tenant"], "b");
+    assert_eq!(value["tenants"][1]["error"], Value::Null);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let counts = sql(&router, "SELECT count(*) AS n FROM hotels", "--json").json();
+    let n: Vec<&Value> = counts["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["rows"][0]["n"])
+        .collect();
+    assert_eq!(
+        n,
+        [&Value::from(0), &Value::from(1), &Value::from(0)],
+        "only b's file ran"
+    );
+
+    // SQL that ends the tenant's transaction is a failure, not a success.
+    let commit = sql(&router, "COMMIT", "--tenant a");
+    assert_eq!(commit.outcome, Outcome::Failed);
+    assert!(
+        commit.out.contains("ended the transaction"),
+        "{}",
+        commit.out
+    );
+}
+
+#[test]
+fn tenant_sql_refuses_what_it_cannot_run() {
+    let db = TestDb::new();
+    let router = db.router(2);
+    ok(&router, "tenant create a");
+    sql(&router, "SELECT 1", "--tenant ghost").assert_failed("unknown tenant `ghost`");
+    sql(&router, " ; ", "").assert_failed("the SQL is empty");
+    words(&router, &["tenant", "sql", "--file", "/nonexistent/x.sql"])
+        .assert_failed("cannot read the SQL file `/nonexistent/x.sql`");
+    let typo = sql(&router, "SELEC 1", "");
+    assert_eq!(typo.outcome, Outcome::Failed);
+    assert!(
+        typo.out
+            .contains("FAILED a (a): query failed: syntax error"),
+        "{}",
+        typo.out
+    );
+    let two = sql(&router, "SELECT 1; SELECT 2", "");
+    assert!(
+        two.out.contains("cannot insert multiple commands"),
+        "{}",
+        two.out
+    );
+    assert_eq!(
+        ok(&router, "tenant delete a --drop-schema").outcome,
+        Outcome::Success
+    );
+    assert_eq!(sql(&router, "SELECT 1", "").out, "No tenants.\n");
+}
+
+#[test]
+fn tenant_commands_run_the_routers_hooks() {
+    let db = TestDb::new();
+    let hooks = TenantHooks::new()
+        .after_create(|conn, _| {
+            diesel::sql_query(ADD_HOTEL).execute(conn)?;
+            Ok(())
+        })
+        .before_delete(|_, tenant, drop_schema| match drop_schema {
+            true => Err(Refusal::new(format!("{} keeps its data", tenant.name)).into()),
+            false => Ok(()),
+        })
+        .after_rename(|_, tenant, old| match tenant.name.as_str() {
+            "forbidden" => Err(format!("{old} may not be called that").into()),
+            _ => Ok(()),
+        });
+    let router = db.router(2).hooks(hooks);
+    ok(&router, "tenant create seeded");
+    let n = sql(&router, "SELECT count(*) AS n FROM hotels", "--json").json();
+    assert_eq!(n["tenants"][0]["rows"][0]["n"], 1, "seeded by the hook");
+    sh(&router, "tenant delete seeded --drop-schema")
+        .assert_failed("the before-delete hook failed for tenant `seeded`: seeded keeps its data");
+    sh(&router, "tenant rename seeded forbidden").assert_failed(
+        "the after-rename hook failed for tenant `forbidden`: seeded may not be called that",
+    );
+    ok(&router, "tenant rename seeded kept");
+    ok(&router, "tenant delete kept");
+    assert!(schema_exists(&router, "seeded"));
 }

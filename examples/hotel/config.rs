@@ -8,6 +8,7 @@
 //! | address, port | `ROCKET_ADDRESS`, `ROCKET_PORT` | `address`, `port` | 127.0.0.1:8000 |
 //! | media files | `MEDIA_ROOT` | `media_root` | `./media` |
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
+//! | a demo hotel in every new tenant | `HOTEL_SEED_DEMO` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`) | `seed_demo` | off |
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ pub struct Settings {
     /// The admin API's bearer token, also the admin panel's login; both are off (404)
     /// without one.
     pub admin_token: Option<String>,
+    /// Whether new tenants start with a demo hotel (see `seed.rs`).
+    pub seed_demo: bool,
     figment: Figment,
 }
 
@@ -84,6 +87,19 @@ impl Settings {
             .or_else(|| from_rocket("media_root"))
             .unwrap_or_else(|| "./media".into());
         let admin_token = env("HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
+        let seed_demo = match env("HOTEL_SEED_DEMO")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None => base.extract_inner::<bool>("seed_demo").unwrap_or(false),
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                return Err(format!(
+                    "HOTEL_SEED_DEMO is {other:?}: use 1 (seed a demo hotel in new tenants) or 0"
+                ))
+            }
+        };
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
@@ -95,6 +111,7 @@ impl Settings {
             embedded_dir,
             media_root: PathBuf::from(media_root),
             admin_token,
+            seed_demo,
             figment,
         })
     }

@@ -23,6 +23,7 @@ mod panel;
 mod pg_server;
 mod picture;
 mod problem;
+mod seed;
 mod validate;
 
 use std::process::ExitCode;
@@ -60,7 +61,11 @@ enum Command {
 /// The service: every resource module adds its stage.
 fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
     rocket::custom(settings.figment(database_url))
-        .attach(TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true))
+        .attach(
+            TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS)
+                .public_tenant(true)
+                .hooks(seed::hooks(settings.seed_demo)),
+        )
         .manage(MediaRoot(settings.media_root.clone()))
         .attach(problem::stage())
         .attach(health::stage())
@@ -89,7 +94,7 @@ fn main() -> ExitCode {
     let url = database.url.as_str();
     match command {
         Command::Serve => serve(&settings, url),
-        Command::Manage(command) => manage(url, &command, check),
+        Command::Manage(command) => manage(&settings, url, &command, check),
     }
 }
 
@@ -108,7 +113,12 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
     }
 }
 
-fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
+fn manage(
+    settings: &Settings,
+    database_url: &str,
+    command: &cli::Command,
+    check: bool,
+) -> ExitCode {
     if !check {
         if let Err(e) = create_database_if_missing(database_url) {
             return cli::fail(&e);
@@ -116,6 +126,10 @@ fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
     }
     let jobs = match command {
         cli::Command::Migrate(m) => m.jobs.get() as u32,
+        cli::Command::Tenant(cli::TenantArgs {
+            command: cli::TenantCommand::Sql(sql),
+            ..
+        }) => sql.jobs.get() as u32,
         _ => 1,
     };
     let pool = match TenantPool::builder()
@@ -126,7 +140,9 @@ fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
         Ok(pool) => pool,
         Err(e) => return cli::fail(&e),
     };
-    let router = SyncRouter::new(pool, TENANT_MIGRATIONS).public_tenant(true);
+    let router = SyncRouter::new(pool, TENANT_MIGRATIONS)
+        .public_tenant(true)
+        .hooks(seed::hooks(settings.seed_demo));
     // Registry commands on a fresh database: set up `public` first, as `serve` would.
     if !matches!(command, cli::Command::Migrate(_)) {
         if let Err(e) = router.migrate_shared() {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::progress::Bar;
+use super::progress::{self, Bar};
 use super::{Done, MigrateArgs, Outcome};
 use crate::error::Result;
 use crate::migrate::SyncRouter;
@@ -26,13 +26,13 @@ pub(super) fn run(args: &MigrateArgs, router: &SyncRouter, bar: bool) -> Result<
     } else {
         None
     };
-    let options = MigrateOptions {
-        jobs: args.jobs.get(),
-        only: args.tenants.clone(),
-        skip: args.skip.clone(),
-        keep_going: args.keep_going,
-        progress: bar.as_ref().map(Bar::callback),
-    };
+    let options: MigrateOptions = progress::options(
+        bar.as_ref(),
+        args.jobs,
+        &args.tenants,
+        &args.skip,
+        args.keep_going,
+    );
     let report = router.migrate_all(&options);
     if let Some(bar) = &bar {
         bar.finish();
@@ -91,15 +91,7 @@ fn summarize(
         }
         line
     });
-    Done {
-        outcome: if problem.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Success
-        },
-        output,
-        problem,
-    }
+    Done::unless(problem, output)
 }
 
 fn human_summary(shared: &[String], report: &MigrateReport, took: Duration) -> String {

@@ -11,6 +11,7 @@
 //! | `tenant list` | every tenant with its schema and domains |
 //! | `tenant delete NAME [--drop-schema]` | removes the registry row; the data only with `--drop-schema` |
 //! | `tenant rename OLD NEW` | changes the name; the schema keeps its name |
+//! | `tenant sql (SQL \| --file PATH) [--tenant NAME]… [--skip NAME]… [--jobs N] [--keep-going]` | runs SQL in each tenant's scope, one transaction per tenant (see [`SqlArgs`]) |
 //! | `domain add TENANT DOMAIN [--primary]` | registers a domain for a tenant |
 //! | `domain remove DOMAIN` | unregisters a domain |
 //!
@@ -57,6 +58,9 @@
 mod migrate;
 mod progress;
 mod tenant;
+mod tenant_sql;
+
+pub use tenant_sql::SqlArgs;
 
 use std::io::{IsTerminal, Write};
 use std::num::NonZeroUsize;
@@ -151,6 +155,9 @@ pub enum TenantCommand {
         /// The new name.
         new: String,
     },
+    /// Run one SQL statement (or a file) in each tenant's scope, each tenant in its own
+    /// transaction; print each tenant's rows or rows affected.
+    Sql(SqlArgs),
 }
 
 /// `domain …`
@@ -240,6 +247,18 @@ impl Done {
             problem: None,
         }
     }
+
+    /// A command that ran over tenants: a failure when `problem` says one failed.
+    pub(crate) fn unless(problem: Option<String>, output: String) -> Done {
+        Done {
+            outcome: match problem {
+                Some(_) => Outcome::Failed,
+                None => Outcome::Success,
+            },
+            output,
+            problem,
+        }
+    }
 }
 
 /// Runs `command` against `router`, writing results to `out` and one line per failure to
@@ -253,8 +272,8 @@ pub fn run(
     run_with(command, router, out, err, false)
 }
 
-/// Runs `command` on stdout and stderr and returns the exit code. `migrate` draws a
-/// progress bar when stderr is a terminal and `--json` is not given.
+/// Runs `command` on stdout and stderr and returns the exit code. `migrate` and
+/// `tenant sql` draw a progress bar when stderr is a terminal and `--json` is not given.
 pub fn run_stdio(command: &Command, router: &SyncRouter) -> ExitCode {
     let bar = std::io::stderr().is_terminal() && !command.json();
     let outcome = run_with(
@@ -283,6 +302,10 @@ fn run_with(
 ) -> Outcome {
     let result = match command {
         Command::Migrate(args) => migrate::run(args, router, bar),
+        Command::Tenant(TenantArgs {
+            command: TenantCommand::Sql(sql),
+            output,
+        }) => tenant_sql::run(sql, output.json, router, bar),
         Command::Tenant(args) => tenant::run_tenant(&args.command, args.output.json, router),
         Command::Domain(args) => tenant::run_domain(&args.command, args.output.json, router),
     };
@@ -334,7 +357,7 @@ mod tests {
         command: Command,
     }
 
-    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+    pub(super) fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         App::try_parse_from(std::iter::once("app").chain(args.iter().copied())).map(|a| a.command)
     }
 

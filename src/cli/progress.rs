@@ -1,14 +1,15 @@
-//! A progress bar on stderr for `migrate`, drawn only on a terminal.
+//! A progress bar on stderr for `migrate` and `tenant sql`, drawn only on a terminal.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::report::{ProgressFn, TenantReport};
+use crate::batch::{BatchOptions, Outcome, Progress};
 
 /// Cells in the bar.
 const WIDTH: usize = 30;
 
-/// Counts migrated tenants and redraws one stderr line after each.
+/// Counts finished tenants and redraws one stderr line after each.
 #[derive(Debug)]
 pub(super) struct Bar {
     total: usize,
@@ -27,24 +28,42 @@ impl Bar {
         bar
     }
 
-    /// The callback for [`MigrateOptions::progress`](crate::MigrateOptions::progress).
-    pub(super) fn callback(self: &Arc<Self>) -> ProgressFn {
+    /// The callback for [`BatchOptions::progress`](crate::BatchOptions::progress).
+    pub(super) fn callback<R: Outcome + 'static>(self: &Arc<Self>) -> Progress<R> {
         let bar = Arc::clone(self);
-        Arc::new(move |report: &TenantReport| bar.tick(report))
+        Arc::new(move |report: &R| bar.tick(report))
     }
 
-    fn tick(&self, report: &TenantReport) {
+    fn tick(&self, report: &dyn Outcome) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.0 += 1;
-        if report.error.is_some() {
+        if report.failed() {
             state.1 += 1;
         }
-        draw(&render(state.0, self.total, state.1, &report.tenant));
+        draw(&render(state.0, self.total, state.1, report.tenant()));
     }
 
     /// Clears the bar so the summary starts on a clean line.
     pub(super) fn finish(&self) {
         draw("");
+    }
+}
+
+/// The options of `migrate` and `tenant sql`, from the selection flags they share,
+/// reporting to `bar` when one is drawn.
+pub(super) fn options<R: Outcome + 'static>(
+    bar: Option<&Arc<Bar>>,
+    jobs: NonZeroUsize,
+    only: &[String],
+    skip: &[String],
+    keep_going: bool,
+) -> BatchOptions<R> {
+    BatchOptions {
+        jobs: jobs.get(),
+        only: only.to_vec(),
+        skip: skip.to_vec(),
+        keep_going,
+        progress: bar.map(Bar::callback),
     }
 }
 

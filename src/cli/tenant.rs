@@ -46,6 +46,7 @@ pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRoute
         TenantCommand::List => list(router, json),
         TenantCommand::Delete { name, drop_schema } => delete(router, name, *drop_schema, json),
         TenantCommand::Rename { old, new } => rename(router, old, new, json),
+        TenantCommand::Sql(args) => super::tenant_sql::run(args, json, router, false),
     }
 }
 
@@ -190,10 +191,10 @@ fn delete(router: &SyncRouter, name: &str, drop_schema: bool, json: bool) -> Res
 }
 
 fn rename(router: &SyncRouter, old: &str, new: &str, json: bool) -> Result<Done> {
-    let listed = router.pool().with_public(|conn| {
-        let tenant = TenantRegistry::rename(conn, old, new)?;
-        with_domains(conn, tenant)
-    })?;
+    let tenant = router.rename_tenant(old, new)?;
+    let listed = router
+        .pool()
+        .with_public(|conn| with_domains(conn, tenant))?;
     Ok(Done::ok(if json {
         format!("{:#}\n", listed.json())
     } else {

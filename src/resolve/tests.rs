@@ -262,3 +262,17 @@ fn lookups_through_a_plain_map() {
         "demo1"
     );
 }
+
+#[test]
+fn the_chain_says_which_header_and_whether_the_host_count() {
+    let default = ResolverChain::default();
+    assert_eq!(default.header_name(), Some(DEFAULT_HEADER));
+    assert!(default.has_host());
+    let custom = ResolverChain::new()
+        .path_prefix("t")
+        .header("X-A")
+        .header("X-B");
+    assert_eq!(custom.header_name(), Some("X-A"));
+    assert!(!custom.has_host());
+    assert_eq!(ResolverChain::new().header_name(), None);
+}

@@ -10,6 +10,7 @@ use ::rocket::{Catcher, Request};
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::hooks::Refusal;
 
 /// The detail sent when no tenant was resolved or the one named is not registered.
 pub const TENANT_NOT_FOUND: &str = "Tenant not found";
@@ -18,8 +19,9 @@ pub const TENANT_NOT_FOUND: &str = "Tenant not found";
 ///
 /// Returned by the guards, by [`TenantDb::run`](super::TenantDb::run) (through `From`),
 /// and usable as a handler's error type. Converting a crate [`Error`] maps a database
-/// that cannot be reached to 503, a client mistake to 4xx, and only the rest to 500
-/// (logged, with a generic detail).
+/// that cannot be reached to 503, a client mistake to 4xx (a lifecycle hook's
+/// [`Refusal`] to 409 with its reason), and only the rest to 500 (logged, with a
+/// generic detail).
 ///
 /// ```
 /// use diesel_tenancy::rocket::ApiError;
@@ -96,6 +98,9 @@ impl From<Error> for ApiError {
             Error::TenantExists { .. }
             | Error::DomainExists { .. }
             | Error::SchemaExists { .. } => ApiError::new(Status::Conflict, e.to_string()),
+            Error::Hook { ref source, .. } if source.downcast_ref::<Refusal>().is_some() => {
+                ApiError::new(Status::Conflict, e.to_string())
+            }
             other => {
                 log::error!("diesel-tenancy: answering 500: {other}");
                 ApiError::new(Status::InternalServerError, "Internal server error")
@@ -158,4 +163,31 @@ fn default_detail(status: Status) -> &'static str {
 /// `.register("/", diesel_tenancy::rocket::catchers())`.
 pub fn catchers() -> Vec<Catcher> {
     ::rocket::catchers![json_error]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Hook;
+
+    fn hook_error(source: crate::error::HookError) -> Error {
+        Error::Hook {
+            hook: Hook::BeforeDelete,
+            tenant: "acme".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_hooks_refusal_is_a_conflict_with_its_reason_and_other_failures_are_500() {
+        let refused = ApiError::from(hook_error(Box::new(Refusal::new("acme has invoices"))));
+        assert_eq!(refused.status(), Status::Conflict);
+        assert_eq!(
+            refused.detail(),
+            "the before-delete hook failed for tenant `acme`: acme has invoices"
+        );
+        let failed = ApiError::from(hook_error("disk full".into()));
+        assert_eq!(failed.status(), Status::InternalServerError);
+        assert!(!failed.detail().contains("disk full"));
+    }
 }

@@ -12,6 +12,7 @@ use diesel::pg::Pg;
 use super::config::{self, Options};
 use super::state::{blocking, Release, Tenancy};
 use crate::error::{Error, Result};
+use crate::hooks::TenantHooks;
 use crate::migrate::SyncRouter;
 use crate::migration_set::Source;
 use crate::pool::{TenantPool, TenantPoolBuilder};
@@ -38,6 +39,7 @@ pub struct TenancyFairing {
     pool: TenantPoolBuilder,
     rules: SchemaRules,
     resolvers: Vec<Arc<dyn TenantResolver>>,
+    hooks: TenantHooks,
 }
 
 impl std::fmt::Debug for TenancyFairing {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for TenancyFairing {
             .field("database", &self.database)
             .field("options", &self.options)
             .field("custom_resolvers", &self.resolvers.len())
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +68,7 @@ impl TenancyFairing {
             pool: TenantPool::builder(),
             rules: SchemaRules::default(),
             resolvers: Vec::new(),
+            hooks: TenantHooks::default(),
         }
     }
 
@@ -154,6 +158,15 @@ impl TenancyFairing {
         self
     }
 
+    /// The lifecycle hooks the router runs when a tenant is created, deleted or renamed
+    /// (through [`Tenancy::create_tenant`](super::Tenancy::create_tenant) or the router
+    /// it hands out). Defaults to none. Give the same hooks to the router of the
+    /// application's management commands, so that every creation path runs them.
+    pub fn hooks(mut self, hooks: TenantHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
     fn chain(&self, o: &Options) -> ResolverChain {
         let mut chain = ResolverChain::new();
         if let Some(header) = &o.header {
@@ -176,6 +189,7 @@ impl TenancyFairing {
             shared: self.shared.clone(),
             pool: self.pool.clone(),
             rules: self.rules.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }
@@ -186,6 +200,7 @@ struct Setup {
     shared: Vec<Source>,
     pool: TenantPoolBuilder,
     rules: SchemaRules,
+    hooks: TenantHooks,
 }
 
 impl Setup {
@@ -201,7 +216,8 @@ impl Setup {
         let pool = builder.build(url)?;
         let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
             .public_tenant(o.public_tenant)
-            .schema_rules(self.rules);
+            .schema_rules(self.rules)
+            .hooks(self.hooks);
         for source in self.shared {
             router = router.shared(SharedSource(source));
         }

@@ -103,9 +103,20 @@ impl Tenancy {
         &self.cache
     }
 
+    /// The cache, shared, for work on another thread.
+    #[cfg(feature = "testing")]
+    pub(crate) fn cache_handle(&self) -> Arc<RegistryCache> {
+        Arc::clone(&self.cache)
+    }
+
     /// Whether `public` also holds the tenant tables, so tenant routes accept `public`.
     pub fn is_public_tenant(&self) -> bool {
         self.public_tenant
+    }
+
+    /// The rules requests are resolved by (from the fairing's configuration).
+    pub fn resolvers(&self) -> &ResolverChain {
+        &self.chain
     }
 
     /// Resolves `request` against the cached registry (no database round trip).
@@ -134,6 +145,19 @@ impl Tenancy {
         let cache = Arc::clone(&self.cache);
         blocking(move || {
             let tenant = router.delete_tenant(&name, drop_schema)?;
+            refresh(&cache);
+            Ok(tenant)
+        })
+        .await
+    }
+
+    /// Renames a tenant (its schema keeps its name) on a blocking thread and reloads the
+    /// cache, so the new name resolves in this process as soon as this returns.
+    pub async fn rename_tenant(&self, old: String, new: String) -> Result<Tenant> {
+        let router = self.router()?;
+        let cache = Arc::clone(&self.cache);
+        blocking(move || {
+            let tenant = router.rename_tenant(&old, &new)?;
             refresh(&cache);
             Ok(tenant)
         })

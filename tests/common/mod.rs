@@ -6,10 +6,8 @@ pub mod pgbouncer;
 pub mod private_pg;
 pub mod sentinel;
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
+use diesel_tenancy::testing::TestDatabase;
 use diesel_tenancy::{SyncRouter, TenantPool};
 
 /// The hotel tenant set.
@@ -46,27 +44,17 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A database created for one test and dropped (with its connections) when dropped.
+/// A database created for one test and dropped (with its connections) when dropped, also
+/// after a panic: the crate's public [`TestDatabase`] plus this project's shortcuts.
 pub struct TestDb {
     pub url: String,
+    db: TestDatabase,
 }
 
 impl TestDb {
     pub fn new() -> TestDb {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "dt_test_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            nanos
-        );
-        let url = with_database(&base_url(), &name).expect("DATABASE_URL names a database");
-        match create_database_if_missing(&url) {
-            Ok(created) => assert!(created, "{name} existed already"),
+        match TestDatabase::create(&base_url()) {
+            Ok(db) => TestDb::from(db),
             Err(e) => panic!(
                 "no PostgreSQL to test against at {} ({}): start one, set DATABASE_URL, \
                  or run scripts/test, which provides one",
@@ -77,15 +65,26 @@ impl TestDb {
                     .join(" ")
             ),
         }
-        TestDb { url }
+    }
+
+    /// A unique database name on the server `server_url` names, not created (for code
+    /// under test that creates its database); dropped if it exists by then.
+    pub fn reserve(server_url: &str) -> TestDb {
+        TestDb::from(TestDatabase::reserve(server_url).expect("the URL names a database"))
+    }
+
+    fn from(db: TestDatabase) -> TestDb {
+        TestDb {
+            url: db.url().to_owned(),
+            db,
+        }
     }
 
     /// A pool of `size` connections with short timeouts.
     pub fn pool(&self, size: u32) -> TenantPool {
-        TenantPool::builder()
+        self.db
+            .pool_builder()
             .max_size(size)
-            .min_idle(Some(0))
-            .connection_timeout(std::time::Duration::from_secs(5))
             .build(&self.url)
             .expect("pool")
     }
@@ -95,13 +94,5 @@ impl TestDb {
         let router = SyncRouter::new(self.pool(size), TENANT);
         router.migrate_shared().expect("shared migrations");
         router
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Err(e) = drop_database(&self.url) {
-            eprintln!("could not drop {}: {e}", self.url);
-        }
     }
 }

@@ -71,15 +71,7 @@ impl Drop for TempDir {
 /// A database URL on the test server whose database does not exist yet; dropped (if the
 /// service created it) when the returned guard drops.
 pub fn fresh_database() -> TestDb {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "dt_hotel_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let url = diesel_tenancy::database::with_database(&base_url(), &name)
-        .expect("DATABASE_URL names a database");
-    TestDb { url }
+    TestDb::reserve(&base_url())
 }
 
 /// Options for [`Server::start`].
@@ -123,6 +115,7 @@ pub fn hotel_command(db_url: &str, media: &Path) -> Command {
         .env_remove("HOTEL_ADMIN_TOKEN")
         .env_remove("HOTEL_EMBEDDED_PG")
         .env_remove("HOTEL_PG_DIR")
+        .env_remove("HOTEL_SEED_DEMO")
         .env("DATABASE_URL", db_url)
         .env("MEDIA_ROOT", media.join("media"))
         .env("ROCKET_CLI_COLORS", "false")

@@ -137,16 +137,20 @@ pub fn provision(router: &SyncRouter, name: &str, domains: &[&str], hotel: &str)
     router
         .pool()
         .with_tenant(&tenant.schema_name, |conn| {
-            diesel::insert_into(hotels::table)
-                .values((
-                    hotels::name.eq(hotel),
-                    hotels::location.eq("here"),
-                    hotels::description.eq("nice"),
-                ))
-                .execute(conn)
-                .map_err(diesel_tenancy::Error::from)
+            add_hotel(conn, hotel).map_err(diesel_tenancy::Error::from)
         })
         .expect("insert hotel");
+}
+
+/// Adds a hotel named `name` in the connection's tenant.
+pub fn add_hotel(conn: &mut PgConnection, name: &str) -> QueryResult<usize> {
+    diesel::insert_into(hotels::table)
+        .values((
+            hotels::name.eq(name),
+            hotels::location.eq("here"),
+            hotels::description.eq("nice"),
+        ))
+        .execute(conn)
 }
 
 /// GET `path` with one header; returns status and body.
