@@ -26,6 +26,12 @@ use crate::tenant_name::tenant_name_key;
 /// The NOTIFY channel the registry triggers signal on.
 pub(crate) const CHANNEL: &str = "diesel_tenancy_registry";
 
+/// The default bound on the age of the registry data a lookup answers from.
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The smallest bound accepted: the feed must be able to prove itself within it.
+pub(crate) const MIN_MAX_AGE: Duration = Duration::from_millis(500);
+
 /// How long [`RegistryCache::refresh`] waits for the listener to answer.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -214,11 +214,16 @@ impl RequestParts for Request<'_> {
         self.headers().get(name).map(str::as_bytes).collect()
     }
 
-    fn host(&self) -> Option<Cow<'_, str>> {
-        match Request::host(self) {
-            Some(host) => Some(Cow::Owned(host.to_string())),
-            None => self.headers().get_one("Host").map(Cow::Borrowed),
-        }
+    /// Rocket 0.5 keeps only the path and query of the request target: an absolute-form
+    /// target's authority is gone before any fairing or guard runs. `Request::host` is the
+    /// first `Host` header on HTTP/1 (the chain has checked there is only one, and its
+    /// syntax) and `:authority` on HTTP/2.
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        Request::host(self).map(|host| Cow::Owned(host.to_string()))
+    }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.remote().map(|addr| addr.ip())
     }
 
     fn path(&self) -> &str {
