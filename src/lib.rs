@@ -24,6 +24,7 @@ mod pooler;
 mod proof;
 mod registry;
 mod registry_cache;
+mod registry_link;
 mod registry_listener;
 mod report;
 pub mod resolve;

@@ -254,7 +254,9 @@ impl Setup {
                 up_to_date
             );
         }
-        let cache = RegistryCache::start(url)?;
+        let cache = RegistryCache::builder()
+            .max_age(o.max_registry_age)
+            .start(url)?;
         Ok((router, cache))
     }
 }

@@ -13,7 +13,7 @@ use super::state::{blocking, Tenancy};
 use crate::error::Error;
 use crate::pool::TenantPool;
 use crate::registry;
-use crate::resolve::Resolution;
+use crate::resolve::{Resolution, TenantRef};
 use crate::scope::Scope;
 
 /// The tenant a request resolved to, resolved once per request from the cached
@@ -28,9 +28,16 @@ use crate::scope::Scope;
 pub struct Tenant {
     scope: Scope,
     record: Option<Arc<registry::Tenant>>,
+    /// What the request named, to decide again against a newer registry.
+    named: Arc<[TenantRef]>,
 }
 
 impl Tenant {
+    fn named(mut self, named: Arc<[TenantRef]>) -> Self {
+        self.named = named;
+        self
+    }
+
     /// The scope this tenant's connections are put into.
     pub fn scope(&self) -> &Scope {
         &self.scope
@@ -72,10 +79,12 @@ impl Tenant {
             Resolution::Tenant(t) => Ok(Tenant {
                 scope: Scope::Tenant(t.schema_name.clone()),
                 record: Some(Arc::clone(t)),
+                named: Arc::from([]),
             }),
             Resolution::Public if public_tenant => Ok(Tenant {
                 scope: Scope::Public,
                 record: None,
+                named: Arc::from([]),
             }),
             Resolution::Malformed(m) => Err(ApiError::new(Status::BadRequest, m.detail.clone())),
             _ => Err(ApiError::tenant_not_found()),
@@ -95,7 +104,7 @@ impl Serialize for Tenant {
 }
 
 /// The request's resolution, computed at most once per request.
-struct Resolved(Resolution);
+struct Resolved(Result<(Arc<[TenantRef]>, Resolution), ApiError>);
 
 fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
     request.rocket().state::<Tenancy>().ok_or_else(|| {
@@ -119,10 +128,14 @@ impl<'r> FromRequest<'r> for Tenant {
             Err(e) => return fail(request, e),
         };
         let resolved = request
-            .local_cache_async(async { Resolved(tenancy.resolve(request)) })
+            .local_cache_async(async { Resolved(tenancy.decide(request).await) })
             .await;
-        match Tenant::from_resolution(&resolved.0, tenancy.is_public_tenant()) {
-            Ok(tenant) => Outcome::Success(tenant),
+        let (named, resolution) = match &resolved.0 {
+            Ok(decided) => decided,
+            Err(e) => return fail(request, e.clone()),
+        };
+        match Tenant::from_resolution(resolution, tenancy.is_public_tenant()) {
+            Ok(tenant) => Outcome::Success(tenant.named(Arc::clone(named))),
             Err(e) => fail(request, e),
         }
     }

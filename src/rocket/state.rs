@@ -1,17 +1,29 @@
 //! [`Tenancy`]: what the fairing puts into Rocket's managed state.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use ::rocket::http::uri::Origin;
+use ::rocket::http::Status;
+use ::rocket::tokio::sync::Mutex as AsyncMutex;
 use ::rocket::Request;
 
+use super::api_error::ApiError;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
-use crate::registry_cache::RegistryCache;
-use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain};
+use crate::registry_cache::{RegistryCache, Snapshot};
+use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
+
+/// The longest a request waits for the registry to be reloaded through the pool when
+/// the cache's change feed is down; then it gets 503.
+const FALLBACK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The detail of the 503 sent when the registry cannot be confirmed within the bound.
+pub(crate) const REGISTRY_UNAVAILABLE: &str = "Tenant registry unavailable, try again later";
 
 /// The tenancy of a Rocket application: the router (and its pool), the registry cache
 /// and the resolver chain. Managed by [`TenancyFairing`](super::TenancyFairing); reach it
@@ -27,6 +39,10 @@ pub struct Tenancy {
     chain: ResolverChain,
     public_tenant: bool,
     path_prefix: Option<String>,
+    /// One reload through the pool at a time when the feed is down.
+    fallback: AsyncMutex<()>,
+    /// A fallback reload is still running (maybe stuck past its deadline).
+    fallback_busy: Arc<AtomicBool>,
 }
 
 /// What shutdown lets go of.
@@ -76,6 +92,8 @@ impl Tenancy {
             cache: Arc::new(cache),
             chain,
             path_prefix,
+            fallback: AsyncMutex::new(()),
+            fallback_busy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -108,33 +126,107 @@ impl Tenancy {
         self.public_tenant
     }
 
-    /// Resolves `request` against the cached registry (no database round trip).
-    pub fn resolve(&self, request: &Request<'_>) -> Resolution {
-        self.chain.resolve(request, &*self.cache.snapshot())
+    /// Resolves `request` against the cached registry: no database round trip while the
+    /// registry's change feed is healthy. A request that names two hosts or two tenants is
+    /// [`Resolution::Malformed`]. When the cached data is older than its bound
+    /// ([`RegistryCache::max_age`]), the registry is first reloaded through the pool (one
+    /// request at a time, at most 2 seconds); if that fails too, the error is a 503.
+    pub async fn resolve(&self, request: &Request<'_>) -> Result<Resolution, ApiError> {
+        self.decide(request).await.map(|(_, resolution)| resolution)
+    }
+
+    /// What `request` names and what that resolves to now.
+    pub(crate) async fn decide(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<(Arc<[TenantRef]>, Resolution), ApiError> {
+        let named: Arc<[TenantRef]> = match self.chain.named(request) {
+            Ok(named) => named.into(),
+            Err(malformed) => return Ok((Arc::from([]), Resolution::Malformed(malformed))),
+        };
+        let resolution = self.decide_again(&named).await?;
+        Ok((named, resolution))
+    }
+
+    /// Looks up what a request named in the current registry (reloading it first if it
+    /// is older than its bound).
+    pub(crate) async fn decide_again(&self, named: &[TenantRef]) -> Result<Resolution, ApiError> {
+        let snapshot = self.fresh_snapshot().await?;
+        Ok(self.chain.find_first(named, &*snapshot))
+    }
+
+    /// The cached registry if it is within its bound; otherwise reloaded through the
+    /// pool (one reload at a time, each given 2 seconds); otherwise a 503.
+    pub async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        if let Ok(snapshot) = self.cache.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        let _turn = self.fallback.lock().await;
+        if let Ok(snapshot) = self.cache.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        if self.fallback_busy.swap(true, Ordering::AcqRel) {
+            // The last reload is still stuck: do not pile up more.
+            return Err(unavailable(None));
+        }
+        let busy = Arc::clone(&self.fallback_busy);
+        let reload = self.reload_task();
+        let task = ::rocket::tokio::task::spawn_blocking(move || {
+            let result = reload();
+            busy.store(false, Ordering::Release);
+            result
+        });
+        match ::rocket::tokio::time::timeout(FALLBACK_DEADLINE, task).await {
+            Ok(Ok(Ok(()))) => self
+                .cache
+                .fresh_snapshot()
+                .map_err(|e| unavailable(Some(e))),
+            Ok(Ok(Err(e))) => Err(unavailable(Some(e))),
+            Ok(Err(_)) | Err(_) => Err(unavailable(None)),
+        }
+    }
+
+    /// Reloads the registry through the pool and waits for it, so this process sees a
+    /// change it made at once, whatever state the change feed is in.
+    pub async fn refresh(&self) -> Result<()> {
+        let reload = self.reload_task();
+        blocking(reload).await
+    }
+
+    /// [`refresh`](Self::refresh) for blocking code.
+    pub fn refresh_blocking(&self) -> Result<()> {
+        (self.reload_task())()
+    }
+
+    /// A reload through the pool, to run on a blocking thread.
+    fn reload_task(&self) -> impl FnOnce() -> Result<()> + Send + 'static {
+        let pool = self.pool();
+        let cache = Arc::clone(&self.cache);
+        move || pool?.with_public(|conn| cache.reload_from(conn))
     }
 
     /// Creates a tenant (row, schema, migrations) on a blocking thread and reloads the
-    /// cache, so the tenant resolves in this process as soon as this returns (if the
-    /// listener is reconnecting, as soon as it is back; the tenant is created either way).
+    /// cache through the pool, so the tenant resolves in this process as soon as this
+    /// returns, even when the change feed is down.
     pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let router = self.router()?;
-        let cache = Arc::clone(&self.cache);
+        let reload = self.reload_task();
         blocking(move || {
             let tenant = router.create_tenant(&new)?;
-            refresh(&cache);
+            reloaded(reload());
             Ok(tenant)
         })
         .await
     }
 
     /// Deletes a tenant (and, with `drop_schema`, its schema) on a blocking thread and
-    /// reloads the cache.
+    /// reloads the cache through the pool.
     pub async fn delete_tenant(&self, name: String, drop_schema: bool) -> Result<Tenant> {
         let router = self.router()?;
-        let cache = Arc::clone(&self.cache);
+        let reload = self.reload_task();
         blocking(move || {
             let tenant = router.delete_tenant(&name, drop_schema)?;
-            refresh(&cache);
+            reloaded(reload());
             Ok(tenant)
         })
         .await
@@ -181,12 +273,21 @@ impl Tenancy {
     }
 }
 
-/// Reloads the cache after a change made here; if that fails, the listener still
-/// reloads when its connection comes back, so the change itself stands.
-fn refresh(cache: &RegistryCache) {
-    if let Err(e) = cache.refresh() {
+/// After a change made here: if the reload failed, the change itself stands, and the
+/// cache ages out of its bound (then reloads, or answers 503) rather than serve without it.
+fn reloaded(result: Result<()>) {
+    if let Err(e) = result {
         log::warn!("diesel-tenancy: the registry changed but the cache could not reload yet: {e}");
     }
+}
+
+/// The 503 for a registry that cannot be confirmed within its bound.
+fn unavailable(cause: Option<Error>) -> ApiError {
+    match cause {
+        Some(e) => log::warn!("diesel-tenancy: answering 503: {e}"),
+        None => log::warn!("diesel-tenancy: answering 503: the registry reload through the pool did not finish in time"),
+    }
+    ApiError::new(Status::ServiceUnavailable, REGISTRY_UNAVAILABLE)
 }
 
 /// Runs blocking work on Rocket's blocking pool; a panic there is re-raised here.
