@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::registry::{Domain, Tenant};
 use crate::registry_link::{listener_url, Link};
 use crate::registry_listener::{Command, Settings, Worker};
+use crate::scope::Scope;
 use crate::tenant_name::tenant_name_key;
 
 /// The NOTIFY channel the registry triggers signal on.
@@ -46,6 +47,9 @@ pub struct Snapshot {
     by_name: HashMap<String, Arc<Tenant>>,
     by_domain: HashMap<String, Arc<Tenant>>,
     by_id: HashMap<i64, Arc<Tenant>>,
+    /// The `pg_namespace` OID of each tenant's schema when the snapshot was loaded, if
+    /// they were loaded.
+    schema_oids: Option<HashMap<i64, u32>>,
 }
 
 impl Snapshot {
@@ -83,6 +87,28 @@ impl Snapshot {
             by_name,
             by_domain,
             by_id,
+            schema_oids: None,
+        }
+    }
+
+    /// Records the OID of each tenant's schema (tenant id → OID), which makes
+    /// [`scope_of`](Self::scope_of) pin routes to them.
+    pub fn with_schema_oids(mut self, oids: HashMap<i64, u32>) -> Self {
+        self.schema_oids = Some(oids);
+        self
+    }
+
+    /// The scope a route to `tenant` uses: [`Scope::Pinned`] to the schema's OID when the
+    /// OIDs were loaded with the snapshot, so a checkout fails closed once that schema is
+    /// gone or replaced (a tenant whose schema did not exist gets OID 0, which no schema
+    /// has); [`Scope::Tenant`] for a snapshot built without them.
+    pub fn scope_of(&self, tenant: &Tenant) -> Scope {
+        match &self.schema_oids {
+            Some(oids) => Scope::Pinned {
+                schema: tenant.schema_name.clone(),
+                oid: oids.get(&tenant.id).copied().unwrap_or(0),
+            },
+            None => Scope::Tenant(tenant.schema_name.clone()),
         }
     }
 
@@ -468,7 +494,8 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
         .run(|conn| {
             let tenants = crate::registry::TenantRegistry::list(conn)?;
             let domains = crate::registry::TenantRegistry::list_domains(conn)?;
-            Ok::<_, Error>(Snapshot::new(tenants, domains))
+            let oids = schema_oids(conn)?;
+            Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
         })?;
     log::debug!(
         "diesel-tenancy: loaded {} tenants and {} domains in {:?}",
@@ -477,6 +504,25 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
         started.elapsed()
     );
     Ok(snapshot)
+}
+
+#[derive(diesel::QueryableByName)]
+struct SchemaOid {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Oid)]
+    oid: u32,
+}
+
+/// The OID of every registered tenant's schema that exists.
+fn schema_oids(conn: &mut PgConnection) -> Result<HashMap<i64, u32>> {
+    use diesel::RunQueryDsl;
+    let rows: Vec<SchemaOid> = diesel::sql_query(
+        "SELECT t.id, n.oid FROM public.tenants t \
+         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) t.schema_name",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.id, r.oid)).collect())
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn a_pool_of_one_never_carries_the_previous_scope() {
             pids.insert(here.pid);
             match &scope {
                 Scope::Public => assert_eq!(here.schema, "public", "{mode:?} step {i}"),
-                Scope::Tenant(s) => {
+                Scope::Tenant(s) | Scope::Pinned { schema: s, .. } => {
                     assert_eq!(here.schema, s.as_str(), "{mode:?} step {i}");
                     let rows = hotel_names(&mut conn).unwrap();
                     assert_eq!(rows, vec![(1, s.as_str().to_owned())], "{mode:?} step {i}");

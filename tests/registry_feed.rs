@@ -91,7 +91,11 @@ impl Bench {
     /// the old and new owner and when the move was acknowledged.
     fn move_domain(&self) -> (i64, i64, Instant) {
         let old = self.owner().expect("a fresh cache before the fault");
-        let new = if old == self.ids[0] { self.ids[1] } else { self.ids[0] };
+        let new = if old == self.ids[0] {
+            self.ids[1]
+        } else {
+            self.ids[0]
+        };
         self.router
             .pool()
             .with_public(|c| {

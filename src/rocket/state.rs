@@ -17,6 +17,7 @@ use crate::pool::TenantPool;
 use crate::registry::Tenant;
 use crate::registry_cache::{RegistryCache, Snapshot};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
+use crate::scope::Scope;
 
 /// The longest a request waits for the registry to be reloaded through the pool when
 /// the cache's change feed is down; then it gets 503.
@@ -36,7 +37,7 @@ pub(crate) const REGISTRY_UNAVAILABLE: &str = "Tenant registry unavailable, try 
 pub struct Tenancy {
     live: Arc<RwLock<Option<Live>>>,
     cache: Arc<RegistryCache>,
-    chain: ResolverChain,
+    chain: Arc<ResolverChain>,
     public_tenant: bool,
     path_prefix: Option<String>,
     /// One reload through the pool at a time when the feed is down.
@@ -90,7 +91,7 @@ impl Tenancy {
                 router,
             }))),
             cache: Arc::new(cache),
-            chain,
+            chain: Arc::new(chain),
             path_prefix,
             fallback: AsyncMutex::new(()),
             fallback_busy: Arc::new(AtomicBool::new(false)),
@@ -132,27 +133,41 @@ impl Tenancy {
     /// ([`RegistryCache::max_age`]), the registry is first reloaded through the pool (one
     /// request at a time, at most 2 seconds); if that fails too, the error is a 503.
     pub async fn resolve(&self, request: &Request<'_>) -> Result<Resolution, ApiError> {
-        self.decide(request).await.map(|(_, resolution)| resolution)
+        self.decide(request).await.map(|decided| decided.resolution)
     }
 
-    /// What `request` names and what that resolves to now.
-    pub(crate) async fn decide(
-        &self,
-        request: &Request<'_>,
-    ) -> Result<(Arc<[TenantRef]>, Resolution), ApiError> {
+    /// What `request` names, what that resolves to now, and the scope of its route.
+    pub(crate) async fn decide(&self, request: &Request<'_>) -> Result<Decided, ApiError> {
         let named: Arc<[TenantRef]> = match self.chain.named(request) {
             Ok(named) => named.into(),
-            Err(malformed) => return Ok((Arc::from([]), Resolution::Malformed(malformed))),
+            Err(malformed) => {
+                return Ok(Decided {
+                    named: Arc::from([]),
+                    resolution: Resolution::Malformed(malformed),
+                    scope: None,
+                })
+            }
         };
-        let resolution = self.decide_again(&named).await?;
-        Ok((named, resolution))
+        let snapshot = self.fresh_snapshot().await?;
+        let resolution = self.chain.find_first(&named, &*snapshot);
+        let scope = match &resolution {
+            Resolution::Tenant(t) => Some(snapshot.scope_of(t)),
+            _ => None,
+        };
+        Ok(Decided {
+            named,
+            resolution,
+            scope,
+        })
     }
 
-    /// Looks up what a request named in the current registry (reloading it first if it
-    /// is older than its bound).
-    pub(crate) async fn decide_again(&self, named: &[TenantRef]) -> Result<Resolution, ApiError> {
-        let snapshot = self.fresh_snapshot().await?;
-        Ok(self.chain.find_first(named, &*snapshot))
+    /// What a request needs to be decided again later (by `TenantDb::run`).
+    pub(crate) fn routing(&self) -> Routing {
+        Routing {
+            cache: Arc::clone(&self.cache),
+            chain: Arc::clone(&self.chain),
+            public_tenant: self.public_tenant,
+        }
     }
 
     /// The cached registry if it is within its bound; otherwise reloaded through the
@@ -304,6 +319,38 @@ where
             what: "the blocking database task",
             reason: "it was cancelled (the server is shutting down)".into(),
         })),
+    }
+}
+
+/// A request's decision: what it named, what that resolved to, the route's scope.
+pub(crate) struct Decided {
+    pub(crate) named: Arc<[TenantRef]>,
+    pub(crate) resolution: Resolution,
+    /// The scope of a resolved tenant, pinned to its schema's OID.
+    pub(crate) scope: Option<Scope>,
+}
+
+/// Deciding a request again against a reloaded registry, once its route proved stale.
+#[derive(Debug, Clone)]
+pub(crate) struct Routing {
+    cache: Arc<RegistryCache>,
+    chain: Arc<ResolverChain>,
+    public_tenant: bool,
+}
+
+impl Routing {
+    /// Reloads the registry through `pool`, then decides `named` again: the new scope,
+    /// or [`Error::UnknownTenant`] when it names no tenant any more. Blocking.
+    pub(crate) fn decide_again(&self, pool: &TenantPool, named: &[TenantRef]) -> Result<Scope> {
+        pool.with_public(|conn| self.cache.reload_from(conn))?;
+        let snapshot = self.cache.fresh_snapshot()?;
+        match self.chain.find_first(named, &*snapshot) {
+            Resolution::Tenant(t) => Ok(snapshot.scope_of(&t)),
+            Resolution::Public if self.public_tenant => Ok(Scope::Public),
+            _ => Err(Error::UnknownTenant {
+                name: named.first().map(ToString::to_string).unwrap_or_default(),
+            }),
+        }
     }
 }
 

@@ -66,7 +66,9 @@ impl FaultProxy {
     pub fn url(&self, url: &str) -> String {
         let (scheme, rest) = url.split_once("://").expect("a URL");
         let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-        let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@"));
+        let user = authority
+            .rsplit_once('@')
+            .map(|(user, _)| format!("{user}@"));
         format!(
             "{scheme}://{}127.0.0.1:{}{tail}",
             user.unwrap_or_default(),
@@ -100,7 +102,11 @@ impl FaultProxy {
     /// Open connections of `who`.
     pub fn open(&self, who: Who) -> usize {
         let state = self.state.0.lock().unwrap();
-        state.open.iter().filter(|(class, ..)| *class == who).count()
+        state
+            .open
+            .iter()
+            .filter(|(class, ..)| *class == who)
+            .count()
     }
 }
 
