@@ -119,6 +119,9 @@ fn churn(recreate: bool) {
         let count = Arc::new(AtomicUsize::new(0));
         let threads = load(server.port, victim, "FOREIGN ROW", &stop, &seen, &count);
         after_requests(&count, 20);
+        // Deleted with its schema, then a new tenant on the same schema name with a row
+        // only it has, as an admin of another process would (README, "What a route
+        // proves", for the window an atomic swap by raw DDL still has in Session mode).
         outside.delete_tenant(victim, true).unwrap();
         if recreate {
             outside
