@@ -363,15 +363,15 @@ impl ManagedConnection {
             "its checkout for {} failed: {reason}",
             scope.place()
         ));
-        if watch::poisons(&source) & POISON != 0 {
-            Error::SetScope {
-                place: scope.place(),
-                source,
-            }
-        } else if reason.starts_with(proof::STALE_ROUTE) {
+        if reason.starts_with(proof::STALE_ROUTE) {
             // The session itself was clean (no other reason): the route is what failed.
             Error::StaleRoute {
                 schema: scope.schema().map(|s| s.to_string()).unwrap_or_default(),
+            }
+        } else if watch::poisons(&source) & POISON != 0 {
+            Error::SetScope {
+                place: scope.place(),
+                source,
             }
         } else {
             unclean(scope, &reason)

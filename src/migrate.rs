@@ -23,7 +23,7 @@ use crate::tenant_name::validate_tenant_name;
 pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// First key of every advisory lock this crate takes (ASCII `tent`).
-const LOCK_CLASS: i32 = 0x7465_6e74;
+pub(crate) const LOCK_CLASS: i32 = 0x7465_6e74;
 
 /// A tenant to provision with [`SyncRouter::create_tenant`].
 #[derive(Debug, Clone, Default)]

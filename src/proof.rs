@@ -126,6 +126,17 @@ impl Proof {
             sql.push_str(route);
             sql.push_str("'; ");
         }
+        if local && route.is_some() {
+            // Held until the pool's transaction ends, and taken before the proof checks
+            // the schema: the router's own deletion, creation and migration of that
+            // schema take this lock exclusively, so they wait for the request instead of
+            // dropping the schema between the proof and the borrower's statements.
+            let schema = route.and_then(|r| r.split_once(':')).map_or("", |(_, s)| s);
+            sql.push_str(&format!(
+                "SELECT pg_catalog.pg_advisory_xact_lock_shared({}, pg_catalog.hashtext('{schema}')); ",
+                crate::migrate::LOCK_CLASS
+            ));
+        }
         if self.prepared {
             sql.push_str("EXECUTE ");
             sql.push_str(STATEMENT);

@@ -484,19 +484,31 @@ impl RegistryCacheBuilder {
     }
 }
 
-/// Loads every tenant and domain in one read-only, repeatable-read transaction.
+/// Loads every tenant and domain in one read-only, repeatable-read transaction; inside a
+/// transaction already open (a `TransactionLocal` checkout), in a savepoint of it, where
+/// the reads may see commits between them: a tenant whose schema OID is missing from the
+/// later read is then pinned to OID 0 and fails closed.
 pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
+    use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
     let started = Instant::now();
-    let snapshot = conn
-        .build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(|conn| {
-            let tenants = crate::registry::TenantRegistry::list(conn)?;
-            let domains = crate::registry::TenantRegistry::list_domains(conn)?;
-            let oids = schema_oids(conn)?;
-            Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
-        })?;
+    let read = |conn: &mut PgConnection| {
+        let tenants = crate::registry::TenantRegistry::list(conn)?;
+        let domains = crate::registry::TenantRegistry::list_domains(conn)?;
+        let oids = schema_oids(conn)?;
+        Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
+    };
+    let nested = !matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    );
+    let snapshot = if nested {
+        conn.transaction(read)?
+    } else {
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run(read)?
+    };
     log::debug!(
         "diesel-tenancy: loaded {} tenants and {} domains in {:?}",
         snapshot.tenants.len(),
