@@ -307,7 +307,10 @@ mod tests {
         let local =
             proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", Some("1:acme"), false);
         assert!(
-            local.contains("SET LOCAL diesel_tenancy.route TO '1:acme'; EXECUTE"),
+            local.contains(
+                "SET LOCAL diesel_tenancy.route TO '1:acme'; SELECT pg_catalog.\
+                 pg_advisory_xact_lock_shared(1952804468, pg_catalog.hashtext('acme')); EXECUTE"
+            ),
             "{local}"
         );
         assert!(proof(PoolMode::Session, true)
