@@ -38,7 +38,7 @@ enum Job {
 
 enum Reply {
     Changed(bool),
-    Loaded(Snapshot),
+    Loaded(Box<Snapshot>),
 }
 
 /// A listening connection on its own thread.
@@ -94,7 +94,7 @@ impl Link {
     /// Loads the registry.
     pub(crate) fn load(&self, deadline: Duration) -> Result<Snapshot> {
         match self.call(Job::Load, deadline)? {
-            Reply::Loaded(snapshot) => Ok(snapshot),
+            Reply::Loaded(snapshot) => Ok(*snapshot),
             Reply::Changed(_) => Err(unavailable("the listener answered out of turn".into())),
         }
     }
@@ -145,7 +145,7 @@ fn serve(url: &str, inbox: &Receiver<Job>, outbox: &Sender<Result<Reply>>) {
                 .map_err(Error::Query)
                 .and_then(|()| drain(&mut conn))
                 .map(Reply::Changed),
-            Job::Load => load(&mut conn).map(Reply::Loaded),
+            Job::Load => load(&mut conn).map(|s| Reply::Loaded(Box::new(s))),
         };
         let failed = reply.is_err();
         // The caller gave up waiting: this connection is no longer anyone's.

@@ -104,8 +104,7 @@ fn last_list_item(lines: &[&[u8]]) -> Option<String> {
         .iter()
         .filter_map(|line| std::str::from_utf8(line).ok())
         .flat_map(split_list)
-        .filter(|item| !item.is_empty())
-        .last()
+        .rfind(|item| !item.is_empty())
 }
 
 /// Splits a list field on commas outside quoted strings.
