@@ -38,6 +38,7 @@ mod spares;
 mod sql;
 mod status;
 mod tenant_name;
+mod tenant_name_table;
 mod watch;
 
 pub use connection::TenantConnection;
