@@ -152,7 +152,11 @@ impl SyncRouter {
             conn.transaction(|conn| {
                 set_local_path(conn, "\"public\"")?;
                 lock(conn, "public")?;
-                run_shared(conn, &set)
+                let applied = run_shared(conn, &set)?;
+                // Stored tenant-name keys follow the crate's current rule (or the
+                // migration fails, naming tenants the rule makes equal).
+                crate::name_keys::rekey(conn)?;
+                Ok(applied)
             })
         })
     }

@@ -157,6 +157,9 @@ pub struct Status {
     pub relation_files: u64,
     /// PostgreSQL's `max_files_per_process`; `None` when no tenant schema exists.
     pub max_files_per_process: Option<u64>,
+    /// Stored tenant-name keys the current rule computes differently, names it refuses,
+    /// names it makes equal.
+    pub name_keys: crate::name_keys::NameKeys,
 }
 
 impl Status {
@@ -263,6 +266,7 @@ pub(crate) fn file_status(relation_files: u64, max_files_per_process: Option<u64
         orphan_schemas: Vec::new(),
         relation_files,
         max_files_per_process,
+        name_keys: Default::default(),
     }
 }
 

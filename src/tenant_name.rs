@@ -19,6 +19,8 @@ use std::borrow::Cow;
 use crate::error::{shorten, Error, Result};
 use crate::tenant_name_table::{ALLOWED, KEY, WHITE_SPACE};
 
+pub(crate) use crate::tenant_name_table::UNICODE_VERSION;
+
 /// Longest tenant name accepted.
 pub const MAX_TENANT_NAME_LEN: usize = 255;
 
@@ -192,8 +194,17 @@ mod tests {
                 accepted += 1;
                 let key = tenant_name_key(&name).into_owned();
                 // A key is a key, made of accepted characters.
-                assert_eq!(tenant_name_key(&key), key, "{block}: U+{:04X}", u32::from(c));
-                assert!(key.chars().all(is_allowed), "{block}: U+{:04X}", u32::from(c));
+                assert_eq!(
+                    tenant_name_key(&key),
+                    key,
+                    "{block}: U+{:04X}",
+                    u32::from(c)
+                );
+                assert!(
+                    key.chars().all(is_allowed),
+                    "{block}: U+{:04X}",
+                    u32::from(c)
+                );
                 // Case pairs (as Rust sees them: uppercase and back) share a key.
                 let upper: Vec<char> = c.to_uppercase().collect();
                 if let [u] = upper[..] {
@@ -218,9 +229,11 @@ mod tests {
         // On every accepted character the pinned rule agrees with the previous one
         // (Rust's own tables, here Rust 1.95), except the rounded Cyrillic letters, which
         // the previous rule did not fold: `migrate` re-keys names that use them.
-        assert_eq!(differs_from_previous, (0x1C80..=0x1C88).collect::<Vec<u32>>());
+        assert_eq!(
+            differs_from_previous,
+            (0x1C80..=0x1C88).collect::<Vec<u32>>()
+        );
     }
-
 
     #[test]
     fn keys_are_trimmed_folded_and_borrowed_when_already_keys() {
