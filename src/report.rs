@@ -203,9 +203,11 @@ impl Status {
             .collect())
     }
 
-    /// True if anything, shared or tenant, is pending.
+    /// True if anything, shared or tenant, is pending, or stored tenant-name keys need
+    /// recomputing (or collide) under the current name rule.
     pub fn has_pending(&self) -> bool {
         !self.shared_pending.is_empty()
+            || self.name_keys.needs_work()
             || self
                 .tenants
                 .iter()
