@@ -259,6 +259,54 @@ fn a_dead_feed_never_serves_an_old_route_past_the_bound() {
         // The new tenant resolves through the fallback reload (the pool still works).
         let r = server.get("/hotels/", &[("Tenant-Header", &again)]);
         assert_eq!(r.status, 200, "{fault:?}: {}", r.text());
+        // A domain moved by another process: the old owner is never served past the
+        // bound, and once the data is older than the bound, requests reload it through the
+        // pool and get the new owner (never a 5xx: the pool works).
+        let domain = format!("moving-{suffix}.example.com");
+        // Added through this instance's admin API, which reloads through the pool: the
+        // instance knows the domain's first owner at once, feed or no feed.
+        let r = server.admin(
+            "POST",
+            &format!("/tenants/{new}/domains"),
+            Some(json!({"domain": domain})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        add_hotel(&outside, &new, "FIRST OWNER ROW");
+        let r = server.get("/hotels/", &[("Host", &domain)]);
+        assert!(r.text().contains("FIRST OWNER ROW"), "{}", r.text());
+        outside
+            .pool()
+            .with_public(|c| {
+                diesel::sql_query(
+                    "UPDATE public.domains SET tenant_id = \
+                     (SELECT id FROM public.tenants WHERE name = $1) WHERE domain = $2",
+                )
+                .bind::<diesel::sql_types::Text, _>(&again)
+                .bind::<diesel::sql_types::Text, _>(&domain)
+                .execute(c)
+                .map_err(diesel_tenancy::Error::from)
+            })
+            .unwrap();
+        let acked = Instant::now();
+        let deadline = acked + Duration::from_secs(30);
+        loop {
+            let asked = Instant::now();
+            let r =
+                try_request(server.port, "GET", "/hotels/", &[("Host", &domain)], None).unwrap();
+            assert!(r.status < 500, "{fault:?}: {} {}", r.status, r.text());
+            if r.text().contains("FOREIGN ROW") {
+                break; // `again`'s row: the new owner.
+            }
+            if r.text().contains("FIRST OWNER ROW") {
+                assert!(
+                    asked < acked + MAX_AGE,
+                    "{fault:?}: old owner served after {:?}",
+                    asked - acked
+                );
+            }
+            assert!(asked < deadline, "{fault:?}: the new owner never came");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         proxy.set(Who::Listener, Fault::Forward);
     }
 }
