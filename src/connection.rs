@@ -59,6 +59,12 @@ impl TenantConnection {
         &self.scope
     }
 
+    /// Whether a query on this checkout failed because a relation or schema did not
+    /// exist (a hint that the tenant may have been deleted since its route was made).
+    pub(crate) fn missed_relation(&self) -> bool {
+        self.inner.missed_relation()
+    }
+
     /// Ends the scoped work and keeps it: commits in `TransactionLocal` mode, and only
     /// returns the connection in `Session` mode.
     pub fn commit(mut self) -> Result<()> {

@@ -157,6 +157,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A cached route named a tenant schema by an identity (its OID) that the database
+    /// no longer has under that name: the tenant was deleted with its schema, or its
+    /// schema was dropped and created again. Proven by the checkout; the connection was
+    /// not used.
+    #[error(
+        "the route to schema `{schema}` is stale: the schema it named was dropped or replaced"
+    )]
+    StaleRoute {
+        /// The schema the route named.
+        schema: String,
+    },
+
     /// No connection could be checked out of the pool in time, or one could not be opened.
     #[error("could not get a database connection: {0}")]
     Pool(#[source] r2d2::Error),

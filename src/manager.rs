@@ -22,7 +22,9 @@ use diesel::sql_types::{Integer, Text};
 use crate::error::{Error, Result};
 use crate::proof::{self, Identity, Proof};
 use crate::scope::Scope;
-use crate::watch::{self, Flags, InstrumentationFactory, Watch, POISON, STALE_PLAN, TYPE_LOOKUP};
+use crate::watch::{
+    self, Flags, InstrumentationFactory, Watch, MISSING_RELATION, POISON, STALE_PLAN, TYPE_LOOKUP,
+};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -264,6 +266,11 @@ impl ManagedConnection {
             || AnsiTransactionManager::is_broken_transaction_manager(&mut self.conn)
     }
 
+    /// Whether a query of this checkout failed on a missing relation or schema.
+    pub(crate) fn missed_relation(&self) -> bool {
+        self.flags.get() & MISSING_RELATION != 0
+    }
+
     pub(crate) fn pg(&mut self) -> &mut PgConnection {
         &mut self.conn
     }
@@ -313,7 +320,9 @@ impl ManagedConnection {
             || self.config.schemas_diverge.load(Ordering::Relaxed))
             && self.last_scope.as_ref().is_some_and(|last| last != scope);
         let path = scope.search_path(&self.config.extra_schemas);
-        let sql = self.proof.checkout(&path, deallocate);
+        let sql = self
+            .proof
+            .checkout(&path, scope.route().as_deref(), deallocate);
         let sent = match self.config.mode {
             PoolMode::Session => self.conn.batch_execute(&sql),
             PoolMode::TransactionLocal => {
@@ -335,7 +344,7 @@ impl ManagedConnection {
         if self.last_scope.as_ref() != Some(scope) {
             self.last_scope = Some(scope.clone());
         }
-        if let Scope::Tenant(schema) = scope {
+        if let Some(schema) = scope.schema() {
             if !self.schemas.contains(schema) {
                 self.schemas.insert(schema.clone());
             }
@@ -354,7 +363,12 @@ impl ManagedConnection {
             "its checkout for {} failed: {reason}",
             scope.place()
         ));
-        if watch::poisons(&source) & POISON != 0 {
+        if reason.starts_with(proof::STALE_ROUTE) {
+            // The session itself was clean (no other reason): the route is what failed.
+            Error::StaleRoute {
+                schema: scope.schema().map(|s| s.to_string()).unwrap_or_default(),
+            }
+        } else if watch::poisons(&source) & POISON != 0 {
             Error::SetScope {
                 place: scope.place(),
                 source,

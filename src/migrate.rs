@@ -25,7 +25,7 @@ use crate::tenant_name::validate_tenant_name;
 pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// First key of every advisory lock this crate takes (ASCII `tent`).
-const LOCK_CLASS: i32 = 0x7465_6e74;
+pub(crate) const LOCK_CLASS: i32 = 0x7465_6e74;
 
 /// A tenant to provision with [`SyncRouter::create_tenant`].
 #[derive(Debug, Clone, Default)]
@@ -173,7 +173,11 @@ impl SyncRouter {
             conn.transaction(|conn| {
                 set_local_path(conn, "\"public\"")?;
                 lock(conn, "public")?;
-                run_shared(conn, &set)
+                let applied = run_shared(conn, &set)?;
+                // Stored tenant-name keys follow the crate's current rule (or the
+                // migration fails, naming tenants the rule makes equal).
+                crate::name_keys::rekey(conn)?;
+                Ok(applied)
             })
         })
     }

@@ -76,6 +76,8 @@ impl TenantPool {
             let pooled = self.inner.get()?;
             match TenantConnection::enter(pooled, scope.clone()) {
                 Ok(conn) => return Ok(conn),
+                // Every connection would say the same: the route, not the session, failed.
+                Err(e @ Error::StaleRoute { .. }) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -121,6 +123,33 @@ impl TenantPool {
         }
     }
 
+    /// Runs `f` like [`with_scope`](Self::with_scope), but gives `f` back unrun when the
+    /// checkout found the route stale, and says whether `f` met a missing relation.
+    pub(crate) fn run_routed<T, E, F>(&self, scope: Scope, f: F) -> Routed<T, E, F>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let mut conn = match self.checkout(scope) {
+            Ok(conn) => conn,
+            Err(e @ Error::StaleRoute { .. }) => return Routed::Stale(e, f),
+            Err(e) => return Routed::Done(Err(e.into())),
+        };
+        match f(&mut conn) {
+            Ok(value) => Routed::Done(conn.commit().map(|()| value).map_err(E::from)),
+            Err(e) => {
+                let missed = conn.missed_relation();
+                // Dropping rolls back in TransactionLocal mode; the closure's error wins.
+                let _ = conn.rollback();
+                if missed {
+                    Routed::MissedRelation(e)
+                } else {
+                    Routed::Done(Err(e))
+                }
+            }
+        }
+    }
+
     /// The mode connections are scoped with.
     pub fn mode(&self) -> PoolMode {
         self.mode
@@ -141,6 +170,16 @@ impl TenantPool {
     pub(crate) fn search_path(&self, scope: &Scope) -> String {
         scope.search_path(&self.extra_schemas)
     }
+}
+
+/// How [`TenantPool::run_routed`] ended.
+pub(crate) enum Routed<T, E, F> {
+    /// `f` ran (or the checkout failed for another reason).
+    Done(Result<T, E>),
+    /// The checkout proved the route stale; `f` did not run.
+    Stale(Error, F),
+    /// `f` failed after a query met a missing relation or schema.
+    MissedRelation(E),
 }
 
 /// Configures a [`TenantPool`].

@@ -17,6 +17,7 @@
 //! | no `LISTEN` registrations                 | `pg_listening_channels()` is empty            |
 //! | the pool's transaction has the connection's defaults (`TransactionLocal`) | `transaction_read_only`, `_isolation`, `_deferrable` equal their (reset) `default_` settings: `BEGIN` fixed them before `RESET ALL` ran |
 //! | the pool's prepared statements exist      | the proof is itself a prepared statement: `DEALLOCATE ALL` / `DISCARD ALL` make `EXECUTE` fail |
+//! | a pinned scope's schema is the one its route named | `to_regnamespace(<name>)` is the route's OID (both read from the `diesel_tenancy.route` setting the message sets first) |
 //!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
 //! client learns why in the same round trip. Every name in the statement is
@@ -30,6 +31,12 @@ pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
 
 /// Starts every reason a failed proof reports.
 pub(crate) const MARK: &str = "diesel-tenancy: ";
+
+/// The session setting that carries a pinned scope's route (`<oid>:<schema>`) to the proof.
+pub(crate) const ROUTE_SETTING: &str = "diesel_tenancy.route";
+
+/// Starts the reason the proof gives for a stale route.
+pub(crate) const STALE_ROUTE: &str = "stale route: no schema has the OID and name ";
 
 /// What a connection learned about its own session when it was opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +94,9 @@ impl Proof {
 
     /// The checkout message for `path` (an already rendered `search_path` value made of
     /// quoted, validated identifiers, spliced as they are). `deallocate` also forgets every prepared statement
-    /// first (the pool's reset on a schema switch).
-    pub(crate) fn checkout(&self, path: &str, deallocate: bool) -> String {
+    /// first (the pool's reset on a schema switch). `route` (`<oid>:<schema>`, from
+    /// `Scope::route`) makes the proof also check that the schema still has that OID.
+    pub(crate) fn checkout(&self, path: &str, route: Option<&str>, deallocate: bool) -> String {
         let local = self.mode == PoolMode::TransactionLocal;
         let mut sql = String::with_capacity(96);
         if local {
@@ -108,6 +116,26 @@ impl Proof {
             // Outside the pool's transactions the path stays empty, so nothing that
             // escapes a transaction resolves an unqualified table.
             sql.push_str("SET search_path TO ''; ");
+        }
+        if let Some(route) = route {
+            // A utility statement read by the proof: the proof itself stays parameterless
+            // (one generic plan). `route` is digits, `:` and a validated schema name.
+            sql.push_str(if local { "SET LOCAL " } else { "SET " });
+            sql.push_str(ROUTE_SETTING);
+            sql.push_str(" TO '");
+            sql.push_str(route);
+            sql.push_str("'; ");
+        }
+        if local && route.is_some() {
+            // Held until the pool's transaction ends, and taken before the proof checks
+            // the schema: the router's own deletion, creation and migration of that
+            // schema take this lock exclusively, so they wait for the request instead of
+            // dropping the schema between the proof and the borrower's statements.
+            let schema = route.and_then(|r| r.split_once(':')).map_or("", |(_, s)| s);
+            sql.push_str(&format!(
+                "SELECT pg_catalog.pg_advisory_xact_lock_shared({}, pg_catalog.hashtext('{schema}')); ",
+                crate::migrate::LOCK_CLASS
+            ));
         }
         if self.prepared {
             sql.push_str("EXECUTE ");
@@ -170,7 +198,16 @@ impl Proof {
                      pg_catalog.current_setting('default_transaction_isolation') \
                    OR pg_catalog.current_setting('transaction_deferrable') OPERATOR(pg_catalog.<>) \
                      pg_catalog.current_setting('default_transaction_deferrable')) \
-                 THEN 'the transaction began under transaction defaults a borrower had changed' END \
+                 THEN 'the transaction began under transaction defaults a borrower had changed' END, \
+               CASE WHEN COALESCE(pg_catalog.current_setting('{ROUTE_SETTING}', true), '') \
+                   OPERATOR(pg_catalog.=) '' THEN NULL \
+                 WHEN COALESCE(pg_catalog.to_regnamespace(pg_catalog.split_part( \
+                     pg_catalog.current_setting('{ROUTE_SETTING}', true), ':', 2))::pg_catalog.oid \
+                   OPERATOR(pg_catalog.=) pg_catalog.split_part( \
+                     pg_catalog.current_setting('{ROUTE_SETTING}', true), ':', 1)::pg_catalog.oid, false) \
+                 THEN NULL \
+                 ELSE pg_catalog.concat('{STALE_ROUTE}', \
+                   pg_catalog.current_setting('{ROUTE_SETTING}', true)) END \
              ) AS problems) AS proof"
         )
     }
@@ -223,7 +260,7 @@ mod tests {
 
     #[test]
     fn session_checkout_resets_then_executes_the_prepared_proof() {
-        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", false);
+        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", None, false);
         assert_eq!(
             sql,
             "RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
@@ -233,22 +270,22 @@ mod tests {
 
     #[test]
     fn transaction_local_checkout_begins_and_keeps_the_session_path_empty() {
-        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", false);
+        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", None, false);
         assert!(sql.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; "));
         assert!(sql.ends_with("EXECUTE diesel_tenancy_checkout; SET LOCAL search_path TO \"acme\""));
     }
 
     #[test]
     fn a_deallocating_switch_prepares_the_proof_again() {
-        let sql = proof(PoolMode::Session, true).checkout("\"b\"", true);
+        let sql = proof(PoolMode::Session, true).checkout("\"b\"", None, true);
         assert!(sql.starts_with("DEALLOCATE ALL; PREPARE diesel_tenancy_checkout AS SELECT"));
-        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", true);
+        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", None, true);
         assert!(!inline.contains("PREPARE"), "{inline}");
     }
 
     #[test]
     fn inline_proof_carries_the_path_and_no_backend_check() {
-        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", false);
+        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", None, false);
         assert!(
             sql.ends_with("; SET LOCAL search_path TO \"acme\""),
             "{sql}"
@@ -256,6 +293,29 @@ mod tests {
         assert!(sql.contains("CASE WHEN true AND"), "{sql}");
         assert!(!sql.contains("pg_backend_pid"), "{sql}");
         assert!(!sql.contains("EXECUTE"), "{sql}");
+    }
+
+    #[test]
+    fn a_route_is_set_before_the_proof_reads_it() {
+        let sql =
+            proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", Some("16384:acme"), false);
+        assert_eq!(
+            sql,
+            "RESET ALL; DISCARD SEQUENCES; SET diesel_tenancy.route TO '16384:acme'; \
+             EXECUTE diesel_tenancy_checkout; SET search_path TO \"acme\", pg_temp"
+        );
+        let local =
+            proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", Some("1:acme"), false);
+        assert!(
+            local.contains(
+                "SET LOCAL diesel_tenancy.route TO '1:acme'; SELECT pg_catalog.\
+                 pg_advisory_xact_lock_shared(1952804468, pg_catalog.hashtext('acme')); EXECUTE"
+            ),
+            "{local}"
+        );
+        assert!(proof(PoolMode::Session, true)
+            .prepare()
+            .contains("pg_catalog.to_regnamespace"));
     }
 
     #[test]

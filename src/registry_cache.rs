@@ -1,15 +1,17 @@
-//! [`RegistryCache`]: the tenant registry in memory, kept fresh with LISTEN/NOTIFY.
+//! [`RegistryCache`]: the tenant registry in memory, kept fresh with LISTEN/NOTIFY, with a
+//! bounded age.
 //!
 //! The registry migration installs statement triggers that `pg_notify` the channel
 //! [`CHANNEL`] on every change to `public.tenants` or `public.domains`. A background
 //! thread holds its own connection (not one of the pool's), `LISTEN`s on that channel
 //! and reloads the whole registry on any notification. Because it subscribes *before*
-//! loading, no change can slip between the load and the subscription. When its
-//! connection drops it reconnects with backoff and reloads everything, serving the last
-//! snapshot in the meantime.
+//! loading, no change can slip between the load and the subscription. It proves the feed
+//! with a ping every second, each call under a deadline (`registry_link.rs`); when the
+//! feed fails it reconnects with backoff and reloads everything, and lookups through
+//! [`RegistryCache::fresh_snapshot`] are refused once the data is older than the bound.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -20,14 +22,22 @@ use diesel::pg::PgConnection;
 use crate::domain_name::DomainName;
 use crate::error::{Error, Result};
 use crate::registry::{Domain, Tenant};
-use crate::registry_listener::{self, Command, Settings, Worker};
+use crate::registry_link::{listener_url, Link};
+use crate::registry_listener::{Command, Settings, Worker};
+use crate::scope::Scope;
 use crate::tenant_name::tenant_name_key;
 
 /// The NOTIFY channel the registry triggers signal on.
 pub(crate) const CHANNEL: &str = "diesel_tenancy_registry";
 
+/// The default bound on the age of the registry data a lookup answers from.
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The smallest bound accepted: the feed must be able to prove itself within it.
+pub(crate) const MIN_MAX_AGE: Duration = Duration::from_millis(500);
+
 /// How long [`RegistryCache::refresh`] waits for the listener to answer.
-const REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One consistent view of the registry: every tenant and domain, indexed.
 #[derive(Debug, Default)]
@@ -37,6 +47,9 @@ pub struct Snapshot {
     by_name: HashMap<String, Arc<Tenant>>,
     by_domain: HashMap<String, Arc<Tenant>>,
     by_id: HashMap<i64, Arc<Tenant>>,
+    /// The `pg_namespace` OID of each tenant's schema when the snapshot was loaded, if
+    /// they were loaded.
+    schema_oids: Option<HashMap<i64, u32>>,
 }
 
 impl Snapshot {
@@ -74,6 +87,28 @@ impl Snapshot {
             by_name,
             by_domain,
             by_id,
+            schema_oids: None,
+        }
+    }
+
+    /// Records the OID of each tenant's schema (tenant id → OID), which makes
+    /// [`scope_of`](Self::scope_of) pin routes to them.
+    pub fn with_schema_oids(mut self, oids: HashMap<i64, u32>) -> Self {
+        self.schema_oids = Some(oids);
+        self
+    }
+
+    /// The scope a route to `tenant` uses: [`Scope::Pinned`] to the schema's OID when the
+    /// OIDs were loaded with the snapshot, so a checkout fails closed once that schema is
+    /// gone or replaced (a tenant whose schema did not exist gets OID 0, which no schema
+    /// has); [`Scope::Tenant`] for a snapshot built without them.
+    pub fn scope_of(&self, tenant: &Tenant) -> Scope {
+        match &self.schema_oids {
+            Some(oids) => Scope::Pinned {
+                schema: tenant.schema_name.clone(),
+                oid: oids.get(&tenant.id).copied().unwrap_or(0),
+            },
+            None => Scope::Tenant(tenant.schema_name.clone()),
         }
     }
 
@@ -103,22 +138,45 @@ impl Snapshot {
     }
 }
 
-/// State shared between the cache handle and its listener thread.
+/// The snapshot and the moment it was last proven current.
+#[derive(Debug, Default)]
+struct Current {
+    snapshot: Arc<Snapshot>,
+    /// Every registry change committed before this instant is in `snapshot`; `None`
+    /// until the first load.
+    as_of: Option<Instant>,
+}
+
+/// State shared between the cache handle, its listener thread and reloads made through
+/// other connections.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    snapshot: RwLock<Arc<Snapshot>>,
+    current: RwLock<Current>,
     generation: AtomicU64,
     listening: AtomicBool,
 }
 
 impl Shared {
-    pub(crate) fn store(&self, snapshot: Snapshot) {
-        let mut slot = self
-            .snapshot
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        *slot = Arc::new(snapshot);
+    /// Keeps `snapshot`, loaded by a transaction that began after `as_of`, unless a
+    /// snapshot begun later is already kept (loads through several connections may
+    /// finish out of order).
+    pub(crate) fn store(&self, snapshot: Snapshot, as_of: Instant) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_of.is_some_and(|kept| kept > as_of) {
+            return;
+        }
+        current.snapshot = Arc::new(snapshot);
+        current.as_of = Some(as_of);
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records that nothing changed in the registry before `as_of` that the snapshot
+    /// lacks (a ping sent then was answered with no notification pending).
+    pub(crate) fn prove(&self, as_of: Instant) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if current.as_of.is_some_and(|kept| kept < as_of) {
+            current.as_of = Some(as_of);
+        }
     }
 
     pub(crate) fn set_listening(&self, listening: bool) {
@@ -126,7 +184,23 @@ impl Shared {
     }
 
     fn load(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(PoisonError::into_inner))
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&current.snapshot)
+    }
+
+    /// The snapshot if it was proven current within `max_age`, else its age.
+    fn fresh(&self, max_age: Duration) -> std::result::Result<Arc<Snapshot>, Option<Duration>> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        let age = current.as_of.map(|as_of| as_of.elapsed());
+        match age {
+            Some(age) if age <= max_age => Ok(Arc::clone(&current.snapshot)),
+            _ => Err(age),
+        }
+    }
+
+    fn age(&self) -> Option<Duration> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.as_of.map(|as_of| as_of.elapsed())
     }
 }
 
@@ -135,19 +209,27 @@ struct Control {
     thread: JoinHandle<()>,
 }
 
-/// The tenant registry held in memory and invalidated across processes.
+/// The tenant registry held in memory, invalidated across processes, with a bounded age.
 ///
 /// Lookups never touch the database. A change committed by any process reaches every
 /// cache within about [`poll_interval`](RegistryCacheBuilder::poll_interval) (50 ms by
-/// default) plus one reload. Dropping the cache (or calling [`stop`](Self::stop)) stops
-/// its listener thread and closes its connection.
+/// default) plus one reload, while its change feed (a `LISTEN` connection of its own) is
+/// healthy. The feed proves itself with a ping every
+/// [`ping_interval`](RegistryCacheBuilder::ping_interval), each read and ping with a
+/// client-side [`deadline`](RegistryCacheBuilder::deadline); the data counts as current
+/// as of the last proof. [`fresh_snapshot`](Self::fresh_snapshot) refuses data older than
+/// [`max_age`](RegistryCacheBuilder::max_age) (5 seconds by default), so however the feed
+/// fails (killed, half-open, refused, slow) no lookup answers from data older than the
+/// bound; [`reload_from`](Self::reload_from) brings it back through any other connection.
+/// Dropping the cache (or calling [`stop`](Self::stop)) stops its listener thread and
+/// closes its connection.
 ///
 /// ```no_run
 /// use diesel_tenancy::RegistryCache;
 ///
 /// # fn main() -> diesel_tenancy::Result<()> {
 /// let cache = RegistryCache::start("postgres://localhost/app")?;
-/// if let Some(acme) = cache.find_by_name("ACME") {
+/// if let Some(acme) = cache.fresh_snapshot()?.by_name("ACME") {
 ///     println!("schema {}", acme.schema_name);
 /// }
 /// # Ok(()) }
@@ -155,6 +237,7 @@ struct Control {
 pub struct RegistryCache {
     shared: Arc<Shared>,
     control: Mutex<Option<Control>>,
+    max_age: Duration,
 }
 
 impl std::fmt::Debug for RegistryCache {
@@ -163,6 +246,7 @@ impl std::fmt::Debug for RegistryCache {
             .field("tenants", &self.snapshot().tenants.len())
             .field("generation", &self.generation())
             .field("listening", &self.is_listening())
+            .field("age", &self.age())
             .finish()
     }
 }
@@ -179,22 +263,54 @@ impl RegistryCache {
         RegistryCacheBuilder::default()
     }
 
-    /// The current snapshot; cheap (one reference count).
+    /// The last snapshot, however old; cheap (one reference count). Route requests with
+    /// [`fresh_snapshot`](Self::fresh_snapshot) instead.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.load()
     }
 
-    /// The tenant called `name`, compared case-insensitively after trimming.
+    /// The snapshot, if it was proven current within
+    /// [`max_age`](RegistryCacheBuilder::max_age); otherwise [`Error::Unavailable`]
+    /// (a 503 in the Rocket integration). Cheap: no database round trip.
+    pub fn fresh_snapshot(&self) -> Result<Arc<Snapshot>> {
+        self.shared
+            .fresh(self.max_age)
+            .map_err(|age| Error::Unavailable {
+                what: "the tenant registry cache",
+                reason: match age {
+                    Some(age) => format!(
+                        "its data was last confirmed {} ms ago, over the {} ms bound, and its \
+                     change feed is not healthy",
+                        age.as_millis(),
+                        self.max_age.as_millis()
+                    ),
+                    None => "it has not loaded the registry yet".into(),
+                },
+            })
+    }
+
+    /// How long ago the snapshot was last proven current.
+    pub fn age(&self) -> Option<Duration> {
+        self.shared.age()
+    }
+
+    /// The bound [`fresh_snapshot`](Self::fresh_snapshot) enforces.
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// The tenant called `name` ([`tenant_name_key`] equality) in the last snapshot,
+    /// however old.
     pub fn find_by_name(&self, name: &str) -> Option<Arc<Tenant>> {
         self.snapshot().by_name(name)
     }
 
-    /// The tenant reached at `domain`.
+    /// The tenant reached at `domain` in the last snapshot, however old.
     pub fn find_by_domain(&self, domain: &DomainName) -> Option<Arc<Tenant>> {
         self.snapshot().by_domain(domain)
     }
 
-    /// How many snapshots have been loaded; grows by one per reload.
+    /// How many snapshots have been kept; grows by one per reload.
     pub fn generation(&self) -> u64 {
         self.shared.generation.load(Ordering::Acquire)
     }
@@ -204,8 +320,21 @@ impl RegistryCache {
         self.shared.listening.load(Ordering::Acquire)
     }
 
-    /// Reloads the registry now and waits for it, e.g. right after creating a tenant
-    /// in this process. Blocking: call it from a blocking thread in async code.
+    /// Loads the registry through `conn` (any connection, in any scope: the registry
+    /// tables are schema-qualified) and keeps it, so this process sees its own change at
+    /// once even when the change feed is down. A load that began before the kept
+    /// snapshot's is dropped.
+    pub fn reload_from(&self, conn: &mut PgConnection) -> Result<()> {
+        let sent = Instant::now();
+        let snapshot = load(conn)?;
+        self.shared.store(snapshot, sent);
+        Ok(())
+    }
+
+    /// Reloads the registry through the listener's connection now and waits for it.
+    /// Blocking: call it from a blocking thread in async code. When the listener is
+    /// reconnecting this fails; [`reload_from`](Self::reload_from) works through a
+    /// connection of yours.
     pub fn refresh(&self) -> Result<()> {
         let (reply, answer) = mpsc::sync_channel(1);
         {
@@ -224,7 +353,7 @@ impl RegistryCache {
     }
 
     /// Stops the listener thread and waits for it; lookups keep answering from the last
-    /// snapshot. Idempotent.
+    /// snapshot until it is older than the bound. Idempotent.
     pub fn stop(&self) {
         let control = self
             .control
@@ -266,15 +395,25 @@ impl Default for RegistryCacheBuilder {
         RegistryCacheBuilder {
             settings: Settings {
                 poll_interval: Duration::from_millis(50),
-                ping_interval: Duration::from_secs(5),
-                max_backoff: Duration::from_secs(5),
-                connect_timeout: Duration::from_secs(5),
+                ping_interval: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(1),
+                connect_timeout: Duration::from_secs(2),
+                deadline: Duration::from_secs(1),
+                max_age: DEFAULT_MAX_AGE,
             },
         }
     }
 }
 
 impl RegistryCacheBuilder {
+    /// The bound on the age of the data [`RegistryCache::fresh_snapshot`] answers from:
+    /// the snapshot must have been proven current (loaded, or its feed pinged with no
+    /// change pending) within it. Defaults to 5 seconds; at least 500 ms.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.settings.max_age = max_age.max(MIN_MAX_AGE);
+        self
+    }
+
     /// How often the listener checks its socket for notifications (no round trip: the
     /// notifications are already in the socket buffer). Defaults to 50 ms.
     pub fn poll_interval(mut self, every: Duration) -> Self {
@@ -282,22 +421,30 @@ impl RegistryCacheBuilder {
         self
     }
 
-    /// How often an idle listener pings the server to notice a silently dead
-    /// connection. Defaults to 5 seconds.
+    /// How often the listener proves its feed with a round trip (each proof renews the
+    /// snapshot's age). Defaults to 1 second; at most a quarter of `max_age`.
     pub fn ping_interval(mut self, every: Duration) -> Self {
         self.settings.ping_interval = every;
         self
     }
 
+    /// How long one ping or read of the feed may take before the feed counts as lost
+    /// and is reopened (a load may take up to half of `max_age`). Defaults to 1 second;
+    /// at most a quarter of `max_age`.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = deadline;
+        self
+    }
+
     /// The longest wait between two reconnection attempts; waits start at 100 ms and
-    /// double. Defaults to 5 seconds.
+    /// double. Defaults to 1 second.
     pub fn max_backoff(mut self, max: Duration) -> Self {
         self.settings.max_backoff = max;
         self
     }
 
     /// How long opening the listener connection may take (`connect_timeout`, whole
-    /// seconds, added to `postgres://` URLs that do not set it). Defaults to 5 seconds.
+    /// seconds, added to connection strings that do not set it). Defaults to 2 seconds.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.settings.connect_timeout = timeout;
         self
@@ -308,14 +455,20 @@ impl RegistryCacheBuilder {
     /// Fails if the first load fails (e.g. the registry migrations have not run:
     /// run [`SyncRouter::migrate_shared`](crate::SyncRouter::migrate_shared) first).
     pub fn start(self, database_url: &str) -> Result<RegistryCache> {
-        let url =
-            registry_listener::with_connect_timeout(database_url, self.settings.connect_timeout);
-        let mut conn = registry_listener::connect(&url)?;
+        let mut settings = self.settings;
+        let quarter = settings.max_age / 4;
+        settings.ping_interval = settings.ping_interval.min(quarter);
+        settings.deadline = settings.deadline.min(quarter);
+        let url = listener_url(database_url, settings.connect_timeout, settings.deadline);
+        let stuck = Arc::new(AtomicUsize::new(0));
+        let link = Link::open(&url, settings.connect_timeout + settings.deadline, &stuck)?;
         let shared = Arc::new(Shared::default());
-        shared.store(load(&mut conn)?);
+        let sent = Instant::now();
+        shared.store(link.load(settings.max_age)?, sent);
         shared.set_listening(true);
         let (commands, inbox) = mpsc::channel();
-        let worker = Worker::new(url, self.settings, Arc::clone(&shared), inbox, conn);
+        let max_age = settings.max_age;
+        let worker = Worker::new(url, settings, Arc::clone(&shared), inbox, link, stuck);
         let thread = std::thread::Builder::new()
             .name("diesel-tenancy-registry".into())
             .spawn(move || worker.run())
@@ -326,22 +479,36 @@ impl RegistryCacheBuilder {
         Ok(RegistryCache {
             shared,
             control: Mutex::new(Some(Control { commands, thread })),
+            max_age,
         })
     }
 }
 
-/// Loads every tenant and domain in one read-only, repeatable-read transaction.
+/// Loads every tenant and domain in one read-only, repeatable-read transaction; inside a
+/// transaction already open (a `TransactionLocal` checkout), in a savepoint of it, where
+/// the reads may see commits between them: a tenant whose schema OID is missing from the
+/// later read is then pinned to OID 0 and fails closed.
 pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
+    use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
     let started = Instant::now();
-    let snapshot = conn
-        .build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(|conn| {
-            let tenants = crate::registry::TenantRegistry::list(conn)?;
-            let domains = crate::registry::TenantRegistry::list_domains(conn)?;
-            Ok::<_, Error>(Snapshot::new(tenants, domains))
-        })?;
+    let read = |conn: &mut PgConnection| {
+        let tenants = crate::registry::TenantRegistry::list(conn)?;
+        let domains = crate::registry::TenantRegistry::list_domains(conn)?;
+        let oids = schema_oids(conn)?;
+        Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
+    };
+    let nested = !matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    );
+    let snapshot = if nested {
+        conn.transaction(read)?
+    } else {
+        conn.build_transaction()
+            .read_only()
+            .repeatable_read()
+            .run(read)?
+    };
     log::debug!(
         "diesel-tenancy: loaded {} tenants and {} domains in {:?}",
         snapshot.tenants.len(),
@@ -349,6 +516,25 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
         started.elapsed()
     );
     Ok(snapshot)
+}
+
+#[derive(diesel::QueryableByName)]
+struct SchemaOid {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Oid)]
+    oid: u32,
+}
+
+/// The OID of every registered tenant's schema that exists.
+fn schema_oids(conn: &mut PgConnection) -> Result<HashMap<i64, u32>> {
+    use diesel::RunQueryDsl;
+    let rows: Vec<SchemaOid> = diesel::sql_query(
+        "SELECT t.id, n.oid FROM public.tenants t \
+         JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) t.schema_name",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.id, r.oid)).collect())
 }
 
 #[cfg(test)]

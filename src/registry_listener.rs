@@ -1,19 +1,22 @@
 //! The background thread behind [`RegistryCache`](crate::RegistryCache): LISTEN, reload on
-//! NOTIFY, reconnect with backoff.
+//! NOTIFY, prove the feed alive, reconnect with backoff.
 //!
-//! Diesel exposes no socket to wait on, so the thread wakes every `poll_interval` and
-//! drains what libpq has already received (`PQconsumeInput` does not block and costs no
-//! round trip). The wait itself is a channel receive, so `stop` wakes it at once.
+//! Every call on the listening connection goes through a [`Link`] with a deadline, so no
+//! network failure can hold this thread. The snapshot counts as current as of the start of
+//! the last round trip that proved the feed: PostgreSQL delivers the notifications of
+//! every transaction committed before a statement began ahead of that statement's answer,
+//! so a ping answered with no notification pending proves that nothing changed before it
+//! was sent. When the feed cannot prove itself, the proof stops advancing and lookups past
+//! the cache's `max_age` are refused (`RegistryCache::fresh_snapshot`).
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::{Connection, SimpleConnection};
-use diesel::pg::PgConnection;
-
 use crate::error::Result;
-use crate::registry_cache::{load, Shared, CHANNEL};
+use crate::registry_cache::Shared;
+use crate::registry_link::Link;
 
 /// Shortest wait before reconnecting after a failure; it doubles up to `max_backoff`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -24,6 +27,18 @@ pub(crate) struct Settings {
     pub(crate) ping_interval: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) connect_timeout: Duration,
+    /// How long one ping or read may take before the feed counts as lost.
+    pub(crate) deadline: Duration,
+    /// The bound on the age of the data lookups answer from.
+    pub(crate) max_age: Duration,
+}
+
+impl Settings {
+    /// How long a load may take: reloads are bigger than pings, and must still finish
+    /// within the bound.
+    fn load_deadline(&self) -> Duration {
+        (self.max_age / 2).max(self.deadline)
+    }
 }
 
 /// What the cache handle asks of its thread.
@@ -45,9 +60,11 @@ pub(crate) struct Worker {
     settings: Settings,
     shared: Arc<Shared>,
     inbox: Receiver<Command>,
-    conn: Option<PgConnection>,
+    link: Option<Link>,
     failures: u32,
-    last_contact: Instant,
+    last_ping: Instant,
+    /// Link threads still alive after being abandoned (see `registry_link.rs`).
+    stuck: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -56,22 +73,24 @@ impl Worker {
         settings: Settings,
         shared: Arc<Shared>,
         inbox: Receiver<Command>,
-        conn: PgConnection,
+        link: Link,
+        stuck: Arc<AtomicUsize>,
     ) -> Self {
         Worker {
             url,
             settings,
             shared,
             inbox,
-            conn: Some(conn),
+            link: Some(link),
             failures: 0,
-            last_contact: Instant::now(),
+            last_ping: Instant::now(),
+            stuck,
         }
     }
 
     pub(crate) fn run(mut self) {
         loop {
-            let wait = if self.conn.is_some() {
+            let wait = if self.link.is_some() {
                 self.settings.poll_interval
             } else {
                 self.backoff()
@@ -82,7 +101,7 @@ impl Worker {
                     // The asker may have given up waiting; nothing to do then.
                     let _ = reply.send(self.reload());
                 }
-                Wake::Tick if self.conn.is_none() => {
+                Wake::Tick if self.link.is_none() => {
                     let _ = self.reconnect();
                 }
                 Wake::Tick => self.poll(),
@@ -104,43 +123,41 @@ impl Worker {
         (MIN_BACKOFF * factor).min(self.settings.max_backoff.max(MIN_BACKOFF))
     }
 
-    /// Drains received notifications; reloads if there were any; pings when idle.
+    /// Reloads on a notification; every `ping_interval`, proves the feed with a ping.
     fn poll(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(link) = &self.link else {
             return;
         };
-        let mut changed = false;
-        let mut lost = None;
-        for notification in conn.notifications_iter() {
-            match notification {
-                Ok(n) => changed |= n.channel == CHANNEL,
-                Err(e) => {
-                    lost = Some(e);
-                    break;
+        if self.last_ping.elapsed() >= self.settings.ping_interval {
+            let sent = Instant::now();
+            self.last_ping = sent;
+            match link.ping(self.settings.deadline) {
+                Ok(true) => {
+                    let _ = self.reload();
                 }
+                Ok(false) => self.shared.prove(sent),
+                Err(e) => self.lose(&e),
             }
+            return;
         }
-        if let Some(e) = lost {
-            self.lose(&crate::Error::Query(e));
-        } else if changed {
-            let _ = self.reload();
-        } else if self.last_contact.elapsed() >= self.settings.ping_interval {
-            match conn.batch_execute("SELECT 1") {
-                Ok(()) => self.last_contact = Instant::now(),
-                Err(e) => self.lose(&crate::Error::Query(e)),
+        match link.drain(self.settings.deadline) {
+            Ok(true) => {
+                let _ = self.reload();
             }
+            Ok(false) => {}
+            Err(e) => self.lose(&e),
         }
     }
 
     /// Loads a fresh snapshot, reconnecting first if needed.
     fn reload(&mut self) -> Result<()> {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some(link) = &self.link else {
             return self.reconnect();
         };
-        match load(conn) {
+        let sent = Instant::now();
+        match link.load(self.settings.load_deadline()) {
             Ok(snapshot) => {
-                self.shared.store(snapshot);
-                self.last_contact = Instant::now();
+                self.shared.store(snapshot, sent);
                 Ok(())
             }
             Err(e) => {
@@ -150,22 +167,24 @@ impl Worker {
         }
     }
 
-    /// Opens a new connection, subscribes, then loads everything.
+    /// Opens a new link (connect, subscribe), then loads everything.
     fn reconnect(&mut self) -> Result<()> {
-        let attempt = connect(&self.url).and_then(|mut conn| {
-            let snapshot = load(&mut conn)?;
-            Ok((conn, snapshot))
+        let deadline = self.settings.connect_timeout + self.settings.deadline;
+        let attempt = Link::open(&self.url, deadline, &self.stuck).and_then(|link| {
+            let sent = Instant::now();
+            let snapshot = link.load(self.settings.load_deadline())?;
+            Ok((link, snapshot, sent))
         });
         match attempt {
-            Ok((conn, snapshot)) => {
-                self.shared.store(snapshot);
-                self.conn = Some(conn);
+            Ok((link, snapshot, sent)) => {
+                self.shared.store(snapshot, sent);
+                self.link = Some(link);
+                self.last_ping = sent;
                 self.shared.set_listening(true);
                 if self.failures > 0 {
                     log::info!("diesel-tenancy: registry listener reconnected and reloaded");
                 }
                 self.failures = 0;
-                self.last_contact = Instant::now();
                 Ok(())
             }
             Err(e) => {
@@ -173,8 +192,10 @@ impl Worker {
                 if self.failures == 1 || self.failures.is_multiple_of(20) {
                     log::warn!(
                         "diesel-tenancy: registry listener cannot reconnect \
-                         (attempt {}): {e}; serving the last snapshot",
-                        self.failures
+                         (attempt {}): {e}; lookups are refused once the data is older \
+                         than {:?}",
+                        self.failures,
+                        self.settings.max_age
                     );
                 }
                 Err(e)
@@ -182,61 +203,12 @@ impl Worker {
         }
     }
 
-    /// Drops a connection that failed; the next tick reconnects.
+    /// Lets go of a link that failed or missed a deadline; the next tick reconnects.
     fn lose(&mut self, e: &crate::Error) {
-        if self.conn.take().is_some() {
+        if self.link.take().is_some() {
             log::warn!("diesel-tenancy: registry listener lost its connection: {e}; reconnecting");
         }
         self.shared.set_listening(false);
         self.failures = self.failures.max(1);
-    }
-}
-
-/// Opens the listener's own connection and subscribes to the registry channel.
-pub(crate) fn connect(url: &str) -> Result<PgConnection> {
-    let mut conn = PgConnection::establish(url)?;
-    conn.batch_execute(&format!(
-        "SET application_name = 'diesel_tenancy_listener'; \
-         SET statement_timeout = '30s'; \
-         LISTEN {CHANNEL}"
-    ))?;
-    Ok(conn)
-}
-
-/// Adds `connect_timeout` to a `postgres://` URL that does not set one, so a reconnect
-/// to an unreachable host cannot block `stop` for long.
-pub(crate) fn with_connect_timeout(url: &str, timeout: Duration) -> String {
-    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    if !is_url || url.contains("connect_timeout=") {
-        return url.to_owned();
-    }
-    let secs = timeout.as_secs().max(1);
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}connect_timeout={secs}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adds_a_connect_timeout_to_urls_only() {
-        let t = Duration::from_secs(5);
-        assert_eq!(
-            with_connect_timeout("postgres://h/db", t),
-            "postgres://h/db?connect_timeout=5"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://h/db?sslmode=disable", t),
-            "postgres://h/db?sslmode=disable&connect_timeout=5"
-        );
-        assert_eq!(
-            with_connect_timeout("postgres://h/db?connect_timeout=2", t),
-            "postgres://h/db?connect_timeout=2"
-        );
-        assert_eq!(
-            with_connect_timeout("host=h dbname=db", t),
-            "host=h dbname=db"
-        );
     }
 }

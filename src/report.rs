@@ -136,6 +136,9 @@ pub struct Status {
     pub relation_files: u64,
     /// PostgreSQL's `max_files_per_process`; `None` when no tenant schema exists.
     pub max_files_per_process: Option<u64>,
+    /// Stored tenant-name keys the current rule computes differently, names it refuses,
+    /// names it makes equal.
+    pub name_keys: crate::name_keys::NameKeys,
 }
 
 impl Status {
@@ -167,9 +170,11 @@ impl Status {
             .collect())
     }
 
-    /// True if anything, shared or tenant, is pending.
+    /// True if anything, shared or tenant, is pending, or stored tenant-name keys need
+    /// recomputing (or collide) under the current name rule.
     pub fn has_pending(&self) -> bool {
         !self.shared_pending.is_empty()
+            || self.name_keys.needs_work()
             || self
                 .tenants
                 .iter()
@@ -186,6 +191,7 @@ pub(crate) fn file_status(relation_files: u64, max_files_per_process: Option<u64
         orphan_schemas: Vec::new(),
         relation_files,
         max_files_per_process,
+        name_keys: Default::default(),
     }
 }
 

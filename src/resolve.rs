@@ -1,19 +1,37 @@
 //! Turning a request's header, host or path into a tenant: pure, framework-free logic.
 //!
-//! A [`ResolverChain`] tries its rules in order. The first rule that *names* something
-//! decides: a name that is not registered is [`Resolution::Unknown`], it does not fall
-//! through to the next rule. The host rule is the exception: every request has a host,
-//! so a host that is not a registered domain simply names nothing.
+//! A [`ResolverChain`] tries its rules in order; the default chain is the tenant header,
+//! then the host. The first rule that *names* something decides: a name that is not
+//! registered is [`Resolution::Unknown`], it does not fall through to the next rule. The
+//! host rule is the exception: every request has a host, so a host that is not a
+//! registered domain simply names nothing.
+//!
+//! # One reading of each request
+//!
+//! Before any rule decides, the chain refuses ([`Resolution::Malformed`], a 400) every
+//! request that could be read two ways, whichever rule would have decided:
+//!
+//! - a tenant header sent more than once (even with the same value);
+//! - more than one `Host` field line, or a `Host` that is not `uri-host [":" port]`
+//!   (user info such as `demo1@demo2`, a port that is not a number up to 65535, other
+//!   characters);
+//! - from a trusted proxy, `Forwarded: host=` and `X-Forwarded-Host` naming two hosts.
+//!
+//! The host is then, in this order: the host a trusted proxy forwarded
+//! ([`ResolverChain::trusted_proxies`]; those headers are ignored from any other peer),
+//! the request target's authority ([`RequestParts::authority`]: an absolute-form target
+//! or HTTP/2's `:authority`, which RFC 9112 §3.2.2 puts before `Host`), the `Host`
+//! header.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::domain_name::DomainName;
 use crate::error::shorten;
 use crate::registry::Tenant;
 use crate::registry_cache::Snapshot;
-use crate::tenant_name::tenant_name_key;
 
 /// The header the default chain reads the tenant name from.
 pub const DEFAULT_HEADER: &str = "Tenant-Header";
@@ -21,15 +39,31 @@ pub const DEFAULT_HEADER: &str = "Tenant-Header";
 /// Longest tenant name a request may carry (after trimming), in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
 
+mod host;
+mod trusted_proxies;
+
+pub use trusted_proxies::{InvalidProxy, TrustedProxies};
+
 /// The parts of an HTTP request the resolvers look at.
 ///
 /// Implemented by the Rocket integration for `rocket::Request`; implement it to use the
 /// resolvers with another framework.
 pub trait RequestParts {
-    /// Every value of the header `name` (compared case-insensitively), as raw bytes.
+    /// Every field line of the header `name` (compared case-insensitively), as raw bytes,
+    /// in the order received. Repeated lines must stay separate: the chain refuses a
+    /// repeated `Host` or tenant header.
     fn header_values(&self, name: &str) -> Vec<&[u8]>;
-    /// The host the request was sent to (`Host` header or HTTP/2 authority), port included.
-    fn host(&self) -> Option<Cow<'_, str>>;
+    /// The request target's authority when the framework has it apart from the `Host`
+    /// header: the authority of an absolute-form target (`GET http://a.example/ HTTP/1.1`)
+    /// or HTTP/2's `:authority`. It wins over `Host`. Defaults to `None`.
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+    /// The address of the peer that sent the request (the TCP peer, not a header), for
+    /// [`TrustedProxies`]. Defaults to `None`: no forwarded host is read.
+    fn peer(&self) -> Option<IpAddr> {
+        None
+    }
     /// The request path as received, still percent-encoded, without the query.
     fn path(&self) -> &str;
 }
@@ -132,16 +166,17 @@ impl fmt::Debug for Rule {
 
 /// An ordered list of resolution rules.
 ///
-/// The default chain is the `Tenant-Header` header, then the host.
+/// The default chain is the `Tenant-Header` header, then the host (the precedence
+/// documented in the [module docs](self), with the rules that refuse ambiguous requests).
 ///
 /// ```
 /// use diesel_tenancy::resolve::ResolverChain;
 ///
 /// let chain = ResolverChain::new().header("X-Tenant").host().path_prefix("t");
-/// assert_eq!(format!("{chain:?}"), r#"ResolverChain([Header("X-Tenant"), Host, PathPrefix("t")])"#);
+/// assert_eq!(format!("{chain:?}"), r#"ResolverChain([Header("X-Tenant"), Host, PathPrefix("t")], TrustedProxies([]))"#);
 /// ```
 #[derive(Debug)]
-pub struct ResolverChain(Vec<Rule>);
+pub struct ResolverChain(Vec<Rule>, TrustedProxies);
 
 impl Default for ResolverChain {
     fn default() -> Self {
@@ -152,19 +187,28 @@ impl Default for ResolverChain {
 impl ResolverChain {
     /// A chain with no rules: every request resolves to [`Resolution::Missing`].
     pub fn new() -> Self {
-        ResolverChain(Vec::new())
+        ResolverChain(Vec::new(), TrustedProxies::none())
     }
 
-    /// Reads the tenant name from the header `name`.
+    /// Reads the tenant name from the header `name`; the header sent more than once is
+    /// a malformed request.
     pub fn header(mut self, name: impl Into<String>) -> Self {
         self.0.push(Rule::Header(name.into()));
         self
     }
 
     /// Matches the request's host (port stripped, lowercased, trailing dot removed)
-    /// against the registered domains.
+    /// against the registered domains; see the [module docs](self) for which host that is.
     pub fn host(mut self) -> Self {
         self.0.push(Rule::Host);
+        self
+    }
+
+    /// The proxies whose forwarded host (`Forwarded: host=`, `X-Forwarded-Host`) the host
+    /// rule reads, for requests whose peer is one of them. Defaults to none: those headers
+    /// are ignored.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.1 = proxies;
         self
     }
 
@@ -202,16 +246,52 @@ impl ResolverChain {
 
     /// Resolves `request` against `lookup`.
     pub fn resolve(&self, request: &dyn RequestParts, lookup: &dyn TenantLookup) -> Resolution {
+        match self.named(request) {
+            Ok(named) => self.find_first(&named, lookup),
+            Err(malformed) => Resolution::Malformed(malformed),
+        }
+    }
+
+    /// What each rule names, in order, after refusing a request that has two readings.
+    /// Looking the names up ([`ResolverChain::find_first`]) is a separate step, so a
+    /// request can be decided again against a newer registry.
+    pub fn named(&self, request: &dyn RequestParts) -> Result<Vec<TenantRef>, Malformed> {
+        let mut host = None;
         for rule in &self.0 {
-            let named = match rule.named(request) {
-                Ok(Some(named)) => named,
-                Ok(None) => continue,
-                Err(malformed) => return Resolution::Malformed(malformed),
+            match rule {
+                Rule::Header(name) if request.header_values(name).len() > 1 => {
+                    return Err(Malformed {
+                        detail: format!("malformed {name}: sent more than once"),
+                    })
+                }
+                Rule::Host if host.is_none() => host = Some(host::request_host(request, &self.1)?),
+                _ => {}
+            }
+        }
+        let mut named = Vec::new();
+        for rule in &self.0 {
+            let found = match rule {
+                Rule::Host => host
+                    .clone()
+                    .flatten()
+                    .and_then(|h| h.domain())
+                    .map(TenantRef::Domain),
+                other => other.named(request)?,
             };
-            match find(lookup, &named) {
+            named.extend(found);
+        }
+        Ok(named)
+    }
+
+    /// Decides what `named` (from [`ResolverChain::named`]) resolves to in `lookup`: the
+    /// first reference found decides; an unknown name stops the search, an unknown domain
+    /// does not.
+    pub fn find_first(&self, named: &[TenantRef], lookup: &dyn TenantLookup) -> Resolution {
+        for named in named {
+            match find(lookup, named) {
                 Some(found) => return found,
-                None if matches!(rule, Rule::Host) => continue,
-                None => return Resolution::Unknown(named),
+                None if matches!(named, TenantRef::Domain(_)) => continue,
+                None => return Resolution::Unknown(named.clone()),
             }
         }
         Resolution::Missing
@@ -232,10 +312,8 @@ impl Rule {
     fn named(&self, request: &dyn RequestParts) -> Result<Option<TenantRef>, Malformed> {
         match self {
             Rule::Header(name) => from_header(name, &request.header_values(name)),
-            Rule::Host => Ok(request
-                .host()
-                .and_then(|host| DomainName::from_host(&host).ok())
-                .map(TenantRef::Domain)),
+            // Read once for the whole chain by `ResolverChain::named`.
+            Rule::Host => Ok(None),
             Rule::PathPrefix(prefix) => match split_path_prefix(prefix, request.path()) {
                 Some((segment, _)) => {
                     parse_name(&percent_decode(segment), "tenant in the path").map(Some)
@@ -247,31 +325,16 @@ impl Rule {
     }
 }
 
-/// Reads a tenant header's values: absent or blank names nothing; several different
-/// values are refused.
+/// Reads a tenant header's one value (the chain refused repeated ones): absent or blank
+/// names nothing.
 fn from_header(name: &str, values: &[&[u8]]) -> Result<Option<TenantRef>, Malformed> {
-    let mut found: Option<TenantRef> = None;
-    for value in values {
-        if value.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let parsed = parse_name(value, name)?;
-        match &found {
-            Some(previous) if !same_tenant(previous, &parsed) => {
-                return Err(Malformed {
-                    detail: format!("malformed {name}: sent more than once with different values"),
-                })
-            }
-            _ => found = Some(parsed),
-        }
-    }
-    Ok(found)
-}
-
-fn same_tenant(a: &TenantRef, b: &TenantRef) -> bool {
-    match (a, b) {
-        (TenantRef::Name(a), TenantRef::Name(b)) => tenant_name_key(a) == tenant_name_key(b),
-        _ => a == b,
+    match values {
+        [] => Ok(None),
+        [value] if value.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        [value] => parse_name(value, name).map(Some),
+        _ => Err(Malformed {
+            detail: format!("malformed {name}: sent more than once"),
+        }),
     }
 }
 

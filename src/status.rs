@@ -62,32 +62,34 @@ impl SyncRouter {
     pub fn status(&self) -> Result<Status> {
         let shared = self.shared_set()?.versions(&Place::Public)?;
         let tenant_versions = self.tenant_versions()?;
-        let (tenants, tracked, catalog, spares, to_read) = self.pool.with_public(|conn| {
-            // On a database the shared set never reached, there is no registry yet:
-            // everything shared is pending and there are no tenants.
-            let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
-                TenantRegistry::list(conn)?
-            } else {
-                Vec::new()
-            };
-            let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
-            let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-            let catalog = tenant_catalog(conn, &names)?;
-            let mut to_read: Vec<SchemaName> = tenants
-                .iter()
-                .map(|t| t.schema_name.clone())
-                .filter(|s| tracked.contains(s.as_str()))
-                .collect();
-            if tracked.contains("public") {
-                to_read.push(SchemaName::from_stored("public")?);
-            }
-            let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
-                crate::spares::spare_names(conn)?
-            } else {
-                Vec::new()
-            };
-            Ok::<_, Error>((tenants, tracked, catalog, spares, to_read))
-        })?;
+        let (tenants, tracked, catalog, spares, to_read, name_keys) =
+            self.pool.with_public(|conn| {
+                // On a database the shared set never reached, there is no registry yet:
+                // everything shared is pending and there are no tenants.
+                let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
+                    TenantRegistry::list(conn)?
+                } else {
+                    Vec::new()
+                };
+                let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
+                let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+                let catalog = tenant_catalog(conn, &names)?;
+                let mut to_read: Vec<SchemaName> = tenants
+                    .iter()
+                    .map(|t| t.schema_name.clone())
+                    .filter(|s| tracked.contains(s.as_str()))
+                    .collect();
+                if tracked.contains("public") {
+                    to_read.push(SchemaName::from_stored("public")?);
+                }
+                let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
+                    crate::spares::spare_names(conn)?
+                } else {
+                    Vec::new()
+                };
+                let name_keys = crate::name_keys::check_if_present(conn)?;
+                Ok::<_, Error>((tenants, tracked, catalog, spares, to_read, name_keys))
+            })?;
         let applied = applied_versions(&self.pool, &to_read)?;
         let empty = BTreeSet::new();
         let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
@@ -127,6 +129,7 @@ impl SyncRouter {
                 orphan_schemas,
                 relation_files: catalog.relation_files,
                 max_files_per_process: catalog.max_files_per_process,
+                name_keys,
             })
         }
     }

@@ -23,6 +23,10 @@ pub(crate) const STALE_PLAN: u8 = 2;
 /// It resolves such names through `search_path` and caches the OID for the connection's
 /// life, so the cache is only right for the scope it was filled in.
 pub(crate) const TYPE_LOOKUP: u8 = 4;
+/// A query failed because a relation or schema did not exist: in a tenant scope, the
+/// tenant may have been deleted since its route was made (a hint to decide the request
+/// again against a reloaded registry, never a decision by itself).
+pub(crate) const MISSING_RELATION: u8 = 8;
 
 /// State shared between a connection's [`Watch`] and its owner.
 #[derive(Debug, Default, Clone)]
@@ -120,7 +124,7 @@ impl Instrumentation for Watch {
             InstrumentationEvent::FinishQuery { error, .. } => {
                 self.flags.finish_query();
                 if let Some(error) = error {
-                    self.flags.raise(poisons(error));
+                    self.flags.raise(poisons(error) | missing(error));
                 }
             }
             _ => {}
@@ -138,6 +142,22 @@ impl Instrumentation for Watch {
 fn is_qualified_type_lookup(sql: &str) -> bool {
     sql.contains("FROM (\"pg_type\" INNER JOIN \"pg_namespace\"")
         && sql.contains("\"pg_namespace\".\"nspname\" = $")
+}
+
+/// [`MISSING_RELATION`] for PostgreSQL's "relation … does not exist" and "schema … does
+/// not exist" (Diesel reports no SQLSTATE; with `lc_messages` in another language this
+/// sees nothing, and the request simply keeps its error).
+fn missing(error: &DieselError) -> u8 {
+    match error {
+        DieselError::DatabaseError(_, info)
+            if (info.message().starts_with("relation \"")
+                || info.message().starts_with("schema \""))
+                && info.message().ends_with("\" does not exist") =>
+        {
+            MISSING_RELATION
+        }
+        _ => 0,
+    }
 }
 
 /// The flags an error raises: [`POISON`] when the connection must not be reused, plus

@@ -146,7 +146,7 @@ fn a_pool_of_one_never_carries_the_previous_scope() {
             pids.insert(here.pid);
             match &scope {
                 Scope::Public => assert_eq!(here.schema, "public", "{mode:?} step {i}"),
-                Scope::Tenant(s) => {
+                Scope::Tenant(s) | Scope::Pinned { schema: s, .. } => {
                     assert_eq!(here.schema, s.as_str(), "{mode:?} step {i}");
                     let rows = hotel_names(&mut conn).unwrap();
                     assert_eq!(rows, vec![(1, s.as_str().to_owned())], "{mode:?} step {i}");
@@ -640,7 +640,7 @@ fn status_on_a_fresh_database_says_everything_shared_is_pending() {
     let db = TestDb::new();
     let router = SyncRouter::new(db.pool(1), TENANT);
     let status = router.status().unwrap();
-    assert_eq!(status.shared_pending.len(), 4, "{status:?}");
+    assert_eq!(status.shared_pending.len(), 5, "{status:?}");
     assert!(status.tenants.is_empty() && status.has_pending());
     router.migrate_shared().unwrap();
     assert!(!router.status().unwrap().has_pending());

@@ -105,7 +105,7 @@ pub fn not_found_on_miss(e: Error) -> Problem {
 /// to the next request here (other processes follow through NOTIFY). A failure only
 /// delays that, so it is logged, not answered.
 pub fn refresh(tenancy: &Tenancy) {
-    let result = rocket::tokio::task::block_in_place(|| tenancy.cache().refresh());
+    let result = rocket::tokio::task::block_in_place(|| tenancy.refresh_blocking());
     if let Err(e) = result {
         log::warn!("registry cache refresh after a domain change: {e}");
     }

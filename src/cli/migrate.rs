@@ -149,7 +149,8 @@ fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a Tenant
 fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
     let status = router.status()?;
     let tenants = selected(args, &status)?;
-    let pending = !status.shared_pending.is_empty() || !tenants.is_empty();
+    let pending =
+        !status.shared_pending.is_empty() || !tenants.is_empty() || status.name_keys.needs_work();
     let output = if args.output.json {
         let list: Vec<Value> = tenants
             .iter()
@@ -170,6 +171,7 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
             "relation_files": status.relation_files,
             "max_files_per_process": status.max_files_per_process,
             "file_limit_exceeded": status.file_limit_exceeded(),
+            "name_keys": status.name_keys,
         });
         format!("{value:#}\n")
     } else {
@@ -227,7 +229,8 @@ fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
             status.relation_files, status.relation_files
         );
     }
-    if status.shared_pending.is_empty() && tenants.is_empty() {
+    name_key_lines(&mut out, &status.name_keys);
+    if status.shared_pending.is_empty() && tenants.is_empty() && !status.name_keys.needs_work() {
         out.push_str("Nothing pending.\n");
     } else {
         let _ = writeln!(
@@ -240,10 +243,55 @@ fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
     out
 }
 
+/// What the name rule says about the stored keys (`migrate` re-keys, or refuses).
+fn name_key_lines(out: &mut String, keys: &crate::NameKeys) {
+    for group in &keys.collisions {
+        let _ = writeln!(
+            out,
+            "error: tenants {} are the same name under the tenant-name rule: `migrate` \
+             will refuse until all but one are renamed",
+            group
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !keys.stale.is_empty() {
+        let _ = writeln!(
+            out,
+            "public: {} tenant name key(s) to recompute under the current rule: {}",
+            keys.stale.len(),
+            keys.stale.join(", ")
+        );
+    }
+    for name in &keys.refused {
+        let _ = writeln!(
+            out,
+            "note: tenant `{name}` has a name the current rule refuses for new tenants; \
+             consider renaming it"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::file_status as status;
+
+    #[test]
+    fn the_check_reports_name_keys_to_recompute_and_collisions() {
+        let mut s = status(0, None);
+        s.name_keys.stale = vec!["Ᲊa".into()];
+        s.name_keys.collisions = vec![vec!["ᲀx".into(), "вx".into()]];
+        let text = human_check(&s, &[]);
+        assert!(
+            text.contains("error: tenants `ᲀx`, `вx` are the same name"),
+            "{text}"
+        );
+        assert!(text.contains("1 tenant name key(s) to recompute"), "{text}");
+        assert!(!text.contains("Nothing pending"), "{text}");
+    }
 
     #[test]
     fn the_check_notes_a_file_limit_below_the_tenant_relation_files() {

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use super::*;
 use crate::registry::Domain;
@@ -10,7 +11,8 @@ use crate::schema_name::SchemaName;
 #[derive(Default)]
 struct FakeRequest {
     headers: Vec<(&'static str, Vec<u8>)>,
-    host: Option<&'static str>,
+    authority: Option<&'static str>,
+    peer: Option<IpAddr>,
     path: &'static str,
 }
 
@@ -19,8 +21,15 @@ impl FakeRequest {
         self.headers.push((name, value.to_vec()));
         self
     }
-    fn host(mut self, host: &'static str) -> Self {
-        self.host = Some(host);
+    fn host(self, host: &'static str) -> Self {
+        self.header("Host", host.as_bytes())
+    }
+    fn authority(mut self, authority: &'static str) -> Self {
+        self.authority = Some(authority);
+        self
+    }
+    fn peer(mut self, peer: &str) -> Self {
+        self.peer = Some(peer.parse().unwrap());
         self
     }
     fn path(mut self, path: &'static str) -> Self {
@@ -37,8 +46,11 @@ impl RequestParts for FakeRequest {
             .map(|(_, v)| v.as_slice())
             .collect()
     }
-    fn host(&self) -> Option<Cow<'_, str>> {
-        self.host.map(Cow::Borrowed)
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        self.authority.map(Cow::Borrowed)
+    }
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
     }
     fn path(&self) -> &str {
         if self.path.is_empty() {
@@ -131,10 +143,15 @@ fn blank_or_repeated_headers() {
     let chain = ResolverChain::default();
     let blank = FakeRequest::default().header("Tenant-Header", b"  ");
     assert_eq!(resolve(&chain, &blank), "<missing>");
+    // Even the same value twice: a proxy may read the other line.
     let same = FakeRequest::default()
         .header("Tenant-Header", b"demo1")
         .header("Tenant-Header", b"DEMO1");
-    assert_eq!(resolve(&chain, &same), "demo1");
+    assert!(resolve(&chain, &same).contains("more than once"));
+    let one_blank = FakeRequest::default()
+        .header("Tenant-Header", b"demo1")
+        .header("tenant-header", b" ");
+    assert!(resolve(&chain, &one_blank).contains("more than once"));
     let different = FakeRequest::default()
         .header("Tenant-Header", b"demo1")
         .header("Tenant-Header", b"demo 2");
@@ -275,4 +292,100 @@ fn the_chain_says_which_header_and_whether_the_host_count() {
     assert_eq!(custom.header_name(), Some("X-A"));
     assert!(!custom.has_host());
     assert_eq!(ResolverChain::new().header_name(), None);
+}
+
+#[test]
+fn one_reading_of_the_host() {
+    let chain = ResolverChain::default();
+    let two = FakeRequest::default()
+        .host("demo1.example.com")
+        .host("other.example.com");
+    assert_eq!(
+        resolve(&chain, &two),
+        "<malformed: malformed Host: sent more than once>"
+    );
+    // Refused whichever rule would decide: the header names a tenant here.
+    let with_header = FakeRequest::default()
+        .header("Tenant-Header", b"demo1")
+        .host("demo1.example.com")
+        .host("demo1.example.com");
+    assert!(resolve(&chain, &with_header).contains("Host: sent more than once"));
+    for bad in [
+        "demo2.example.com@demo1.example.com",
+        "demo1.example.com:http",
+        "demo1.example.com:99999",
+        "demo1.example.com demo2",
+    ] {
+        let got = resolve(&chain, &FakeRequest::default().host(bad));
+        assert!(
+            got.starts_with("<malformed: malformed Host: "),
+            "{bad}: {got}"
+        );
+    }
+    // Valid but not a domain: names nothing.
+    for nothing in ["127.0.0.1:8000", "[::1]:8000", "a_b.example", ""] {
+        assert_eq!(
+            resolve(&chain, &FakeRequest::default().host(nothing)),
+            "<missing>"
+        );
+    }
+}
+
+#[test]
+fn the_target_authority_wins_over_host() {
+    let chain = ResolverChain::default();
+    let req = FakeRequest::default()
+        .authority("demo1.example.com")
+        .host("other.example.com");
+    assert_eq!(resolve(&chain, &req), "demo1");
+    let bad = FakeRequest::default().authority("x@demo1.example.com");
+    assert!(resolve(&chain, &bad).contains("request target authority"));
+}
+
+#[test]
+fn forwarded_hosts_only_from_trusted_proxies() {
+    let proxies: TrustedProxies = "10.0.0.0/8".parse().unwrap();
+    let chain = ResolverChain::default().trusted_proxies(proxies);
+    let via = |peer: &str| {
+        FakeRequest::default()
+            .peer(peer)
+            .host("other.example.com")
+            .header("X-Forwarded-Host", b"evil.example.com, demo1.example.com")
+    };
+    assert_eq!(resolve(&chain, &via("10.1.1.1")), "demo1");
+    assert_eq!(resolve(&chain, &via("192.0.2.1")), "<missing>");
+    assert_eq!(
+        resolve(&ResolverChain::default(), &via("10.1.1.1")),
+        "<missing>"
+    );
+    let forwarded = FakeRequest::default()
+        .peer("10.0.0.1")
+        .header("Forwarded", b"for=192.0.2.1;host=evil.example.com")
+        .header(
+            "Forwarded",
+            br#"for=192.0.2.2;host="Demo1.Example.com:443""#,
+        );
+    assert_eq!(resolve(&chain, &forwarded), "demo1");
+    let disagree = FakeRequest::default()
+        .peer("10.0.0.1")
+        .header("Forwarded", b"host=demo1.example.com")
+        .header("X-Forwarded-Host", b"other.example.com");
+    assert!(resolve(&chain, &disagree).contains("name different hosts"));
+    // A trusted proxy that forwards no host: the Host header decides.
+    let plain = FakeRequest::default()
+        .peer("10.0.0.1")
+        .host("demo1.example.com");
+    assert_eq!(resolve(&chain, &plain), "demo1");
+}
+
+#[test]
+fn decided_again_against_a_newer_registry() {
+    let chain = ResolverChain::default();
+    let req = FakeRequest::default().header("Tenant-Header", b"demo1");
+    let named = chain.named(&req).unwrap();
+    assert_eq!(name_of(chain.find_first(&named, &registry())), "demo1");
+    assert_eq!(
+        name_of(chain.find_first(&named, &Snapshot::default())),
+        "<unknown tenant `demo1`>"
+    );
 }

@@ -85,7 +85,8 @@ impl From<Error> for ApiError {
             );
         }
         match e {
-            Error::UnknownTenant { .. } => ApiError::tenant_not_found(),
+            // A route proved stale names a tenant that is gone (deleted a moment ago).
+            Error::UnknownTenant { .. } | Error::StaleRoute { .. } => ApiError::tenant_not_found(),
             Error::Query(D::NotFound)
             | Error::QueryIn {
                 source: D::NotFound,

@@ -6,6 +6,7 @@ use ::rocket::figment::Figment;
 use serde::Deserialize;
 
 use crate::manager::PoolMode;
+use crate::resolve::TrustedProxies;
 
 /// Settings that code sets on [`TenancyFairing`](super::TenancyFairing) and that
 /// `Rocket.toml` or `ROCKET_*` variables can override.
@@ -20,6 +21,8 @@ pub(crate) struct Options {
     pub(crate) migrate_tenants: bool,
     pub(crate) public_tenant: bool,
     pub(crate) migrate_jobs: usize,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) max_registry_age: Duration,
 }
 
 impl Default for Options {
@@ -34,6 +37,8 @@ impl Default for Options {
             migrate_tenants: true,
             public_tenant: false,
             migrate_jobs: 1,
+            trusted_proxies: TrustedProxies::none(),
+            max_registry_age: crate::registry_cache::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -82,6 +87,8 @@ struct TenancySection {
     migrate_tenants: Option<bool>,
     public_tenant: Option<bool>,
     migrate_jobs: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    max_registry_age: Option<f64>,
 }
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
@@ -127,6 +134,24 @@ pub(crate) fn read(
     o.migrate_tenants = tenancy.migrate_tenants.unwrap_or(o.migrate_tenants);
     o.public_tenant = tenancy.public_tenant.unwrap_or(o.public_tenant);
     o.migrate_jobs = tenancy.migrate_jobs.unwrap_or(o.migrate_jobs).max(1);
+    if let Some(list) = tenancy.trusted_proxies {
+        o.trusted_proxies = list
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("`tenancy.trusted_proxies`: {e}"))?;
+    }
+    if let Some(secs) = tenancy.max_registry_age {
+        o.max_registry_age = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d >= crate::registry_cache::MIN_MAX_AGE)
+            .ok_or_else(|| {
+                format!(
+                    "`tenancy.max_registry_age` is {secs}: give seconds, at least {:?}",
+                    crate::registry_cache::MIN_MAX_AGE
+                )
+            })?;
+    }
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
@@ -181,6 +206,15 @@ mod tests {
 
         let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
         assert_eq!(o.header, None);
+
+        let (_, o) = parse(
+            "[databases.app]\nurl = \"u\"\n[tenancy]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n\
+             max_registry_age = 2.5",
+        )
+        .unwrap();
+        assert!(o.trusted_proxies.trusts("10.9.9.9".parse().unwrap()));
+        assert!(!o.trusted_proxies.trusts("127.0.0.1".parse().unwrap()));
+        assert_eq!(o.max_registry_age, Duration::from_millis(2500));
     }
 
     #[test]
@@ -194,6 +228,11 @@ mod tests {
         assert!(e.contains("headr"), "{e}");
         let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\npath_prefix = \"/\"").unwrap_err();
         assert!(e.contains("path_prefix"), "{e}");
+        let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\ntrusted_proxies = [\"proxy\"]")
+            .unwrap_err();
+        assert!(e.contains("trusted_proxies") && e.contains("proxy"), "{e}");
+        let e = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nmax_registry_age = 0").unwrap_err();
+        assert!(e.contains("max_registry_age"), "{e}");
         let e = parse("[databases.app]\nurl = \"u\"\nmode = \"pgbouncer\"").unwrap_err();
         assert!(e.contains("mode") || e.contains("pgbouncer"), "{e}");
     }

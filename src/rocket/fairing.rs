@@ -18,7 +18,7 @@ use crate::migration_set::Source;
 use crate::pool::{TenantPool, TenantPoolBuilder};
 use crate::registry_cache::RegistryCache;
 use crate::report::MigrateOptions;
-use crate::resolve::{ResolverChain, TenantResolver};
+use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
 
 /// The fairing that sets up tenancy for a Rocket application.
@@ -115,6 +115,23 @@ impl TenancyFairing {
         self
     }
 
+    /// The proxies in front of the service whose `Forwarded: host=` / `X-Forwarded-Host`
+    /// the host rule reads (for requests whose TCP peer is one of them; from anyone else
+    /// those headers are ignored). Defaults to none. Config key: `tenancy.trusted_proxies`
+    /// (a list of addresses or CIDR ranges, e.g. `["10.0.0.0/8", "::1"]`).
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.options.trusted_proxies = proxies;
+        self
+    }
+
+    /// The bound on the age of the registry data a request is resolved from (see
+    /// [`RegistryCacheBuilder::max_age`](crate::RegistryCacheBuilder::max_age)).
+    /// Defaults to 5 seconds. Config key: `tenancy.max_registry_age` (seconds).
+    pub fn max_registry_age(mut self, max_age: Duration) -> Self {
+        self.options.max_registry_age = max_age;
+        self
+    }
+
     /// Adds a custom rule, tried after the header, host and path rules.
     pub fn resolver(mut self, resolver: impl TenantResolver) -> Self {
         self.resolvers.push(Arc::new(resolver));
@@ -168,7 +185,7 @@ impl TenancyFairing {
     }
 
     fn chain(&self, o: &Options) -> ResolverChain {
-        let mut chain = ResolverChain::new();
+        let mut chain = ResolverChain::new().trusted_proxies(o.trusted_proxies.clone());
         if let Some(header) = &o.header {
             chain = chain.header(header.clone());
         }
@@ -253,7 +270,9 @@ impl Setup {
                 up_to_date
             );
         }
-        let cache = RegistryCache::start(url)?;
+        let cache = RegistryCache::builder()
+            .max_age(o.max_registry_age)
+            .start(url)?;
         Ok((router, cache))
     }
 }

@@ -9,11 +9,12 @@ use diesel::pg::PgConnection;
 use serde::Serialize;
 
 use super::api_error::{stash, ApiError};
-use super::state::{blocking, Tenancy};
+use super::state::{blocking, Decided, Routing, Tenancy};
 use crate::error::Error;
+use crate::pool::Routed;
 use crate::pool::TenantPool;
 use crate::registry;
-use crate::resolve::Resolution;
+use crate::resolve::{Resolution, TenantRef};
 use crate::scope::Scope;
 
 /// The tenant a request resolved to, resolved once per request from the cached
@@ -28,9 +29,20 @@ use crate::scope::Scope;
 pub struct Tenant {
     scope: Scope,
     record: Option<Arc<registry::Tenant>>,
+    /// What the request named, to decide again against a newer registry.
+    named: Arc<[TenantRef]>,
 }
 
 impl Tenant {
+    /// Takes the route's pinned scope and what the request named.
+    fn routed(mut self, decided: &Decided) -> Self {
+        self.named = Arc::clone(&decided.named);
+        if let Some(scope) = &decided.scope {
+            self.scope = scope.clone();
+        }
+        self
+    }
+
     /// The scope this tenant's connections are put into.
     pub fn scope(&self) -> &Scope {
         &self.scope
@@ -72,10 +84,12 @@ impl Tenant {
             Resolution::Tenant(t) => Ok(Tenant {
                 scope: Scope::Tenant(t.schema_name.clone()),
                 record: Some(Arc::clone(t)),
+                named: Arc::from([]),
             }),
             Resolution::Public if public_tenant => Ok(Tenant {
                 scope: Scope::Public,
                 record: None,
+                named: Arc::from([]),
             }),
             Resolution::Malformed(m) => Err(ApiError::new(Status::BadRequest, m.detail.clone())),
             _ => Err(ApiError::tenant_not_found()),
@@ -95,7 +109,7 @@ impl Serialize for Tenant {
 }
 
 /// The request's resolution, computed at most once per request.
-struct Resolved(Resolution);
+struct Resolved(Result<Decided, ApiError>);
 
 fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
     request.rocket().state::<Tenancy>().ok_or_else(|| {
@@ -119,10 +133,14 @@ impl<'r> FromRequest<'r> for Tenant {
             Err(e) => return fail(request, e),
         };
         let resolved = request
-            .local_cache_async(async { Resolved(tenancy.resolve(request)) })
+            .local_cache_async(async { Resolved(tenancy.decide(request).await) })
             .await;
-        match Tenant::from_resolution(&resolved.0, tenancy.is_public_tenant()) {
-            Ok(tenant) => Outcome::Success(tenant),
+        let decided = match &resolved.0 {
+            Ok(decided) => decided,
+            Err(e) => return fail(request, e.clone()),
+        };
+        match Tenant::from_resolution(&decided.resolution, tenancy.is_public_tenant()) {
+            Ok(tenant) => Outcome::Success(tenant.routed(decided)),
             Err(e) => fail(request, e),
         }
     }
@@ -154,6 +172,7 @@ impl Sentinel for Tenant {
 pub struct TenantDb {
     pool: TenantPool,
     tenant: Tenant,
+    routing: Routing,
 }
 
 impl TenantDb {
@@ -167,6 +186,14 @@ impl TenantDb {
     /// A pool timeout or an unreachable database comes back as an error whose
     /// [`ApiError`] is a 503. In `TransactionLocal` mode the work is committed when `f`
     /// returns `Ok` and rolled back otherwise.
+    ///
+    /// The checkout proves that the tenant's schema is still the one the registry named
+    /// when the request was resolved. If it is not (the tenant was deleted, or deleted and
+    /// created again, a moment ago), `f` has not run: the registry is reloaded and the
+    /// request decided again, once; a tenant that is gone is
+    /// [`Error::UnknownTenant`] (400 "Tenant not found"). If `f` fails on a relation or
+    /// schema that does not exist, the same reload decides whether the tenant is gone
+    /// (400) or the error is the application's.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
@@ -175,7 +202,28 @@ impl TenantDb {
     {
         let pool = self.pool.clone();
         let scope = self.tenant.scope.clone();
-        blocking(move || pool.with_scope(scope, f)).await
+        let named = Arc::clone(&self.tenant.named);
+        let routing = self.routing.clone();
+        blocking(move || match pool.run_routed(scope.clone(), f) {
+            Routed::Done(result) => result,
+            Routed::Stale(_, f) => {
+                let scope = routing.decide_again(&pool, &named)?;
+                match pool.run_routed(scope, f) {
+                    Routed::Done(result) => result,
+                    Routed::Stale(e, _) => Err(e.into()),
+                    Routed::MissedRelation(e) => Err(e),
+                }
+            }
+            Routed::MissedRelation(e) => match routing.decide_again(&pool, &named) {
+                Ok(now) if now == scope => Err(e),
+                Ok(_) => Err(Error::StaleRoute {
+                    schema: scope.schema().map(ToString::to_string).unwrap_or_default(),
+                }
+                .into()),
+                Err(gone) => Err(gone.into()),
+            },
+        })
+        .await
     }
 }
 
@@ -189,8 +237,16 @@ impl<'r> FromRequest<'r> for TenantDb {
             Outcome::Error(e) => return Outcome::Error(e),
             Outcome::Forward(s) => return Outcome::Forward(s),
         };
-        match tenancy(request).and_then(|t| t.pool().map_err(ApiError::from)) {
-            Ok(pool) => Outcome::Success(TenantDb { pool, tenant }),
+        let found = tenancy(request).and_then(|t| {
+            let pool = t.pool().map_err(ApiError::from)?;
+            Ok((pool, t.routing()))
+        });
+        match found {
+            Ok((pool, routing)) => Outcome::Success(TenantDb {
+                pool,
+                tenant,
+                routing,
+            }),
             Err(e) => fail(request, e),
         }
     }

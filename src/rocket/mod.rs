@@ -32,6 +32,8 @@
 //!    migrate_tenants = true    # apply pending tenant migrations at launch
 //!    migrate_jobs = 1          # tenants migrated at once at launch
 //!    public_tenant = false     # public holds the tenant tables; tenant routes accept `public`
+//!    trusted_proxies = []      # proxies whose Forwarded host= / X-Forwarded-Host are read
+//!    max_registry_age = 5      # seconds: no request is resolved from older registry data
 //!    ```
 //!
 //!    Environment variables override the file, as everywhere in Rocket:
@@ -103,14 +105,25 @@
 //! header, the host, the path prefix (off by default), then custom
 //! [`TenantResolver`](crate::resolve::TenantResolver)s added with
 //! [`TenancyFairing::resolver`]. The first rule that names a tenant decides; an
-//! unregistered host names nothing, so the next rule is tried.
+//! unregistered host names nothing, so the next rule is tried. A request that could be
+//! read two ways (a repeated tenant header or `Host`, a `Host` with user info or a bad
+//! port) is 400 whichever rule decides; the host is a trusted proxy's forwarded host,
+//! else the target's authority, else `Host` (see [`resolve`](crate::resolve)).
+//!
+//! No request is resolved from registry data older than `max_registry_age`: past it the
+//! registry is reloaded through the pool, else the answer is 503
+//! `{"detail":"Tenant registry unavailable, try again later"}`. A tenant's route is pinned
+//! to its schema's OID, which every checkout proves, so a tenant deleted (or deleted and
+//! created again on its schema name) a moment ago is 400 "Tenant not found", never
+//! another tenant's rows ([`TenantDb::run`]).
 //!
 //! | request | [`Tenant`] / [`TenantDb`] | [`PublicDb`] |
 //! |---|---|---|
 //! | a registered tenant (any case, trimmed) | that tenant | `public` |
 //! | `public` (any case) | 400 `Tenant not found`; `public` with the public-tenant option | `public` |
 //! | nothing, or an unknown tenant | 400 `{"detail":"Tenant not found"}` | `public` |
-//! | a malformed header (control characters, over 255 bytes, repeated with different values) | 400 with a `detail` | `public` |
+//! | a malformed header (control characters, over 255 bytes, sent more than once), two `Host`s, a `Host` with user info or a bad port | 400 with a `detail` | `public` |
+//! | registry data older than its bound and no reload through the pool | 503 `Tenant registry unavailable, try again later` | `public` |
 //! | no connection within `timeout`, database down | 503 from `run` | 503 from `run` |
 //!
 //! Header values that are not UTF-8 never reach the guards: Rocket drops such headers

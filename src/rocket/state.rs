@@ -1,17 +1,30 @@
 //! [`Tenancy`]: what the fairing puts into Rocket's managed state.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use ::rocket::http::uri::Origin;
+use ::rocket::http::Status;
+use ::rocket::tokio::sync::Mutex as AsyncMutex;
 use ::rocket::Request;
 
+use super::api_error::ApiError;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
-use crate::registry_cache::RegistryCache;
-use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain};
+use crate::registry_cache::{RegistryCache, Snapshot};
+use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
+use crate::scope::Scope;
+
+/// The longest a request waits for the registry to be reloaded through the pool when
+/// the cache's change feed is down; then it gets 503.
+const FALLBACK_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The detail of the 503 sent when the registry cannot be confirmed within the bound.
+pub(crate) const REGISTRY_UNAVAILABLE: &str = "Tenant registry unavailable, try again later";
 
 /// The tenancy of a Rocket application: the router (and its pool), the registry cache
 /// and the resolver chain. Managed by [`TenancyFairing`](super::TenancyFairing); reach it
@@ -24,9 +37,13 @@ use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain}
 pub struct Tenancy {
     live: Arc<RwLock<Option<Live>>>,
     cache: Arc<RegistryCache>,
-    chain: ResolverChain,
+    chain: Arc<ResolverChain>,
     public_tenant: bool,
     path_prefix: Option<String>,
+    /// One reload through the pool at a time when the feed is down.
+    fallback: AsyncMutex<()>,
+    /// A fallback reload is still running (maybe stuck past its deadline).
+    fallback_busy: Arc<AtomicBool>,
 }
 
 /// What shutdown lets go of.
@@ -74,8 +91,10 @@ impl Tenancy {
                 router,
             }))),
             cache: Arc::new(cache),
-            chain,
+            chain: Arc::new(chain),
             path_prefix,
+            fallback: AsyncMutex::new(()),
+            fallback_busy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -119,33 +138,121 @@ impl Tenancy {
         &self.chain
     }
 
-    /// Resolves `request` against the cached registry (no database round trip).
-    pub fn resolve(&self, request: &Request<'_>) -> Resolution {
-        self.chain.resolve(request, &*self.cache.snapshot())
+    /// Resolves `request` against the cached registry: no database round trip while the
+    /// registry's change feed is healthy. A request that names two hosts or two tenants is
+    /// [`Resolution::Malformed`]. When the cached data is older than its bound
+    /// ([`RegistryCache::max_age`]), the registry is first reloaded through the pool (one
+    /// request at a time, at most 2 seconds); if that fails too, the error is a 503.
+    pub async fn resolve(&self, request: &Request<'_>) -> Result<Resolution, ApiError> {
+        self.decide(request).await.map(|decided| decided.resolution)
+    }
+
+    /// What `request` names, what that resolves to now, and the scope of its route.
+    pub(crate) async fn decide(&self, request: &Request<'_>) -> Result<Decided, ApiError> {
+        let named: Arc<[TenantRef]> = match self.chain.named(request) {
+            Ok(named) => named.into(),
+            Err(malformed) => {
+                return Ok(Decided {
+                    named: Arc::from([]),
+                    resolution: Resolution::Malformed(malformed),
+                    scope: None,
+                })
+            }
+        };
+        let snapshot = self.fresh_snapshot().await?;
+        let resolution = self.chain.find_first(&named, &*snapshot);
+        let scope = match &resolution {
+            Resolution::Tenant(t) => Some(snapshot.scope_of(t)),
+            _ => None,
+        };
+        Ok(Decided {
+            named,
+            resolution,
+            scope,
+        })
+    }
+
+    /// What a request needs to be decided again later (by `TenantDb::run`).
+    pub(crate) fn routing(&self) -> Routing {
+        Routing {
+            cache: Arc::clone(&self.cache),
+            chain: Arc::clone(&self.chain),
+            public_tenant: self.public_tenant,
+        }
+    }
+
+    /// The cached registry if it is within its bound; otherwise reloaded through the
+    /// pool (one reload at a time, each given 2 seconds); otherwise a 503.
+    pub async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+        if let Ok(snapshot) = self.cache.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        let _turn = self.fallback.lock().await;
+        if let Ok(snapshot) = self.cache.fresh_snapshot() {
+            return Ok(snapshot);
+        }
+        if self.fallback_busy.swap(true, Ordering::AcqRel) {
+            // The last reload is still stuck: do not pile up more.
+            return Err(unavailable(None));
+        }
+        let busy = Arc::clone(&self.fallback_busy);
+        let reload = self.reload_task();
+        let task = ::rocket::tokio::task::spawn_blocking(move || {
+            let result = reload();
+            busy.store(false, Ordering::Release);
+            result
+        });
+        match ::rocket::tokio::time::timeout(FALLBACK_DEADLINE, task).await {
+            Ok(Ok(Ok(()))) => self
+                .cache
+                .fresh_snapshot()
+                .map_err(|e| unavailable(Some(e))),
+            Ok(Ok(Err(e))) => Err(unavailable(Some(e))),
+            Ok(Err(_)) | Err(_) => Err(unavailable(None)),
+        }
+    }
+
+    /// Reloads the registry through the pool and waits for it, so this process sees a
+    /// change it made at once, whatever state the change feed is in.
+    pub async fn refresh(&self) -> Result<()> {
+        let reload = self.reload_task();
+        blocking(reload).await
+    }
+
+    /// [`refresh`](Self::refresh) for blocking code.
+    pub fn refresh_blocking(&self) -> Result<()> {
+        (self.reload_task())()
+    }
+
+    /// A reload through the pool, to run on a blocking thread.
+    fn reload_task(&self) -> impl FnOnce() -> Result<()> + Send + 'static {
+        let pool = self.pool();
+        let cache = Arc::clone(&self.cache);
+        move || pool?.with_public(|conn| cache.reload_from(conn))
     }
 
     /// Creates a tenant (row, schema, migrations) on a blocking thread and reloads the
-    /// cache, so the tenant resolves in this process as soon as this returns (if the
-    /// listener is reconnecting, as soon as it is back; the tenant is created either way).
+    /// cache through the pool, so the tenant resolves in this process as soon as this
+    /// returns, even when the change feed is down.
     pub async fn create_tenant(&self, new: NewTenant) -> Result<Tenant> {
         let router = self.router()?;
-        let cache = Arc::clone(&self.cache);
+        let reload = self.reload_task();
         blocking(move || {
             let tenant = router.create_tenant(&new)?;
-            refresh(&cache);
+            reloaded(reload());
             Ok(tenant)
         })
         .await
     }
 
     /// Deletes a tenant (and, with `drop_schema`, its schema) on a blocking thread and
-    /// reloads the cache.
+    /// reloads the cache through the pool.
     pub async fn delete_tenant(&self, name: String, drop_schema: bool) -> Result<Tenant> {
         let router = self.router()?;
-        let cache = Arc::clone(&self.cache);
+        let reload = self.reload_task();
         blocking(move || {
             let tenant = router.delete_tenant(&name, drop_schema)?;
-            refresh(&cache);
+            reloaded(reload());
             Ok(tenant)
         })
         .await
@@ -155,10 +262,10 @@ impl Tenancy {
     /// cache, so the new name resolves in this process as soon as this returns.
     pub async fn rename_tenant(&self, old: String, new: String) -> Result<Tenant> {
         let router = self.router()?;
-        let cache = Arc::clone(&self.cache);
+        let reload = self.reload_task();
         blocking(move || {
             let tenant = router.rename_tenant(&old, &new)?;
-            refresh(&cache);
+            reloaded(reload());
             Ok(tenant)
         })
         .await
@@ -205,12 +312,21 @@ impl Tenancy {
     }
 }
 
-/// Reloads the cache after a change made here; if that fails, the listener still
-/// reloads when its connection comes back, so the change itself stands.
-fn refresh(cache: &RegistryCache) {
-    if let Err(e) = cache.refresh() {
+/// After a change made here: if the reload failed, the change itself stands, and the
+/// cache ages out of its bound (then reloads, or answers 503) rather than serve without it.
+fn reloaded(result: Result<()>) {
+    if let Err(e) = result {
         log::warn!("diesel-tenancy: the registry changed but the cache could not reload yet: {e}");
     }
+}
+
+/// The 503 for a registry that cannot be confirmed within its bound.
+fn unavailable(cause: Option<Error>) -> ApiError {
+    match cause {
+        Some(e) => log::warn!("diesel-tenancy: answering 503: {e}"),
+        None => log::warn!("diesel-tenancy: answering 503: the registry reload through the pool did not finish in time"),
+    }
+    ApiError::new(Status::ServiceUnavailable, REGISTRY_UNAVAILABLE)
 }
 
 /// Runs blocking work on Rocket's blocking pool; a panic there is re-raised here.
@@ -230,6 +346,38 @@ where
     }
 }
 
+/// A request's decision: what it named, what that resolved to, the route's scope.
+pub(crate) struct Decided {
+    pub(crate) named: Arc<[TenantRef]>,
+    pub(crate) resolution: Resolution,
+    /// The scope of a resolved tenant, pinned to its schema's OID.
+    pub(crate) scope: Option<Scope>,
+}
+
+/// Deciding a request again against a reloaded registry, once its route proved stale.
+#[derive(Debug, Clone)]
+pub(crate) struct Routing {
+    cache: Arc<RegistryCache>,
+    chain: Arc<ResolverChain>,
+    public_tenant: bool,
+}
+
+impl Routing {
+    /// Reloads the registry through `pool`, then decides `named` again: the new scope,
+    /// or [`Error::UnknownTenant`] when it names no tenant any more. Blocking.
+    pub(crate) fn decide_again(&self, pool: &TenantPool, named: &[TenantRef]) -> Result<Scope> {
+        pool.with_public(|conn| self.cache.reload_from(conn))?;
+        let snapshot = self.cache.fresh_snapshot()?;
+        match self.chain.find_first(named, &*snapshot) {
+            Resolution::Tenant(t) => Ok(snapshot.scope_of(&t)),
+            Resolution::Public if self.public_tenant => Ok(Scope::Public),
+            _ => Err(Error::UnknownTenant {
+                name: named.first().map(ToString::to_string).unwrap_or_default(),
+            }),
+        }
+    }
+}
+
 /// The path before [`Tenancy::rewrite_path`] stripped the tenant prefix.
 struct OriginalPath(Option<String>);
 
@@ -238,11 +386,16 @@ impl RequestParts for Request<'_> {
         self.headers().get(name).map(str::as_bytes).collect()
     }
 
-    fn host(&self) -> Option<Cow<'_, str>> {
-        match Request::host(self) {
-            Some(host) => Some(Cow::Owned(host.to_string())),
-            None => self.headers().get_one("Host").map(Cow::Borrowed),
-        }
+    /// Rocket 0.5 keeps only the path and query of the request target: an absolute-form
+    /// target's authority is gone before any fairing or guard runs. `Request::host` is the
+    /// first `Host` header on HTTP/1 (the chain has checked there is only one, and its
+    /// syntax) and `:authority` on HTTP/2.
+    fn authority(&self) -> Option<Cow<'_, str>> {
+        Request::host(self).map(|host| Cow::Owned(host.to_string()))
+    }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.remote().map(|addr| addr.ip())
     }
 
     fn path(&self) -> &str {

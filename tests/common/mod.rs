@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod fault_proxy;
 pub mod pgbouncer;
 pub mod private_pg;
 pub mod sentinel;

@@ -16,10 +16,9 @@ diesel::define_sql_function! {
 
 /// The name a scope's sentinel row holds.
 pub fn name_of(scope: &Scope) -> String {
-    match scope {
-        Scope::Public => "public".into(),
-        Scope::Tenant(s) => s.as_str().into(),
-    }
+    scope
+        .schema()
+        .map_or("public".into(), |s| s.as_str().into())
 }
 
 /// Creates `n` tenants (`{prefix}00`, …) through `pool`, each with a sentinel row, plus one

@@ -128,6 +128,11 @@ impl Server {
         Server::spawn(Some(&db.url), options)
     }
 
+    /// The service on the database at `url` (e.g. through a proxy).
+    pub fn start_url(url: &str, options: Options) -> Server {
+        Server::spawn(Some(url), options)
+    }
+
     /// The service without a database URL, so on its embedded cluster in `pg_dir`
     /// (`HOTEL_EMBEDDED_PG=always`: the machine's server on the default URL is not
     /// tried).
