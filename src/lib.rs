@@ -30,6 +30,7 @@ pub mod resolve;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
+mod role_provision;
 pub mod schema;
 mod schema_name;
 mod scope;
@@ -37,6 +38,7 @@ mod spares;
 mod sql;
 mod status;
 mod tenant_name;
+mod tenant_roles;
 mod watch;
 
 pub use connection::TenantConnection;
@@ -49,9 +51,11 @@ pub use pool::{TenantPool, TenantPoolBuilder};
 pub use registry::{Domain, Tenant, TenantRegistry};
 pub use registry_cache::{RegistryCache, RegistryCacheBuilder, Snapshot};
 pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
+pub use role_provision::{RoleReport, TenantRoleReport};
 pub use schema_name::{SchemaName, SchemaRules};
 pub use scope::Scope;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
+pub use tenant_roles::TenantRoles;
 
 pub use diesel;
 pub use diesel_migrations;

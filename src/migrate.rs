@@ -152,7 +152,11 @@ impl SyncRouter {
             conn.transaction(|conn| {
                 set_local_path(conn, "\"public\"")?;
                 lock(conn, "public")?;
-                run_shared(conn, &set)
+                let applied = run_shared(conn, &set)?;
+                if let Some(roles) = self.pool.tenant_roles() {
+                    crate::role_provision::sync_shared_grants(conn, roles)?;
+                }
+                Ok(applied)
             })
         })
     }
@@ -162,6 +166,9 @@ impl SyncRouter {
     ///
     /// If spare schemas were prepared ([`prepare_spares`](Self::prepare_spares)), one is
     /// claimed and renamed instead of building the schema, which is several times faster.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, the tenant's role
+    /// is created and granted its schema in the same transaction.
     pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
         let name = validate_tenant_name(&new.name)?;
         let schema = match &new.schema_name {
@@ -183,6 +190,9 @@ impl SyncRouter {
                 }
                 set_local_path(conn, &schema.quoted())?;
                 run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
+                if let Some(roles) = self.pool.tenant_roles() {
+                    crate::role_provision::ensure_tenant_role(conn, roles, &schema)?;
+                }
                 for (i, domain) in new.domains.iter().enumerate() {
                     TenantRegistry::add_domain(conn, name, domain, i == 0)?;
                 }
@@ -191,14 +201,16 @@ impl SyncRouter {
         })
     }
 
-    /// Deletes a tenant's registry row (and domains). The schema and its data are dropped
-    /// only when `drop_schema` is true.
+    /// Deletes a tenant's registry row (and domains) and its tenant role, if it has one.
+    /// The schema and its data are dropped only when `drop_schema` is true.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
         self.pool.with_public(|conn| {
             conn.transaction(|conn| {
                 let tenant = TenantRegistry::get_by_name(conn, name)?;
                 lock(conn, tenant.schema_name.as_str())?;
                 TenantRegistry::delete(conn, name)?;
+                // Whatever this pool's setting: a role made by another process goes too.
+                crate::role_provision::drop_tenant_role(conn, &tenant.schema_name)?;
                 if drop_schema {
                     conn.batch_execute(&format!(
                         "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -212,6 +224,10 @@ impl SyncRouter {
 
     /// Applies the pending tenant migrations to one schema, in one transaction under the
     /// schema's advisory lock, and returns the versions applied.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, when something was
+    /// applied the tenant's role is granted what the migrations created (and made, if it
+    /// was missing), in the same transaction.
     pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
         let place = Place::Schema(schema.to_string());
         self.pool.with_public(|conn| {
@@ -223,7 +239,11 @@ impl SyncRouter {
                     });
                 }
                 set_local_path(conn, &schema.quoted())?;
-                run_pending(conn, &self.tenant, &place)
+                let applied = run_pending(conn, &self.tenant, &place)?;
+                if let Some(roles) = self.pool.tenant_roles().filter(|_| !applied.is_empty()) {
+                    crate::role_provision::ensure_tenant_role(conn, roles, schema)?;
+                }
+                Ok(applied)
             })
         })
     }
@@ -263,7 +283,7 @@ pub(crate) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> 
 }
 
 /// Takes the transaction-scoped advisory lock of one schema.
-fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
+pub(crate) fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind::<Integer, _>(LOCK_CLASS)
         .bind::<Text, _>(schema)

@@ -18,6 +18,14 @@
 //! | the pool's transaction has the connection's defaults (`TransactionLocal`) | `transaction_read_only`, `_isolation`, `_deferrable` equal their (reset) `default_` settings: `BEGIN` fixed them before `RESET ALL` ran |
 //! | the pool's prepared statements exist      | the proof is itself a prepared statement: `DEALLOCATE ALL` / `DISCARD ALL` make `EXECUTE` fail |
 //!
+//! With tenant roles on ([`TenantRoles`](crate::TenantRoles)) the message also runs
+//! `RESET ROLE` before the proof (`RESET ALL` leaves the role alone), so the proof's role
+//! check shows the previous scope's role gone; after the path it sets the scope's role
+//! (`SET [LOCAL] ROLE`, tenant scopes only) and runs a second parameterless statement,
+//! [`ROLE_STATEMENT`], that fails unless the session now runs as exactly that role under
+//! the login role, and the role is not a superuser, has neither `CREATEROLE` nor
+//! `BYPASSRLS`, and is a member of no role but the tenant group.
+//!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
 //! client learns why in the same round trip. Every name in the statement is
 //! schema-qualified with `pg_catalog` (operators too): it runs under whatever
@@ -27,6 +35,9 @@ use crate::manager::PoolMode;
 
 /// The name of the proof's prepared statement on every direct connection.
 pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
+
+/// The name of the tenant-role proof's prepared statement (tenant roles on).
+pub(crate) const ROLE_STATEMENT: &str = "diesel_tenancy_role";
 
 /// Starts every reason a failed proof reports.
 pub(crate) const MARK: &str = "diesel-tenancy: ";
@@ -50,6 +61,8 @@ pub(crate) struct Proof {
     /// `EXECUTE` of the statement prepared at connect, or the whole `SELECT` inline
     /// (behind a transaction pooler, where a prepared statement lives on one backend).
     prepared: bool,
+    /// With tenant roles on: the group role every tenant role is a member of.
+    tenant_group: Option<String>,
 }
 
 impl Proof {
@@ -58,7 +71,14 @@ impl Proof {
             identity,
             mode,
             prepared,
+            tenant_group: None,
         }
+    }
+
+    /// The same proof for a pool with tenant roles, whose group role is `group`.
+    pub(crate) fn with_tenant_roles(mut self, group: String) -> Self {
+        self.tenant_group = Some(group);
+        self
     }
 
     fn local(&self) -> &'static str {
@@ -82,13 +102,21 @@ impl Proof {
     /// after it. Measured: with the path as a parameter PostgreSQL kept building custom
     /// plans of the whole proof, ~250 µs of backend CPU per checkout instead of ~20.
     pub(crate) fn prepare(&self) -> String {
-        format!("PREPARE {STATEMENT} AS {}", self.select())
+        let mut sql = format!("PREPARE {STATEMENT} AS {}", self.select());
+        if self.tenant_group.is_some() {
+            sql.push_str(&format!(
+                "; PREPARE {ROLE_STATEMENT} AS {}",
+                self.role_select()
+            ));
+        }
+        sql
     }
 
     /// The checkout message for `path` (an already rendered `search_path` value made of
     /// quoted, validated identifiers, spliced as they are). `deallocate` also forgets every prepared statement
-    /// first (the pool's reset on a schema switch).
-    pub(crate) fn checkout(&self, path: &str, deallocate: bool) -> String {
+    /// first (the pool's reset on a schema switch). `role`: the tenant role the scope
+    /// runs as (tenant roles on, tenant scopes), a validated role name.
+    pub(crate) fn checkout(&self, path: &str, role: Option<&str>, deallocate: bool) -> String {
         let local = self.mode == PoolMode::TransactionLocal;
         let mut sql = String::with_capacity(96);
         if local {
@@ -103,7 +131,13 @@ impl Proof {
         }
         // Settings a borrower changed go back to the connection's defaults (role,
         // database and URL settings); the proof then sets the crate's own again.
-        sql.push_str("RESET ALL; DISCARD SEQUENCES; ");
+        sql.push_str("RESET ALL; ");
+        if self.tenant_group.is_some() {
+            // `RESET ALL` leaves the role alone: the previous tenant's must go before the
+            // proof, which checks that the session runs as the login role.
+            sql.push_str("RESET ROLE; ");
+        }
+        sql.push_str("DISCARD SEQUENCES; ");
         if local {
             // Outside the pool's transactions the path stays empty, so nothing that
             // escapes a transaction resolves an unqualified table.
@@ -123,7 +157,55 @@ impl Proof {
             "; SET search_path TO "
         });
         sql.push_str(path);
+        if let Some(role) = role {
+            sql.push_str(if local {
+                "; SET LOCAL ROLE "
+            } else {
+                "; SET ROLE "
+            });
+            sql.push_str(&crate::schema_name::quote_ident(role));
+            if self.prepared {
+                sql.push_str("; EXECUTE ");
+                sql.push_str(ROLE_STATEMENT);
+            } else {
+                sql.push_str("; ");
+                sql.push_str(&self.role_select());
+            }
+        }
         sql
+    }
+
+    /// The tenant-role proof, run right after `SET ROLE`: fails with [`MARK`] and the
+    /// reasons unless the session runs as the role just set (`current_setting('role')`,
+    /// which `SET ROLE` fixed in this very message) under the login role, and that role
+    /// has no power that would reach past its grants.
+    fn role_select(&self) -> String {
+        let login = literal(&self.identity.login);
+        let group = literal(self.tenant_group.as_deref().unwrap_or_default());
+        format!(
+            "SELECT CASE WHEN checked.problems OPERATOR(pg_catalog.=) '' THEN 0 \
+               ELSE pg_catalog.int4in(pg_catalog.textout(pg_catalog.concat('{MARK}', \
+                 checked.problems))) END \
+             FROM (SELECT pg_catalog.concat_ws('; ', \
+               CASE WHEN session_user OPERATOR(pg_catalog.<>) {login} \
+                   OR current_user OPERATOR(pg_catalog.<>) pg_catalog.current_setting('role') \
+                 THEN pg_catalog.concat('the session ran as role ', current_user, \
+                   ' (session user ', session_user, '), not as the tenant role ', \
+                   pg_catalog.current_setting('role'), ' under the login role ', {login}) END, \
+               CASE WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r \
+                   WHERE r.rolname OPERATOR(pg_catalog.=) current_user \
+                   AND NOT (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)) \
+                 THEN pg_catalog.concat('the tenant role ', current_user, \
+                   ' is a superuser or has CREATEROLE or BYPASSRLS') END, \
+               CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_auth_members m \
+                   JOIN pg_catalog.pg_roles mine ON mine.oid OPERATOR(pg_catalog.=) m.member \
+                   JOIN pg_catalog.pg_roles held ON held.oid OPERATOR(pg_catalog.=) m.roleid \
+                   WHERE mine.rolname OPERATOR(pg_catalog.=) current_user \
+                   AND held.rolname OPERATOR(pg_catalog.<>) {group}) \
+                 THEN pg_catalog.concat('the tenant role ', current_user, \
+                   ' is a member of a role other than ', {group}) END \
+             ) AS problems) AS checked"
+        )
     }
 
     /// The proof `SELECT`: fails with [`MARK`] and the reasons unless every check passes;
@@ -223,7 +305,7 @@ mod tests {
 
     #[test]
     fn session_checkout_resets_then_executes_the_prepared_proof() {
-        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", false);
+        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", None, false);
         assert_eq!(
             sql,
             "RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
@@ -233,22 +315,22 @@ mod tests {
 
     #[test]
     fn transaction_local_checkout_begins_and_keeps_the_session_path_empty() {
-        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", false);
+        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", None, false);
         assert!(sql.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; "));
         assert!(sql.ends_with("EXECUTE diesel_tenancy_checkout; SET LOCAL search_path TO \"acme\""));
     }
 
     #[test]
     fn a_deallocating_switch_prepares_the_proof_again() {
-        let sql = proof(PoolMode::Session, true).checkout("\"b\"", true);
+        let sql = proof(PoolMode::Session, true).checkout("\"b\"", None, true);
         assert!(sql.starts_with("DEALLOCATE ALL; PREPARE diesel_tenancy_checkout AS SELECT"));
-        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", true);
+        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", None, true);
         assert!(!inline.contains("PREPARE"), "{inline}");
     }
 
     #[test]
     fn inline_proof_carries_the_path_and_no_backend_check() {
-        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", false);
+        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", None, false);
         assert!(
             sql.ends_with("; SET LOCAL search_path TO \"acme\""),
             "{sql}"
@@ -275,6 +357,112 @@ mod tests {
         }
         // Every function and operator is qualified: nothing resolves through the path.
         for bare in [" now()", " set_config(", " = ", " <> ", " concat("] {
+            assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
+        }
+    }
+
+    fn with_roles(mode: PoolMode, prepared: bool) -> Proof {
+        proof(mode, prepared).with_tenant_roles("dt9".into())
+    }
+
+    #[test]
+    fn without_tenant_roles_the_message_never_touches_the_role() {
+        for (mode, prepared) in [
+            (PoolMode::Session, true),
+            (PoolMode::TransactionLocal, false),
+        ] {
+            let sql = proof(mode, prepared).checkout("\"acme\"", None, false);
+            assert!(!sql.contains("ROLE"), "{sql}");
+            assert!(!proof(mode, prepared).prepare().contains(ROLE_STATEMENT));
+        }
+    }
+
+    #[test]
+    fn session_checkout_with_roles_resets_the_role_before_the_proof_and_sets_it_after() {
+        let sql = with_roles(PoolMode::Session, true).checkout(
+            "\"acme\", pg_temp",
+            Some("dt9_acme"),
+            false,
+        );
+        assert_eq!(
+            sql,
+            "RESET ALL; RESET ROLE; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
+             SET search_path TO \"acme\", pg_temp; SET ROLE \"dt9_acme\"; \
+             EXECUTE diesel_tenancy_role"
+        );
+        // `public` runs as the login role: reset, proven, never set.
+        let public =
+            with_roles(PoolMode::Session, true).checkout("\"public\", pg_temp", None, false);
+        assert_eq!(
+            public,
+            "RESET ALL; RESET ROLE; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
+             SET search_path TO \"public\", pg_temp"
+        );
+    }
+
+    #[test]
+    fn transaction_local_checkout_with_roles_sets_a_local_role() {
+        let sql = with_roles(PoolMode::TransactionLocal, true).checkout(
+            "\"acme\"",
+            Some("dt9_acme"),
+            false,
+        );
+        assert!(
+            sql.starts_with("BEGIN; RESET ALL; RESET ROLE; DISCARD SEQUENCES; "),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("SET LOCAL search_path TO \"acme\"; SET LOCAL ROLE \"dt9_acme\"; EXECUTE diesel_tenancy_role"),
+            "{sql}"
+        );
+        // Behind a pooler the role proof is sent inline, like the main proof.
+        let inline = with_roles(PoolMode::TransactionLocal, false).checkout(
+            "\"acme\"",
+            Some("dt9_acme"),
+            false,
+        );
+        assert!(
+            inline.contains("SET LOCAL ROLE \"dt9_acme\"; SELECT CASE WHEN checked.problems"),
+            "{inline}"
+        );
+        assert!(!inline.contains("EXECUTE"), "{inline}");
+    }
+
+    #[test]
+    fn the_role_proof_is_prepared_with_the_main_one_and_again_after_a_deallocation() {
+        let proof = with_roles(PoolMode::Session, true);
+        let prepare = proof.prepare();
+        assert!(prepare.starts_with("PREPARE diesel_tenancy_checkout AS SELECT"));
+        assert!(
+            prepare.contains("; PREPARE diesel_tenancy_role AS SELECT"),
+            "{prepare}"
+        );
+        let switch = proof.checkout("\"b\"", Some("dt9_b"), true);
+        assert!(switch.starts_with(&format!(
+            "DEALLOCATE ALL; {prepare}; RESET ALL; RESET ROLE;"
+        )));
+    }
+
+    #[test]
+    fn the_role_proof_checks_the_role_its_powers_and_its_memberships() {
+        let sql = with_roles(PoolMode::Session, true).role_select();
+        for needle in [
+            "session_user OPERATOR(pg_catalog.<>) E'app'",
+            "current_user OPERATOR(pg_catalog.<>) pg_catalog.current_setting('role')",
+            "NOT (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)",
+            "pg_catalog.pg_auth_members m",
+            "held.rolname OPERATOR(pg_catalog.<>) E'dt9'",
+        ] {
+            assert!(sql.contains(needle), "missing {needle}");
+        }
+        for bare in [
+            " now()",
+            " = ",
+            " <> ",
+            " concat(",
+            " pg_roles",
+            " pg_auth_members",
+        ] {
             assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
         }
     }

@@ -1,0 +1,375 @@
+//! Creating, granting and dropping tenant roles ([`TenantRoles`]), inside the transactions
+//! the router already runs, and [`SyncRouter::sync_tenant_roles`], the backfill.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Text};
+use serde::Serialize;
+
+use crate::error::{Error, Place, Result};
+use crate::migrate::{lock, schema_exists, SyncRouter};
+use crate::registry::{Tenant, TenantRegistry};
+use crate::schema_name::{quote_ident, SchemaName};
+use crate::tenant_roles::{schema_grants_sql, RoleNames, TenantRoles, TRACKING_TABLE};
+
+/// The advisory-lock key under which a database's group role is created (it cannot be a
+/// schema name, so it never shares a lock with a tenant).
+const GROUP_LOCK: &str = "diesel-tenancy tenant roles";
+
+/// Who is asking, in which database.
+#[derive(QueryableByName)]
+struct Context {
+    #[diesel(sql_type = BigInt)]
+    database: i64,
+    #[diesel(sql_type = Text)]
+    login: String,
+    #[diesel(sql_type = Bool)]
+    superuser: bool,
+    #[diesel(sql_type = Bool)]
+    createrole: bool,
+}
+
+impl Context {
+    fn read(conn: &mut PgConnection) -> Result<Context> {
+        Ok(diesel::sql_query(
+            "SELECT d.oid::int8 AS database, r.rolname::text AS login, \
+             r.rolsuper AS superuser, r.rolcreaterole AS createrole \
+             FROM pg_catalog.pg_database d, pg_catalog.pg_roles r \
+             WHERE d.datname = pg_catalog.current_database() AND r.rolname = current_user",
+        )
+        .get_result(conn)?)
+    }
+
+    fn names(&self) -> Result<RoleNames> {
+        u32::try_from(self.database)
+            .map(RoleNames::new)
+            .map_err(|_| Error::Config(format!("database OID {} out of range", self.database)))
+    }
+
+    /// Fails unless the current role may create and drop roles.
+    fn require_createrole(&self) -> Result<()> {
+        if self.superuser || self.createrole {
+            Ok(())
+        } else {
+            Err(Error::TenantRolesNotPermitted {
+                login: self.login.clone(),
+            })
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct ExistingRole {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    can_login: bool,
+}
+
+/// Which of `names` exist, and whether each can log in.
+fn existing_roles(conn: &mut PgConnection, names: &[String]) -> Result<HashMap<String, bool>> {
+    Ok(diesel::sql_query(
+        "SELECT rolname::text AS name, rolcanlogin AS can_login \
+         FROM pg_catalog.pg_roles WHERE rolname = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(names)
+    .load::<ExistingRole>(conn)?
+    .into_iter()
+    .map(|r| (r.name, r.can_login))
+    .collect())
+}
+
+/// A role this crate would use but must not: one that can log in is someone's account.
+fn refuse_login_role(place: Place, role: &str) -> Error {
+    Error::TenantRole {
+        place,
+        role: role.to_owned(),
+        reason: "a role of that name exists and can log in; it is not a tenant role this \
+                 crate made, and it is neither used nor dropped"
+            .into(),
+    }
+}
+
+/// Creates the database's group role unless it exists (under an advisory lock, so two
+/// first tenants do not both create it), with the declared shared grants.
+fn ensure_group(conn: &mut PgConnection, names: &RoleNames, roles: &TenantRoles) -> Result<()> {
+    let group = names.group();
+    if existing_roles(conn, std::slice::from_ref(&group))?.contains_key(&group) {
+        return Ok(());
+    }
+    lock(conn, GROUP_LOCK)?;
+    match existing_roles(conn, std::slice::from_ref(&group))?.get(&group) {
+        Some(true) => return Err(refuse_login_role(Place::Public, &group)),
+        Some(false) => return Ok(()),
+        None => {}
+    }
+    conn.batch_execute(&format!(
+        "CREATE ROLE {} NOLOGIN; {}",
+        quote_ident(&group),
+        roles.shared_grants_sql(&group)
+    ))?;
+    Ok(())
+}
+
+/// Creates `schema`'s tenant role unless it exists, lets the current role `SET ROLE` to
+/// it, and grants it its schema (see [`schema_grants_sql`]); the tracking table is
+/// revoked. Idempotent; runs in the caller's transaction, which should hold the schema's
+/// advisory lock. Returns the role's name and whether it was created.
+pub(crate) fn ensure_tenant_role(
+    conn: &mut PgConnection,
+    roles: &TenantRoles,
+    schema: &SchemaName,
+) -> Result<(String, bool)> {
+    let context = Context::read(conn)?;
+    context.require_createrole()?;
+    let names = context.names()?;
+    ensure_group(conn, &names, roles)?;
+    let (group, role) = (names.group(), names.tenant(schema));
+    let existing = existing_roles(conn, std::slice::from_ref(&role))?;
+    let place = Place::Schema(schema.to_string());
+    if existing.get(&role) == Some(&true) {
+        return Err(refuse_login_role(place, &role));
+    }
+    let created = !existing.contains_key(&role);
+    let (quoted_role, quoted_group) = (quote_ident(&role), quote_ident(&group));
+    let mut sql = if created {
+        format!("CREATE ROLE {quoted_role} NOLOGIN IN ROLE {quoted_group}; ")
+    } else {
+        format!("GRANT {quoted_group} TO {quoted_role}; ")
+    };
+    if !context.superuser {
+        // `SET ROLE` needs membership (a superuser may set any role).
+        sql.push_str(&format!("GRANT {quoted_role} TO CURRENT_USER; "));
+    }
+    sql.push_str(&schema_grants_sql(schema, &role));
+    let tracking = format!("{}.{}", schema.quoted(), quote_ident(TRACKING_TABLE));
+    if crate::sql::table_exists(conn, &tracking)? {
+        sql.push_str(&format!("; REVOKE ALL ON {tracking} FROM {quoted_role}"));
+    }
+    conn.batch_execute(&sql)?;
+    Ok((role, created))
+}
+
+/// Drops `schema`'s tenant role if it exists: anything it owns goes to the current role
+/// (so no data is lost), its privileges are revoked, and the role is dropped. Runs in
+/// the caller's transaction.
+pub(crate) fn drop_tenant_role(conn: &mut PgConnection, schema: &SchemaName) -> Result<()> {
+    let context = Context::read(conn)?;
+    let role = context.names()?.tenant(schema);
+    match existing_roles(conn, std::slice::from_ref(&role))?.get(&role) {
+        None => return Ok(()),
+        Some(true) => return Err(refuse_login_role(Place::Schema(schema.to_string()), &role)),
+        Some(false) => {}
+    }
+    context.require_createrole()?;
+    let r = quote_ident(&role);
+    conn.batch_execute(&format!(
+        "REASSIGN OWNED BY {r} TO CURRENT_USER; DROP OWNED BY {r}; DROP ROLE {r}"
+    ))?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Granted {
+    #[diesel(sql_type = Text)]
+    schema_name: String,
+    #[diesel(sql_type = Text)]
+    table_name: String,
+}
+
+/// Makes the group's table grants exactly the declared shared reads: creates the group
+/// if missing, grants what is declared, revokes from tables no longer declared (found
+/// through `pg_shdepend`, which records every grant to a role).
+pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -> Result<()> {
+    let context = Context::read(conn)?;
+    context.require_createrole()?;
+    let names = context.names()?;
+    ensure_group(conn, &names, roles)?;
+    let group = names.group();
+    for table in roles.shared_reads() {
+        let qualified = format!(
+            "{}.{}",
+            quote_ident(&table.schema),
+            quote_ident(&table.table)
+        );
+        if !crate::sql::table_exists(conn, &qualified)? {
+            return Err(Error::Config(format!(
+                "TenantRoles::read_shared names {qualified}, which does not exist: declare \
+                 tables the shared set creates"
+            )));
+        }
+    }
+    let granted: Vec<Granted> = diesel::sql_query(
+        "SELECT n.nspname::text AS schema_name, c.relname::text AS table_name \
+         FROM pg_catalog.pg_shdepend s \
+         JOIN pg_catalog.pg_class c ON c.oid = s.objid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass \
+         AND s.refobjid = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1) \
+         AND s.classid = 'pg_catalog.pg_class'::regclass AND s.deptype = 'a' \
+         AND s.dbid = (SELECT oid FROM pg_catalog.pg_database \
+                       WHERE datname = pg_catalog.current_database())",
+    )
+    .bind::<Text, _>(&group)
+    .load(conn)?;
+    let mut sql = roles.shared_grants_sql(&group);
+    for stale in granted
+        .iter()
+        .filter(|g| !roles.reads(&g.schema_name, &g.table_name))
+    {
+        sql.push_str(&format!(
+            "REVOKE ALL ON {}.{} FROM {}; ",
+            quote_ident(&stale.schema_name),
+            quote_ident(&stale.table_name),
+            quote_ident(&group)
+        ));
+    }
+    if !sql.is_empty() {
+        conn.batch_execute(&sql)?;
+    }
+    Ok(())
+}
+
+/// Drops the roles made for the database whose OID was `database` (after the database
+/// itself was dropped: `DROP DATABASE` leaves roles, which live in the cluster). Only
+/// roles named like this crate names them and that cannot log in are dropped. Returns
+/// how many.
+pub(crate) fn drop_database_roles(admin: &mut PgConnection, database: u32) -> Result<usize> {
+    let names = RoleNames::new(database);
+    let found: Vec<ExistingRole> = diesel::sql_query(
+        "SELECT rolname::text AS name, rolcanlogin AS can_login FROM pg_catalog.pg_roles \
+         WHERE NOT rolcanlogin AND (rolname = $1 OR pg_catalog.starts_with(rolname, $2))",
+    )
+    .bind::<Text, _>(names.group())
+    .bind::<Text, _>(names.tenant_prefix())
+    .load(admin)?;
+    if found.is_empty() {
+        return Ok(0);
+    }
+    let list: Vec<String> = found.iter().map(|r| quote_ident(&r.name)).collect();
+    admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", list.join(", ")))?;
+    Ok(found.len())
+}
+
+/// The OID of database `name`, if it exists.
+pub(crate) fn database_oid(admin: &mut PgConnection, name: &str) -> Result<Option<u32>> {
+    #[derive(QueryableByName)]
+    struct Oid {
+        #[diesel(sql_type = BigInt)]
+        oid: i64,
+    }
+    let found: Option<Oid> =
+        diesel::sql_query("SELECT oid::int8 AS oid FROM pg_catalog.pg_database WHERE datname = $1")
+            .bind::<Text, _>(name)
+            .get_result(admin)
+            .optional()?;
+    Ok(found.and_then(|o| u32::try_from(o.oid).ok()))
+}
+
+/// What [`SyncRouter::sync_tenant_roles`] did for one tenant.
+#[derive(Debug, Serialize)]
+pub struct TenantRoleReport {
+    /// Tenant name.
+    pub tenant: String,
+    /// Tenant schema.
+    pub schema: String,
+    /// The tenant's role.
+    pub role: String,
+    /// Whether the role was created (otherwise it existed and was granted again).
+    pub created: bool,
+    /// Time taken.
+    pub duration: Duration,
+    /// Why it failed, if it did (nothing was changed for that tenant).
+    #[serde(serialize_with = "crate::report::error_text")]
+    pub error: Option<Error>,
+}
+
+/// What [`SyncRouter::sync_tenant_roles`] did.
+#[derive(Debug, Serialize)]
+pub struct RoleReport {
+    /// One entry per registered tenant, in name order.
+    pub tenants: Vec<TenantRoleReport>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl RoleReport {
+    /// Tenants whose role could not be made or granted.
+    pub fn failures(&self) -> impl Iterator<Item = &TenantRoleReport> {
+        self.tenants.iter().filter(|t| t.error.is_some())
+    }
+}
+
+impl SyncRouter {
+    /// The name of the tenant role of `schema` in this router's database (whether or not
+    /// it exists).
+    pub fn tenant_role_name(&self, schema: &SchemaName) -> Result<String> {
+        self.pool
+            .with_public(|conn| Context::read(conn)?.names())
+            .map(|names| names.tenant(schema))
+    }
+
+    /// Makes every registered tenant's role, or repairs it (grants again what it should
+    /// have), and makes the shared grants exactly the declared ones: the backfill after
+    /// turning tenant roles on, and the repair after tables were added by hand. Each
+    /// tenant is done in its own transaction under its schema's advisory lock; a tenant
+    /// that fails is reported and the others still run.
+    ///
+    /// Fails with [`Error::Config`] when the pool has no
+    /// [`tenant_roles`](crate::TenantPoolBuilder::tenant_roles), and with
+    /// [`Error::TenantRolesNotPermitted`] without `CREATEROLE`.
+    pub fn sync_tenant_roles(&self) -> Result<RoleReport> {
+        let started = Instant::now();
+        let roles = self.pool.tenant_roles().cloned().ok_or_else(|| {
+            Error::Config(
+                "tenant roles are off for this pool: build it with \
+                 TenantPoolBuilder::tenant_roles"
+                    .into(),
+            )
+        })?;
+        let (names, tenants) = self.pool.with_public(|conn| {
+            conn.transaction(|conn| sync_shared_grants(conn, &roles))?;
+            Ok::<_, Error>((Context::read(conn)?.names()?, TenantRegistry::list(conn)?))
+        })?;
+        let tenants = tenants
+            .into_iter()
+            .map(|tenant| self.sync_one(&roles, &names, tenant))
+            .collect();
+        Ok(RoleReport {
+            tenants,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn sync_one(&self, roles: &TenantRoles, names: &RoleNames, tenant: Tenant) -> TenantRoleReport {
+        let started = Instant::now();
+        let schema = &tenant.schema_name;
+        let result = self.pool.with_public(|conn| {
+            conn.transaction(|conn| {
+                lock(conn, schema.as_str())?;
+                if !schema_exists(conn, schema)? {
+                    return Err(Error::SchemaMissing {
+                        schema: schema.to_string(),
+                    });
+                }
+                ensure_tenant_role(conn, roles, schema)
+            })
+        });
+        let (created, error) = match result {
+            Ok((_, created)) => (created, None),
+            Err(e) => (false, Some(e)),
+        };
+        TenantRoleReport {
+            role: names.tenant(schema),
+            schema: schema.to_string(),
+            tenant: tenant.name,
+            created,
+            duration: started.elapsed(),
+            error,
+        }
+    }
+}
