@@ -16,6 +16,7 @@ use crate::migration_set::{MigrationSet, Source};
 use crate::pool::TenantPool;
 use crate::registry::{Tenant, TenantRegistry};
 use crate::report::{MigrateOptions, MigrateReport, TenantReport};
+use crate::role_provision::{ensure_tenant_role, Context};
 use crate::schema_name::{SchemaName, SchemaRules};
 use crate::tenant_name::validate_tenant_name;
 
@@ -177,6 +178,11 @@ impl SyncRouter {
         };
         self.pool.with_public(|conn| {
             conn.transaction(|conn| {
+                // Without CREATEROLE, fail before doing any work.
+                let roles = match self.pool.tenant_roles() {
+                    Some(roles) => Some((roles, Context::managing(conn)?)),
+                    None => None,
+                };
                 lock(conn, schema.as_str())?;
                 let tenant = TenantRegistry::create(conn, name, &schema)?;
                 if schema_exists(conn, &schema)? {
@@ -190,8 +196,8 @@ impl SyncRouter {
                 }
                 set_local_path(conn, &schema.quoted())?;
                 run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
-                if let Some(roles) = self.pool.tenant_roles() {
-                    crate::role_provision::ensure_tenant_role(conn, roles, &schema)?;
+                if let Some((roles, context)) = &roles {
+                    ensure_tenant_role(conn, context, roles, &schema)?;
                 }
                 for (i, domain) in new.domains.iter().enumerate() {
                     TenantRegistry::add_domain(conn, name, domain, i == 0)?;
@@ -241,7 +247,8 @@ impl SyncRouter {
                 set_local_path(conn, &schema.quoted())?;
                 let applied = run_pending(conn, &self.tenant, &place)?;
                 if let Some(roles) = self.pool.tenant_roles().filter(|_| !applied.is_empty()) {
-                    crate::role_provision::ensure_tenant_role(conn, roles, schema)?;
+                    let context = Context::managing(conn)?;
+                    ensure_tenant_role(conn, &context, roles, schema)?;
                 }
                 Ok(applied)
             })

@@ -24,7 +24,7 @@
 //! (`SET [LOCAL] ROLE`, tenant scopes only) and runs a second parameterless statement,
 //! [`ROLE_STATEMENT`], that fails unless the session now runs as exactly that role under
 //! the login role, and the role is not a superuser, has neither `CREATEROLE` nor
-//! `BYPASSRLS`, and is a member of no role but the tenant group.
+//! `BYPASSRLS`, is a member of no role but the tenant group, and the group of none.
 //!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
 //! client learns why in the same round trip. Every name in the statement is
@@ -200,10 +200,11 @@ impl Proof {
                CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_auth_members m \
                    JOIN pg_catalog.pg_roles mine ON mine.oid OPERATOR(pg_catalog.=) m.member \
                    JOIN pg_catalog.pg_roles held ON held.oid OPERATOR(pg_catalog.=) m.roleid \
-                   WHERE mine.rolname OPERATOR(pg_catalog.=) current_user \
-                   AND held.rolname OPERATOR(pg_catalog.<>) {group}) \
-                 THEN pg_catalog.concat('the tenant role ', current_user, \
-                   ' is a member of a role other than ', {group}) END \
+                   WHERE (mine.rolname OPERATOR(pg_catalog.=) current_user \
+                     AND held.rolname OPERATOR(pg_catalog.<>) {group}) \
+                   OR mine.rolname OPERATOR(pg_catalog.=) {group}) \
+                 THEN pg_catalog.concat('the tenant role ', current_user, ' is a member of \
+                   a role other than ', {group}, ', or that group is a member of a role') END \
              ) AS problems) AS checked"
         )
     }
@@ -452,6 +453,7 @@ mod tests {
             "NOT (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)",
             "pg_catalog.pg_auth_members m",
             "held.rolname OPERATOR(pg_catalog.<>) E'dt9'",
+            "OR mine.rolname OPERATOR(pg_catalog.=) E'dt9'",
         ] {
             assert!(sql.contains(needle), "missing {needle}");
         }

@@ -20,9 +20,9 @@ use crate::tenant_roles::{schema_grants_sql, RoleNames, TenantRoles, TRACKING_TA
 /// schema name, so it never shares a lock with a tenant).
 const GROUP_LOCK: &str = "diesel-tenancy tenant roles";
 
-/// Who is asking, in which database.
+/// Who is asking, in which database: read once per transaction that manages roles.
 #[derive(QueryableByName)]
-struct Context {
+pub(crate) struct Context {
     #[diesel(sql_type = BigInt)]
     database: i64,
     #[diesel(sql_type = Text)]
@@ -34,6 +34,14 @@ struct Context {
 }
 
 impl Context {
+    /// Reads the context and fails with [`Error::TenantRolesNotPermitted`] unless the
+    /// current role may create and drop roles.
+    pub(crate) fn managing(conn: &mut PgConnection) -> Result<Context> {
+        let context = Context::read(conn)?;
+        context.require_createrole()?;
+        Ok(context)
+    }
+
     fn read(conn: &mut PgConnection) -> Result<Context> {
         Ok(diesel::sql_query(
             "SELECT d.oid::int8 AS database, r.rolname::text AS login, \
@@ -121,11 +129,10 @@ fn ensure_group(conn: &mut PgConnection, names: &RoleNames, roles: &TenantRoles)
 /// advisory lock. Returns the role's name and whether it was created.
 pub(crate) fn ensure_tenant_role(
     conn: &mut PgConnection,
+    context: &Context,
     roles: &TenantRoles,
     schema: &SchemaName,
 ) -> Result<(String, bool)> {
-    let context = Context::read(conn)?;
-    context.require_createrole()?;
     let names = context.names()?;
     ensure_group(conn, &names, roles)?;
     let (group, role) = (names.group(), names.tenant(schema));
@@ -185,8 +192,7 @@ struct Granted {
 /// if missing, grants what is declared, revokes from tables no longer declared (found
 /// through `pg_shdepend`, which records every grant to a role).
 pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -> Result<()> {
-    let context = Context::read(conn)?;
-    context.require_createrole()?;
+    let context = Context::managing(conn)?;
     let names = context.names()?;
     ensure_group(conn, &names, roles)?;
     let group = names.group();
@@ -356,7 +362,8 @@ impl SyncRouter {
                         schema: schema.to_string(),
                     });
                 }
-                ensure_tenant_role(conn, roles, schema)
+                let context = Context::managing(conn)?;
+                ensure_tenant_role(conn, &context, roles, schema)
             })
         });
         let (created, error) = match result {

@@ -28,9 +28,7 @@ const CLIENTS: usize = 4;
 #[test]
 fn a_database_restart_under_load_gives_503_then_recovers() {
     let pg = PrivatePg::start();
-    let db = TestDb {
-        url: pg.url("hotel"),
-    };
+    let db = TestDb::at(pg.url("hotel"));
     let server = Server::start(
         &db,
         Options {

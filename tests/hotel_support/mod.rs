@@ -79,7 +79,7 @@ pub fn fresh_database() -> TestDb {
     );
     let url = diesel_tenancy::database::with_database(&base_url(), &name)
         .expect("DATABASE_URL names a database");
-    TestDb { url }
+    TestDb::at(url)
 }
 
 /// Options for [`Server::start`].
