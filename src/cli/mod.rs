@@ -11,6 +11,7 @@
 //! | `tenant list` | every tenant with its schema and domains |
 //! | `tenant delete NAME [--drop-schema]` | removes the registry row; the data only with `--drop-schema` |
 //! | `tenant rename OLD NEW` | changes the name; the schema keeps its name |
+//! | `tenant roles` | makes or repairs every tenant's database role ([tenant roles](crate::TenantRoles) on) |
 //! | `domain add TENANT DOMAIN [--primary]` | registers a domain for a tenant |
 //! | `domain remove DOMAIN` | unregisters a domain |
 //!
@@ -56,6 +57,7 @@
 
 mod migrate;
 mod progress;
+mod roles;
 mod tenant;
 
 use std::io::{IsTerminal, Write};
@@ -151,6 +153,9 @@ pub enum TenantCommand {
         /// The new name.
         new: String,
     },
+    /// Make (or repair) every tenant's database role: the backfill after turning tenant
+    /// roles on. Needs a pool built with tenant roles and a login role with CREATEROLE.
+    Roles,
 }
 
 /// `domain …`

@@ -46,6 +46,7 @@ pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRoute
         TenantCommand::List => list(router, json),
         TenantCommand::Delete { name, drop_schema } => delete(router, name, *drop_schema, json),
         TenantCommand::Rename { old, new } => rename(router, old, new, json),
+        TenantCommand::Roles => super::roles::run(router, json),
     }
 }
 
