@@ -276,6 +276,21 @@ pub(crate) fn database_oid(admin: &mut PgConnection, name: &str) -> Result<Optio
     Ok(found.and_then(|o| u32::try_from(o.oid).ok()))
 }
 
+/// The tenants of `tenants` whose role does not exist.
+fn without_role(
+    conn: &mut PgConnection,
+    names: &RoleNames,
+    mut tenants: Vec<Tenant>,
+) -> Result<Vec<Tenant>> {
+    let wanted: Vec<String> = tenants
+        .iter()
+        .map(|t| names.tenant(&t.schema_name))
+        .collect();
+    let existing = existing_roles(conn, &wanted)?;
+    tenants.retain(|t| !existing.contains_key(&names.tenant(&t.schema_name)));
+    Ok(tenants)
+}
+
 /// What [`SyncRouter::sync_tenant_roles`] did for one tenant.
 #[derive(Debug, Serialize)]
 pub struct TenantRoleReport {
@@ -319,6 +334,15 @@ impl SyncRouter {
             .map(|names| names.tenant(schema))
     }
 
+    /// The registered tenants whose role does not exist (tenant roles on or off).
+    pub fn tenants_without_role(&self) -> Result<Vec<Tenant>> {
+        self.pool.with_public(|conn| {
+            let names = Context::read(conn)?.names()?;
+            let tenants = TenantRegistry::list(conn)?;
+            without_role(conn, &names, tenants)
+        })
+    }
+
     /// Makes every registered tenant's role, or repairs it (grants again what it should
     /// have), and makes the shared grants exactly the declared ones: the backfill after
     /// turning tenant roles on, and the repair after tables were added by hand. Each
@@ -329,6 +353,17 @@ impl SyncRouter {
     /// [`tenant_roles`](crate::TenantPoolBuilder::tenant_roles), and with
     /// [`Error::TenantRolesNotPermitted`] without `CREATEROLE`.
     pub fn sync_tenant_roles(&self) -> Result<RoleReport> {
+        self.sync_roles(false)
+    }
+
+    /// Like [`sync_tenant_roles`](Self::sync_tenant_roles), but only for the tenants
+    /// whose role does not exist yet (one query when none is missing). The Rocket
+    /// fairing runs it at launch.
+    pub fn sync_missing_tenant_roles(&self) -> Result<RoleReport> {
+        self.sync_roles(true)
+    }
+
+    fn sync_roles(&self, only_missing: bool) -> Result<RoleReport> {
         let started = Instant::now();
         let roles = self.pool.tenant_roles().cloned().ok_or_else(|| {
             Error::Config(
@@ -339,7 +374,12 @@ impl SyncRouter {
         })?;
         let (names, tenants) = self.pool.with_public(|conn| {
             conn.transaction(|conn| sync_shared_grants(conn, &roles))?;
-            Ok::<_, Error>((Context::read(conn)?.names()?, TenantRegistry::list(conn)?))
+            let names = Context::read(conn)?.names()?;
+            let mut tenants = TenantRegistry::list(conn)?;
+            if only_missing {
+                tenants = without_role(conn, &names, tenants)?;
+            }
+            Ok::<_, Error>((names, tenants))
         })?;
         let tenants = tenants
             .into_iter()

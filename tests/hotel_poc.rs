@@ -3,6 +3,7 @@
 mod common;
 mod hotel_support;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use hotel_support::{fresh_database, Options, Server};
 use serde_json::{json, Value};
@@ -22,11 +23,38 @@ fn ids(list: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The service's options, with or without per-tenant database roles.
+fn options(tenant_roles: bool) -> Options {
+    let mut options = Options::default();
+    if tenant_roles {
+        options.env.push(("HOTEL_TENANT_ROLES", "on".into()));
+    }
+    options
+}
+
 #[test]
 fn proof_of_concept() {
+    proof_of_concept_with(false);
+}
+
+/// The same with `HOTEL_TENANT_ROLES=on`: every tenant request runs as its tenant's
+/// database role, and the roles really keep the tenants apart.
+#[test]
+fn proof_of_concept_with_tenant_roles() {
+    let db = proof_of_concept_with(true);
+    let mut conn = PgConnection::establish(&db.url).expect("connect");
+    let role = format!("{}_demo1", db.role_group());
+    let denied = conn
+        .batch_execute(&format!("SET ROLE \"{role}\"; SELECT * FROM demo2.hotels"))
+        .expect_err("demo1's role read demo2's hotels");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    conn.batch_execute("RESET ROLE").expect("reset");
+}
+
+fn proof_of_concept_with(tenant_roles: bool) -> common::TestDb {
     // The service creates this database itself, then migrates it: nothing else is needed.
     let db = fresh_database();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
 
     // Create tenants demo1 and demo2 through the admin API.
     let demo1 = server.create_tenant("demo1");
@@ -78,6 +106,8 @@ fn proof_of_concept() {
             .n
     };
     assert_eq!((count("demo1"), count("demo2")), (2, 1));
+    drop(server);
+    db
 }
 
 #[derive(QueryableByName)]
@@ -88,8 +118,17 @@ struct Count {
 
 #[test]
 fn model_viewset_semantics() {
+    model_viewset_semantics_with(false);
+}
+
+#[test]
+fn model_viewset_semantics_with_tenant_roles() {
+    model_viewset_semantics_with(true);
+}
+
+fn model_viewset_semantics_with(tenant_roles: bool) {
     let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
     server.create_tenant("acme");
     let acme = [("Tenant-Header", "ACME")]; // names compare case-insensitively
 
@@ -146,8 +185,17 @@ fn model_viewset_semantics() {
 
 #[test]
 fn public_tenant_and_domains() {
+    public_tenant_and_domains_with(false);
+}
+
+#[test]
+fn public_tenant_and_domains_with_tenant_roles() {
+    public_tenant_and_domains_with(true);
+}
+
+fn public_tenant_and_domains_with(tenant_roles: bool) {
     let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
     let public = [("Tenant-Header", "Public")];
 
     // `public` is the default tenant: it holds hotels too.

@@ -8,6 +8,7 @@
 //! | address, port | `ROCKET_ADDRESS`, `ROCKET_PORT` | `address`, `port` | 127.0.0.1:8000 |
 //! | media files | `MEDIA_ROOT` | `media_root` | `./media` |
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
+//! | a database role per tenant (each request runs as its tenant's role) | `HOTEL_TENANT_ROLES` (`on`/`off`) | | off |
 
 use std::path::PathBuf;
 
@@ -44,6 +45,9 @@ pub struct Settings {
     /// The admin API's bearer token, also the admin panel's login; both are off (404)
     /// without one.
     pub admin_token: Option<String>,
+    /// Per-tenant database roles (`diesel_tenancy::TenantRoles`): PostgreSQL refuses a
+    /// request's SQL that names another tenant's schema. The login role needs CREATEROLE.
+    pub tenant_roles: bool,
     figment: Figment,
 }
 
@@ -84,6 +88,15 @@ impl Settings {
             .or_else(|| from_rocket("media_root"))
             .unwrap_or_else(|| "./media".into());
         let admin_token = env("HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
+        let tenant_roles = match env("HOTEL_TENANT_ROLES").as_deref() {
+            None | Some("off" | "0" | "false") => false,
+            Some("on" | "1" | "true") => true,
+            Some(other) => {
+                return Err(format!(
+                    "HOTEL_TENANT_ROLES is {other:?}: use on or off (the default)"
+                ))
+            }
+        };
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
@@ -95,6 +108,7 @@ impl Settings {
             embedded_dir,
             media_root: PathBuf::from(media_root),
             admin_token,
+            tenant_roles,
             figment,
         })
     }

@@ -31,7 +31,7 @@ use clap::{Parser, Subcommand};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::database::create_database_if_missing;
 use diesel_tenancy::rocket::TenancyFairing;
-use diesel_tenancy::{cli, SyncRouter, TenantPool};
+use diesel_tenancy::{cli, SyncRouter, TenantPool, TenantPoolBuilder, TenantRoles};
 use rocket::{Build, Rocket};
 
 use crate::config::{MediaRoot, Settings};
@@ -59,8 +59,12 @@ enum Command {
 
 /// The service: every resource module adds its stage.
 fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
+    let mut tenancy = TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true);
+    if settings.tenant_roles {
+        tenancy = tenancy.tenant_roles(TenantRoles::new());
+    }
     rocket::custom(settings.figment(database_url))
-        .attach(TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true))
+        .attach(tenancy)
         .manage(MediaRoot(settings.media_root.clone()))
         .attach(problem::stage())
         .attach(health::stage())
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
     let url = database.url.as_str();
     match command {
         Command::Serve => serve(&settings, url),
-        Command::Manage(command) => manage(url, &command, check),
+        Command::Manage(command) => manage(&settings, url, &command, check),
     }
 }
 
@@ -108,7 +112,24 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
     }
 }
 
-fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
+/// The management commands' pool: the service's settings, sized for `migrate --jobs`.
+fn manage_pool(settings: &Settings, jobs: u32) -> TenantPoolBuilder {
+    let builder = TenantPool::builder()
+        .max_size(jobs.clamp(2, 64))
+        .min_idle(Some(0));
+    if settings.tenant_roles {
+        builder.tenant_roles(TenantRoles::new())
+    } else {
+        builder
+    }
+}
+
+fn manage(
+    settings: &Settings,
+    database_url: &str,
+    command: &cli::Command,
+    check: bool,
+) -> ExitCode {
     if !check {
         if let Err(e) = create_database_if_missing(database_url) {
             return cli::fail(&e);
@@ -118,11 +139,7 @@ fn manage(database_url: &str, command: &cli::Command, check: bool) -> ExitCode {
         cli::Command::Migrate(m) => m.jobs.get() as u32,
         _ => 1,
     };
-    let pool = match TenantPool::builder()
-        .max_size(jobs.clamp(2, 64))
-        .min_idle(Some(0))
-        .build(database_url)
-    {
+    let pool = match manage_pool(settings, jobs).build(database_url) {
         Ok(pool) => pool,
         Err(e) => return cli::fail(&e),
     };
