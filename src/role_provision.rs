@@ -14,7 +14,7 @@ use crate::error::{Error, Place, Result};
 use crate::migrate::{lock, schema_exists, SyncRouter};
 use crate::registry::{Tenant, TenantRegistry};
 use crate::schema_name::{quote_ident, SchemaName};
-use crate::tenant_roles::{schema_grants_sql, RoleNames, TenantRoles, TRACKING_TABLE};
+use crate::tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 
 /// The advisory-lock key under which a database's group role is created (it cannot be a
 /// schema name, so it never shares a lock with a tenant).
@@ -104,10 +104,24 @@ fn refuse_login_role(place: Place, role: &str) -> Error {
 
 /// Creates the database's group role unless it exists (under an advisory lock, so two
 /// first tenants do not both create it), with the declared shared grants.
-fn ensure_group(conn: &mut PgConnection, names: &RoleNames, roles: &TenantRoles) -> Result<()> {
+/// `known`: what an earlier look-up found of the group (`None`: look it up).
+fn ensure_group(
+    conn: &mut PgConnection,
+    names: &RoleNames,
+    roles: &TenantRoles,
+    known: Option<&HashMap<String, bool>>,
+) -> Result<()> {
     let group = names.group();
-    if existing_roles(conn, std::slice::from_ref(&group))?.contains_key(&group) {
-        return Ok(());
+    let found = match known {
+        Some(known) => known.get(&group).copied(),
+        None => existing_roles(conn, std::slice::from_ref(&group))?
+            .get(&group)
+            .copied(),
+    };
+    match found {
+        Some(true) => return Err(refuse_login_role(Place::Public, &group)),
+        Some(false) => return Ok(()),
+        None => {}
     }
     lock(conn, GROUP_LOCK)?;
     match existing_roles(conn, std::slice::from_ref(&group))?.get(&group) {
@@ -134,9 +148,9 @@ pub(crate) fn ensure_tenant_role(
     schema: &SchemaName,
 ) -> Result<(String, bool)> {
     let names = context.names()?;
-    ensure_group(conn, &names, roles)?;
     let (group, role) = (names.group(), names.tenant(schema));
-    let existing = existing_roles(conn, std::slice::from_ref(&role))?;
+    let existing = existing_roles(conn, &[group.clone(), role.clone()])?;
+    ensure_group(conn, &names, roles, Some(&existing))?;
     let place = Place::Schema(schema.to_string());
     if existing.get(&role) == Some(&true) {
         return Err(refuse_login_role(place, &role));
@@ -152,13 +166,46 @@ pub(crate) fn ensure_tenant_role(
         // `SET ROLE` needs membership (a superuser may set any role).
         sql.push_str(&format!("GRANT {quoted_role} TO CURRENT_USER; "));
     }
-    sql.push_str(&schema_grants_sql(schema, &role));
-    let tracking = format!("{}.{}", schema.quoted(), quote_ident(TRACKING_TABLE));
-    if crate::sql::table_exists(conn, &tracking)? {
-        sql.push_str(&format!("; REVOKE ALL ON {tracking} FROM {quoted_role}"));
-    }
+    sql.push_str(&schema_grants_sql(
+        schema,
+        &role,
+        &schema_objects(conn, schema)?,
+    ));
     conn.batch_execute(&sql)?;
     Ok((role, created))
+}
+
+#[derive(QueryableByName)]
+struct Relation {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    sequence: bool,
+}
+
+/// The tables and sequences of `schema`, found through `pg_depend`'s index on the
+/// referenced object (every relation depends on its schema), not by scanning `pg_class`.
+fn schema_objects(conn: &mut PgConnection, schema: &SchemaName) -> Result<SchemaObjects> {
+    let relations: Vec<Relation> = diesel::sql_query(
+        "SELECT c.relname::text AS name, c.relkind = 'S' AS sequence \
+         FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid \
+         WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass \
+         AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1) \
+         AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
+         AND c.relnamespace = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+         ORDER BY 1",
+    )
+    .bind::<Text, _>(schema.as_str())
+    .load(conn)?;
+    let mut objects = SchemaObjects::default();
+    for r in relations {
+        if r.sequence {
+            objects.sequences.push(r.name);
+        } else {
+            objects.tables.push(r.name);
+        }
+    }
+    Ok(objects)
 }
 
 /// Drops `schema`'s tenant role if it exists: anything it owns goes to the current role
@@ -194,7 +241,7 @@ struct Granted {
 pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -> Result<()> {
     let context = Context::managing(conn)?;
     let names = context.names()?;
-    ensure_group(conn, &names, roles)?;
+    ensure_group(conn, &names, roles, None)?;
     let group = names.group();
     for table in roles.shared_reads() {
         let qualified = format!(

@@ -194,19 +194,63 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     })
 }
 
-/// The grants of tenant role `role` on schema `schema`: `USAGE` on the schema, DML on its
-/// tables, its sequences, and the same by default on what the current role (the
-/// migrator) creates there later. The tracking table is handled apart
-/// ([`TRACKING_TABLE`]).
-pub(crate) fn schema_grants_sql(schema: &SchemaName, role: &str) -> String {
+/// The relations of a tenant schema that its role is granted, by name (unquoted).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SchemaObjects {
+    /// Tables, views, materialized views, foreign and partitioned tables.
+    pub(crate) tables: Vec<String>,
+    /// Sequences (identity and serial columns' included).
+    pub(crate) sequences: Vec<String>,
+}
+
+/// The grants of tenant role `role` on schema `schema`: `USAGE` on the schema, DML on
+/// `objects` (named one by one: `ON ALL TABLES IN SCHEMA` makes PostgreSQL scan the
+/// whole `pg_class`, slow with thousands of tenants), and the same by default on what
+/// the current role (the migrator) creates there later. [`TRACKING_TABLE`] is never
+/// granted, and is revoked if a default privilege gave it.
+pub(crate) fn schema_grants_sql(
+    schema: &SchemaName,
+    role: &str,
+    objects: &SchemaObjects,
+) -> String {
     let (s, r) = (schema.quoted(), quote_ident(role));
-    format!(
-        "GRANT USAGE ON SCHEMA {s} TO {r}; \
-         GRANT {TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {s} TO {r}; \
-         GRANT {SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {s} TO {r}; \
-         ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {TABLE_PRIVILEGES} ON TABLES TO {r}; \
+    let list = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("{s}.{}", quote_ident(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let tables: Vec<String> = objects
+        .tables
+        .iter()
+        .filter(|t| *t != TRACKING_TABLE)
+        .cloned()
+        .collect();
+    let mut sql = format!("GRANT USAGE ON SCHEMA {s} TO {r}; ");
+    if !tables.is_empty() {
+        sql.push_str(&format!(
+            "GRANT {TABLE_PRIVILEGES} ON TABLE {} TO {r}; ",
+            list(&tables)
+        ));
+    }
+    if !objects.sequences.is_empty() {
+        sql.push_str(&format!(
+            "GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCE {} TO {r}; ",
+            list(&objects.sequences)
+        ));
+    }
+    if tables.len() < objects.tables.len() {
+        sql.push_str(&format!(
+            "REVOKE ALL ON TABLE {s}.{} FROM {r}; ",
+            quote_ident(TRACKING_TABLE)
+        ));
+    }
+    sql.push_str(&format!(
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {TABLE_PRIVILEGES} ON TABLES TO {r}; \
          ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT {SEQUENCE_PRIVILEGES} ON SEQUENCES TO {r}"
-    )
+    ));
+    sql
 }
 
 #[cfg(test)]
@@ -252,18 +296,31 @@ mod tests {
     }
 
     #[test]
-    fn schema_grants_cover_usage_tables_sequences_and_later_objects() {
-        let sql = schema_grants_sql(&schema("acme"), "dt1_acme");
-        for needle in [
-            "GRANT USAGE ON SCHEMA \"acme\" TO \"dt1_acme\"",
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"acme\" TO \"dt1_acme\"",
-            "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA \"acme\"",
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA \"acme\" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES",
-            "ALTER DEFAULT PRIVILEGES IN SCHEMA \"acme\" GRANT USAGE, SELECT, UPDATE ON SEQUENCES",
-        ] {
-            assert!(sql.contains(needle), "missing {needle} in {sql}");
-        }
-        assert!(!sql.contains("CREATE"), "{sql}");
+    fn schema_grants_name_each_table_and_sequence_and_cover_later_objects() {
+        let objects = SchemaObjects {
+            tables: vec!["hotels".into(), TRACKING_TABLE.into(), "Odd\"Name".into()],
+            sequences: vec!["hotels_id_seq".into()],
+        };
+        let sql = schema_grants_sql(&schema("acme"), "dt1_acme", &objects);
+        assert_eq!(
+            sql,
+            "GRANT USAGE ON SCHEMA \"acme\" TO \"dt1_acme\"; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"acme\".\"hotels\", \
+             \"acme\".\"Odd\"\"Name\" TO \"dt1_acme\"; \
+             GRANT USAGE, SELECT, UPDATE ON SEQUENCE \"acme\".\"hotels_id_seq\" TO \"dt1_acme\"; \
+             REVOKE ALL ON TABLE \"acme\".\"__diesel_schema_migrations\" FROM \"dt1_acme\"; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA \"acme\" GRANT SELECT, INSERT, UPDATE, DELETE \
+             ON TABLES TO \"dt1_acme\"; \
+             ALTER DEFAULT PRIVILEGES IN SCHEMA \"acme\" GRANT USAGE, SELECT, UPDATE ON SEQUENCES \
+             TO \"dt1_acme\""
+        );
+        // An empty schema: usage and the defaults only, no empty lists.
+        let empty = schema_grants_sql(&schema("acme"), "r", &SchemaObjects::default());
+        assert!(
+            !empty.contains("ON TABLE ") && !empty.contains("ON SEQUENCE "),
+            "{empty}"
+        );
+        assert!(!empty.contains("REVOKE"), "{empty}");
     }
 
     #[test]
