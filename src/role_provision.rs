@@ -172,7 +172,61 @@ pub(crate) fn ensure_tenant_role(
         &schema_objects(conn, schema)?,
     ));
     conn.batch_execute(&sql)?;
+    audit(conn, &group, &role, place)?;
     Ok((role, created))
+}
+
+#[derive(QueryableByName)]
+struct Audited {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Bool)]
+    powerful: bool,
+    #[diesel(sql_type = Array<Text>)]
+    member_of: Vec<String>,
+}
+
+/// Fails unless the tenant role `role` and the group are what the crate made: no
+/// superuser, `CREATEROLE` or `BYPASSRLS`; the role a member of the group only, the
+/// group of no role. A tenant role given more (by hand, or by SQL that changed the role
+/// in a checkout) would reach past its grants. Checked wherever roles are made or
+/// repaired, not on every checkout, where reading these shared catalogs is costly.
+fn audit(conn: &mut PgConnection, group: &str, role: &str, place: Place) -> Result<()> {
+    let found: Vec<Audited> = diesel::sql_query(
+        "SELECT r.rolname::text AS name, \
+           r.rolsuper OR r.rolcreaterole OR r.rolbypassrls AS powerful, \
+           ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
+                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
+                 WHERE m.member = r.oid ORDER BY 1) AS member_of \
+         FROM pg_catalog.pg_roles r WHERE r.rolname = ANY($1)",
+    )
+    .bind::<Array<Text>, _>(vec![group, role])
+    .load(conn)?;
+    for r in &found {
+        let allowed: &[&str] = if r.name == role { &[group] } else { &[] };
+        let extra: Vec<&str> = r
+            .member_of
+            .iter()
+            .map(String::as_str)
+            .filter(|m| !allowed.contains(m))
+            .collect();
+        let reason = if r.powerful {
+            format!(
+                "role `{}` is a superuser or has CREATEROLE or BYPASSRLS",
+                r.name
+            )
+        } else if !extra.is_empty() {
+            format!("role `{}` is a member of {}", r.name, extra.join(", "))
+        } else {
+            continue;
+        };
+        return Err(Error::TenantRole {
+            place,
+            role: role.to_owned(),
+            reason: format!("{reason}; a tenant role must have its grants and nothing more"),
+        });
+    }
+    Ok(())
 }
 
 #[derive(QueryableByName)]

@@ -548,6 +548,8 @@ fn class5_with_tenant_roles_the_next_checkout_runs_as_its_own_tenants_role() {
     let b_role = &w.roles[1];
     let tricks = [
         "RESET ROLE".to_owned(),
+        // The session user (the login) may set any tenant role, from any role.
+        format!("SET ROLE \"{b_role}\""),
         format!("RESET ROLE; SET ROLE \"{b_role}\""),
         format!("RESET ROLE; SELECT set_config('role', '{b_role}', false)"),
         "RESET ROLE; SET ROLE pg_read_all_data".to_owned(),
@@ -568,51 +570,72 @@ fn class5_with_tenant_roles_the_next_checkout_runs_as_its_own_tenants_role() {
     }
 }
 
+/// Where an escalation of a tenant role is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaughtBy {
+    /// Every checkout's role proof (session state only).
+    Checkout,
+    /// The audit run wherever roles are made or repaired (`sync_tenant_roles`).
+    Backfill,
+}
+
 #[test]
-fn tenant_roles_a_role_given_more_than_its_grants_is_refused_by_the_role_proof() {
+fn tenant_roles_a_role_given_more_than_its_grants_is_refused() {
     let w = RoleWorld::new();
     let (a_role, b_role) = (&w.roles[0], &w.roles[1]);
     let group = a_role.rsplit_once('_').map(|(g, _)| g.to_owned()).unwrap();
-    // What a borrower that reset the role (it is then the login role) can leave behind,
-    // each undone by the test afterwards.
+    // What SQL that changed the role in a checkout (it is then the login role) can
+    // leave behind, each undone by the test afterwards.
     let escalations = [
+        (
+            format!("RESET ROLE; ALTER ROLE \"{a_role}\" SUPERUSER"),
+            format!("ALTER ROLE \"{a_role}\" NOSUPERUSER"),
+            "superuser",
+            CaughtBy::Checkout,
+        ),
         (
             format!("RESET ROLE; GRANT \"{b_role}\" TO \"{a_role}\""),
             format!("REVOKE \"{b_role}\" FROM \"{a_role}\""),
             "is a member of",
+            CaughtBy::Backfill,
         ),
         (
             format!("RESET ROLE; GRANT pg_read_all_data TO \"{group}\""),
             format!("REVOKE pg_read_all_data FROM \"{group}\""),
-            "is a member of",
+            "is a member of pg_read_all_data",
+            CaughtBy::Backfill,
         ),
         (
             format!("RESET ROLE; ALTER ROLE \"{a_role}\" BYPASSRLS"),
             format!("ALTER ROLE \"{a_role}\" NOBYPASSRLS"),
             "BYPASSRLS",
-        ),
-        (
-            format!("RESET ROLE; ALTER ROLE \"{a_role}\" SUPERUSER"),
-            format!("ALTER ROLE \"{a_role}\" NOSUPERUSER"),
-            "superuser",
+            CaughtBy::Backfill,
         ),
     ];
     let mut admin = PgConnection::establish(&w.world.db.url).unwrap();
     for mode in BOTH {
         let pool = w.world.role_pool(mode, 2);
-        for (escalate, undo, reason) in &escalations {
+        let router = diesel_tenancy::SyncRouter::new(pool.clone(), common::TENANT);
+        for (escalate, undo, reason, caught_by) in &escalations {
             hostile_sql(&pool, w.world.b(), escalate);
-            match pool.tenant(&schema_of(w.world.a())) {
-                Err(Error::TenantRole {
-                    role, reason: why, ..
-                }) => {
+            let checkout = pool.tenant(&schema_of(w.world.a())).map(drop);
+            let why = match (caught_by, checkout) {
+                (CaughtBy::Checkout, Err(Error::TenantRole { role, reason, .. })) => {
                     assert_eq!(&role, a_role);
-                    assert!(why.contains(reason), "{mode:?} {escalate}: {why}");
+                    reason
                 }
-                Err(other) => panic!("{mode:?} {escalate}: {other}"),
-                Ok(_) => panic!("{mode:?} {escalate}: the escalated role was used"),
-            }
+                (CaughtBy::Backfill, Ok(())) => {
+                    let report = router.sync_tenant_roles().unwrap();
+                    let failed: Vec<_> = report.failures().map(|t| t.tenant.as_str()).collect();
+                    assert!(failed.contains(&"t00"), "{mode:?} {escalate}: {failed:?}");
+                    let failure = report.failures().find(|t| t.tenant == "t00").unwrap();
+                    failure.error.as_ref().unwrap().to_string()
+                }
+                (_, other) => panic!("{mode:?} {escalate}: {:?}", other.err()),
+            };
+            assert!(why.contains(reason), "{mode:?} {escalate}: {why}");
             admin.batch_execute(undo).unwrap();
+            assert_eq!(router.sync_tenant_roles().unwrap().failures().count(), 0);
             w.innocent(&pool, w.world.a());
             w.innocent(&pool, w.world.b());
         }
