@@ -242,3 +242,25 @@ fn public_tenant_and_domains_with(tenant_roles: bool) {
         assert_eq!((r.status, r.json()), (200, json!({"status": "ok"})));
     }
 }
+
+/// Roles turned on for a database whose tenants were made without them: the service
+/// gives them their roles at launch and serves them as before.
+#[test]
+fn tenant_roles_turned_on_later_are_made_at_launch() {
+    let db = common::TestDb::new();
+    let server = Server::start(&db, options(false));
+    server.create_tenant("demo1");
+    let made = server.json("POST", "/hotels/", &DEMO1, hotel("Ritz", "Paris"));
+    assert_eq!(made.status, 201, "{}", made.text());
+    drop(server);
+    assert!(common::TestDb::roles_like(&db.role_group()).is_empty());
+
+    let server = Server::start(&db, options(true));
+    let list = server.get("/hotels/", &DEMO1);
+    assert_eq!((list.status, ids(&list.json())), (200, vec![1]));
+    let group = db.role_group();
+    assert_eq!(
+        common::TestDb::roles_like(&group),
+        vec![group.clone(), format!("{group}_demo1")]
+    );
+}
