@@ -135,9 +135,10 @@ pub enum Error {
     /// A tenant scope's database role could not be used (tenant roles on): it does not
     /// exist (the tenant was made before roles were turned on, or by a process without
     /// them: run [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles)
-    /// or the `tenant roles` command), the login role may not `SET ROLE` to it, or it
-    /// failed the checkout's role proof (a superuser, `CREATEROLE`, `BYPASSRLS`, or a
-    /// member of another role). The connection was discarded; no other one is tried.
+    /// or the `tenant roles` command), the login role may not `SET ROLE` to it, it failed
+    /// the checkout's role proof (it is a superuser), or, where roles are made, migrated
+    /// or repaired, it has `CREATEROLE` or `BYPASSRLS` or is a member of another role. At
+    /// checkout the connection was discarded; no other one is tried.
     #[error("tenant role `{role}` cannot be used for {place}: {reason}")]
     TenantRole {
         /// The scope being entered.
