@@ -356,6 +356,19 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Whether [`tenant_roles`](Self::tenant_roles) was set.
+    #[cfg(feature = "rocket")]
+    pub(crate) fn has_tenant_roles(&self) -> bool {
+        self.tenant_roles.is_some()
+    }
+
+    /// Turns tenant roles off again (the Rocket fairing's `tenancy.tenant_roles = false`).
+    #[cfg(feature = "rocket")]
+    pub(crate) fn without_tenant_roles(mut self) -> Self {
+        self.tenant_roles = None;
+        self
+    }
+
     /// The connection manager these settings describe, for use with another r2d2-based
     /// pool (e.g. `rocket_sync_db_pools`). Its connections are [`ManagedConnection`]s,
     /// which expose a `PgConnection` only inside a scope.

@@ -243,8 +243,9 @@ fn public_tenant_and_domains_with(tenant_roles: bool) {
     }
 }
 
-/// Roles turned on for a database whose tenants were made without them: the service
-/// gives them their roles at launch and serves them as before.
+/// Roles turned on for a database whose tenants were made without them, this time by
+/// the fairing's configuration key (`tenancy.tenant_roles`): the service gives them their
+/// roles at launch and serves them as before.
 #[test]
 fn tenant_roles_turned_on_later_are_made_at_launch() {
     let db = common::TestDb::new();
@@ -255,7 +256,11 @@ fn tenant_roles_turned_on_later_are_made_at_launch() {
     drop(server);
     assert!(common::TestDb::roles_like(&db.role_group()).is_empty());
 
-    let server = Server::start(&db, options(true));
+    let mut roles_on = options(false);
+    roles_on
+        .env
+        .push(("ROCKET_TENANCY", "{tenant_roles=true}".into()));
+    let server = Server::start(&db, roles_on);
     let list = server.get("/hotels/", &DEMO1);
     assert_eq!((list.status, ids(&list.json())), (200, vec![1]));
     let group = db.role_group();

@@ -20,6 +20,8 @@ pub(crate) struct Options {
     pub(crate) migrate_tenants: bool,
     pub(crate) public_tenant: bool,
     pub(crate) migrate_jobs: usize,
+    /// `Some`: the configuration turns tenant roles on or off, whatever code said.
+    pub(crate) tenant_roles: Option<bool>,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             migrate_tenants: true,
             public_tenant: false,
             migrate_jobs: 1,
+            tenant_roles: None,
         }
     }
 }
@@ -82,6 +85,7 @@ struct TenancySection {
     migrate_tenants: Option<bool>,
     public_tenant: Option<bool>,
     migrate_jobs: Option<usize>,
+    tenant_roles: Option<bool>,
 }
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
@@ -127,6 +131,7 @@ pub(crate) fn read(
     o.migrate_tenants = tenancy.migrate_tenants.unwrap_or(o.migrate_tenants);
     o.public_tenant = tenancy.public_tenant.unwrap_or(o.public_tenant);
     o.migrate_jobs = tenancy.migrate_jobs.unwrap_or(o.migrate_jobs).max(1);
+    o.tenant_roles = tenancy.tenant_roles.or(o.tenant_roles);
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
@@ -161,6 +166,7 @@ mod tests {
         let (url, o) = parse("[databases.app]\nurl = \"postgres://h/db\"").unwrap();
         assert_eq!(url, "postgres://h/db");
         assert_eq!((o.pool_size, o.timeout.as_secs(), o.mode), (None, 5, None));
+        assert_eq!(o.tenant_roles, None);
         assert_eq!(o.header.as_deref(), Some("Tenant-Header"));
         assert!(o.host && o.migrate_tenants && !o.public_tenant);
         assert_eq!(o.path_prefix, None);
@@ -168,7 +174,7 @@ mod tests {
         let (_, o) = parse(
             "[databases.app]\nurl = \"u\"\npool_size = 3\ntimeout = 1\nmode = \"transaction_local\"\n\
              [tenancy]\nheader = \"X-Tenant\"\nhost = false\npath_prefix = true\n\
-             migrate_tenants = false\npublic_tenant = true\nmigrate_jobs = 4",
+             migrate_tenants = false\npublic_tenant = true\nmigrate_jobs = 4\ntenant_roles = true",
         )
         .unwrap();
         assert_eq!(o.pool_size, Some(3));
@@ -178,6 +184,7 @@ mod tests {
         assert_eq!(o.path_prefix.as_deref(), Some("t"));
         assert!(!o.host && !o.migrate_tenants && o.public_tenant);
         assert_eq!(o.migrate_jobs, 4);
+        assert_eq!(o.tenant_roles, Some(true));
 
         let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
         assert_eq!(o.header, None);

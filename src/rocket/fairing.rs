@@ -150,7 +150,9 @@ impl TenancyFairing {
 
     /// Gives every tenant its own database role; see
     /// [`TenantPoolBuilder::tenant_roles`]. Defaults to off. Call it after
-    /// [`pool_builder`](Self::pool_builder), which replaces the whole pool setup.
+    /// [`pool_builder`](Self::pool_builder), which replaces the whole pool setup. Config
+    /// key: `tenancy.tenant_roles` (`true` turns on `TenantRoles::new()` unless code set
+    /// roles, `false` turns them off).
     ///
     /// At launch, with [`migrate_tenants`](Self::migrate_tenants) on, the fairing also
     /// makes the roles of tenants that have none yet
@@ -212,6 +214,11 @@ impl Setup {
         if let Some(mode) = o.mode {
             builder = builder.mode(mode);
         }
+        builder = match o.tenant_roles {
+            Some(true) if !builder.has_tenant_roles() => builder.tenant_roles(TenantRoles::new()),
+            Some(false) => builder.without_tenant_roles(),
+            _ => builder,
+        };
         let pool = builder.build(url)?;
         let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
             .public_tenant(o.public_tenant)

@@ -32,6 +32,8 @@
 //!    migrate_tenants = true    # apply pending tenant migrations at launch
 //!    migrate_jobs = 1          # tenants migrated at once at launch
 //!    public_tenant = false     # public holds the tenant tables; tenant routes accept `public`
+//!    tenant_roles = false      # every tenant request runs as its tenant's database role
+//!                              # (TenantRoles::new(); see TenantPoolBuilder::tenant_roles)
 //!    ```
 //!
 //!    Environment variables override the file, as everywhere in Rocket:
