@@ -268,7 +268,7 @@ pub(crate) fn reason(error_text: &str) -> Option<&str> {
 
 /// `text` as an SQL string literal in the `E'…'` form, which means the same whatever
 /// `standard_conforming_strings` says.
-fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 3);
     out.push_str("E'");
     for c in text.chars() {

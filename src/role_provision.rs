@@ -149,7 +149,7 @@ pub(crate) fn ensure_tenant_role(
 ) -> Result<(String, bool)> {
     let names = context.names()?;
     let (group, role) = (names.group(), names.tenant(schema));
-    let existing = existing_roles(conn, &[group.clone(), role.clone()])?;
+    let (existing, objects) = look_up(conn, &[group.clone(), role.clone()], schema)?;
     ensure_group(conn, &names, roles, Some(&existing))?;
     let place = Place::Schema(schema.to_string());
     if existing.get(&role) == Some(&true) {
@@ -166,100 +166,96 @@ pub(crate) fn ensure_tenant_role(
         // `SET ROLE` needs membership (a superuser may set any role).
         sql.push_str(&format!("GRANT {quoted_role} TO CURRENT_USER; "));
     }
-    sql.push_str(&schema_grants_sql(
-        schema,
-        &role,
-        &schema_objects(conn, schema)?,
-    ));
-    conn.batch_execute(&sql)?;
-    audit(conn, &group, &role, place)?;
+    sql.push_str(&schema_grants_sql(schema, &role, &objects));
+    sql.push_str("; ");
+    sql.push_str(&audit_sql(&group, &role));
+    conn.batch_execute(&sql).map_err(|e| match &e {
+        diesel::result::Error::DatabaseError(_, info) => match crate::proof::reason(info.message())
+        {
+            Some(reason) => Error::TenantRole {
+                place,
+                role: role.clone(),
+                reason: format!("{reason}; a tenant role must have its grants and nothing more"),
+            },
+            None => Error::Query(e),
+        },
+        _ => Error::Query(e),
+    })?;
     Ok((role, created))
 }
 
-#[derive(QueryableByName)]
-struct Audited {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Bool)]
-    powerful: bool,
-    #[diesel(sql_type = Array<Text>)]
-    member_of: Vec<String>,
-}
-
-/// Fails unless the tenant role `role` and the group are what the crate made: no
-/// superuser, `CREATEROLE` or `BYPASSRLS`; the role a member of the group only, the
-/// group of no role. A tenant role given more (by hand, or by SQL that changed the role
-/// in a checkout) would reach past its grants. Checked wherever roles are made or
-/// repaired, not on every checkout, where reading these shared catalogs is costly.
-fn audit(conn: &mut PgConnection, group: &str, role: &str, place: Place) -> Result<()> {
-    let found: Vec<Audited> = diesel::sql_query(
-        "SELECT r.rolname::text AS name, \
-           r.rolsuper OR r.rolcreaterole OR r.rolbypassrls AS powerful, \
-           ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
-                 JOIN pg_catalog.pg_roles g ON g.oid = m.roleid \
-                 WHERE m.member = r.oid ORDER BY 1) AS member_of \
-         FROM pg_catalog.pg_roles r WHERE r.rolname = ANY($1)",
+/// A `SELECT` that raises an error carrying [`crate::proof::MARK`] and the reasons unless
+/// the tenant role `role` and the group are what the crate made: no superuser,
+/// `CREATEROLE` or `BYPASSRLS`; the role a member of the group only, the group of no role.
+/// A tenant role given more (by hand, or by SQL that changed the role in a checkout) would
+/// reach past its grants. Run wherever roles are made or repaired, in the batch that
+/// grants, not on every checkout, where reading these shared catalogs is costly.
+fn audit_sql(group: &str, role: &str) -> String {
+    let (g, r) = (crate::proof::literal(group), crate::proof::literal(role));
+    let mark = crate::proof::MARK;
+    format!(
+        "SELECT CASE WHEN a.problems = '' THEN 0 ELSE pg_catalog.int4in(pg_catalog.textout(\
+           pg_catalog.concat('{mark}', a.problems))) END \
+         FROM (SELECT pg_catalog.concat_ws('; ', \
+           (SELECT pg_catalog.string_agg(pg_catalog.concat('role ', r.rolname, \
+              ' is a superuser or has CREATEROLE or BYPASSRLS'), '; ') \
+            FROM pg_catalog.pg_roles r WHERE r.rolname IN ({g}, {r}) \
+            AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)), \
+           (SELECT pg_catalog.string_agg(pg_catalog.concat('role ', r.rolname, \
+              ' is a member of ', h.rolname), '; ') \
+            FROM pg_catalog.pg_auth_members m \
+            JOIN pg_catalog.pg_roles r ON r.oid = m.member \
+            JOIN pg_catalog.pg_roles h ON h.oid = m.roleid \
+            WHERE r.rolname IN ({g}, {r}) AND NOT (r.rolname = {r} AND h.rolname = {g})) \
+         ) AS problems) AS a"
     )
-    .bind::<Array<Text>, _>(vec![group, role])
-    .load(conn)?;
-    for r in &found {
-        let allowed: &[&str] = if r.name == role { &[group] } else { &[] };
-        let extra: Vec<&str> = r
-            .member_of
-            .iter()
-            .map(String::as_str)
-            .filter(|m| !allowed.contains(m))
-            .collect();
-        let reason = if r.powerful {
-            format!(
-                "role `{}` is a superuser or has CREATEROLE or BYPASSRLS",
-                r.name
-            )
-        } else if !extra.is_empty() {
-            format!("role `{}` is a member of {}", r.name, extra.join(", "))
-        } else {
-            continue;
-        };
-        return Err(Error::TenantRole {
-            place,
-            role: role.to_owned(),
-            reason: format!("{reason}; a tenant role must have its grants and nothing more"),
-        });
-    }
-    Ok(())
 }
 
 #[derive(QueryableByName)]
-struct Relation {
+struct Found {
+    #[diesel(sql_type = Text)]
+    kind: String,
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Bool)]
-    sequence: bool,
+    flag: bool,
 }
 
-/// The tables and sequences of `schema`, found through `pg_depend`'s index on the
-/// referenced object (every relation depends on its schema), not by scanning `pg_class`.
-fn schema_objects(conn: &mut PgConnection, schema: &SchemaName) -> Result<SchemaObjects> {
-    let relations: Vec<Relation> = diesel::sql_query(
-        "SELECT c.relname::text AS name, c.relkind = 'S' AS sequence \
+/// In one query: which of the roles `names` exist (and whether each can log in), and the
+/// tables and sequences of `schema`, found through `pg_depend`'s index on the referenced
+/// object (every relation depends on its schema), not by scanning `pg_class`.
+fn look_up(
+    conn: &mut PgConnection,
+    names: &[String],
+    schema: &SchemaName,
+) -> Result<(HashMap<String, bool>, SchemaObjects)> {
+    let found: Vec<Found> = diesel::sql_query(
+        "SELECT 'role' AS kind, rolname::text AS name, rolcanlogin AS flag \
+         FROM pg_catalog.pg_roles WHERE rolname = ANY($1) \
+         UNION ALL \
+         SELECT 'relation', c.relname::text, c.relkind = 'S' \
          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid \
          WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass \
-         AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $1) \
+         AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $2) \
          AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
          AND c.relnamespace = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-         ORDER BY 1",
+         ORDER BY 1, 2",
     )
+    .bind::<Array<Text>, _>(names)
     .bind::<Text, _>(schema.as_str())
     .load(conn)?;
+    let mut roles = HashMap::new();
     let mut objects = SchemaObjects::default();
-    for r in relations {
-        if r.sequence {
-            objects.sequences.push(r.name);
-        } else {
-            objects.tables.push(r.name);
+    for f in found {
+        match (f.kind.as_str(), f.flag) {
+            ("role", can_login) => {
+                roles.insert(f.name, can_login);
+            }
+            (_, true) => objects.sequences.push(f.name),
+            (_, false) => objects.tables.push(f.name),
         }
     }
-    Ok(objects)
+    Ok((roles, objects))
 }
 
 /// Drops `schema`'s tenant role if it exists: anything it owns goes to the current role
