@@ -31,6 +31,7 @@ pub mod resolve;
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
 mod role_provision;
+mod role_sync;
 pub mod schema;
 mod schema_name;
 mod scope;
@@ -51,7 +52,7 @@ pub use pool::{TenantPool, TenantPoolBuilder};
 pub use registry::{Domain, Tenant, TenantRegistry};
 pub use registry_cache::{RegistryCache, RegistryCacheBuilder, Snapshot};
 pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
-pub use role_provision::{RoleReport, TenantRoleReport};
+pub use role_sync::{RoleReport, TenantRoleReport};
 pub use schema_name::{SchemaName, SchemaRules};
 pub use scope::Scope;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};

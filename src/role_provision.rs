@@ -1,18 +1,15 @@
-//! Creating, granting and dropping tenant roles ([`TenantRoles`]), inside the transactions
-//! the router already runs, and [`SyncRouter::sync_tenant_roles`], the backfill.
+//! Creating, granting, auditing and dropping tenant roles ([`TenantRoles`]), inside the
+//! transactions the router already runs.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
-use serde::Serialize;
 
 use crate::error::{Error, Place, Result};
-use crate::migrate::{lock, schema_exists, SyncRouter};
-use crate::registry::{Tenant, TenantRegistry};
+use crate::migrate::lock;
 use crate::schema_name::{quote_ident, SchemaName};
 use crate::tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 
@@ -42,7 +39,7 @@ impl Context {
         Ok(context)
     }
 
-    fn read(conn: &mut PgConnection) -> Result<Context> {
+    pub(crate) fn read(conn: &mut PgConnection) -> Result<Context> {
         Ok(diesel::sql_query(
             "SELECT d.oid::int8 AS database, r.rolname::text AS login, \
              r.rolsuper AS superuser, r.rolcreaterole AS createrole \
@@ -52,7 +49,7 @@ impl Context {
         .get_result(conn)?)
     }
 
-    fn names(&self) -> Result<RoleNames> {
+    pub(crate) fn names(&self) -> Result<RoleNames> {
         u32::try_from(self.database)
             .map(RoleNames::new)
             .map_err(|_| Error::Config(format!("database OID {} out of range", self.database)))
@@ -70,64 +67,113 @@ impl Context {
     }
 }
 
+/// What a role is, as far as tenant roles go.
 #[derive(QueryableByName)]
-struct ExistingRole {
+pub(crate) struct RoleState {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Bool)]
     can_login: bool,
+    /// Superuser, `CREATEROLE` or `BYPASSRLS`.
+    #[diesel(sql_type = Bool)]
+    powerful: bool,
+    /// The roles it is a direct member of.
+    #[diesel(sql_type = Array<Text>)]
+    member_of: Vec<String>,
 }
 
-/// Which of `names` exist, and whether each can log in.
-fn existing_roles(conn: &mut PgConnection, names: &[String]) -> Result<HashMap<String, bool>> {
-    Ok(diesel::sql_query(
-        "SELECT rolname::text AS name, rolcanlogin AS can_login \
-         FROM pg_catalog.pg_roles WHERE rolname = ANY($1)",
-    )
-    .bind::<Array<Text>, _>(names)
-    .load::<ExistingRole>(conn)?
-    .into_iter()
-    .map(|r| (r.name, r.can_login))
-    .collect())
-}
-
-/// A role this crate would use but must not: one that can log in is someone's account.
-fn refuse_login_role(place: Place, role: &str) -> Error {
-    Error::TenantRole {
-        place,
-        role: role.to_owned(),
-        reason: "a role of that name exists and can log in; it is not a tenant role this \
-                 crate made, and it is neither used nor dropped"
-            .into(),
+impl RoleState {
+    /// Fails unless the role is what the crate makes: it cannot log in (then it is
+    /// someone's account, never used nor dropped), it is no superuser and has neither
+    /// `CREATEROLE` nor `BYPASSRLS`, and it is a member of `allowed` roles only. A tenant
+    /// role given more (by hand, or by SQL that changed the role in a checkout) would
+    /// reach past its grants. Checked wherever roles are made or repaired, not on every
+    /// checkout, where reading these shared catalogs is costly.
+    fn audit(&self, place: &Place, tenant_role: &str, allowed: &[&str]) -> Result<()> {
+        let extra: Vec<&str> = self
+            .member_of
+            .iter()
+            .map(String::as_str)
+            .filter(|m| !allowed.contains(m))
+            .collect();
+        let reason = if self.can_login {
+            format!(
+                "role `{}` can log in: it is not a tenant role this crate made, and it is \
+                 neither used nor dropped",
+                self.name
+            )
+        } else if self.powerful {
+            format!(
+                "role `{}` is a superuser or has CREATEROLE or BYPASSRLS; a tenant role must \
+                 have its grants and nothing more",
+                self.name
+            )
+        } else if !extra.is_empty() {
+            format!(
+                "role `{}` is a member of {}; a tenant role must have its grants and nothing \
+                 more",
+                self.name,
+                extra.join(", ")
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::TenantRole {
+            place: place.clone(),
+            role: tenant_role.to_owned(),
+            reason,
+        })
     }
 }
 
+/// The columns of [`RoleState`] for the roles of `pg_roles r` (a query fragment).
+const ROLE_STATE: &str = "r.rolname::text AS name, r.rolcanlogin AS can_login, \
+    r.rolsuper OR r.rolcreaterole OR r.rolbypassrls AS powerful, \
+    ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
+          JOIN pg_catalog.pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) \
+    AS member_of";
+
+/// The roles of `names` that exist.
+pub(crate) fn existing_roles(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<HashMap<String, RoleState>> {
+    Ok(diesel::sql_query(format!(
+        "SELECT {ROLE_STATE} FROM pg_catalog.pg_roles r WHERE r.rolname = ANY($1)"
+    ))
+    .bind::<Array<Text>, _>(names)
+    .load::<RoleState>(conn)?
+    .into_iter()
+    .map(|r| (r.name.clone(), r))
+    .collect())
+}
+
 /// Creates the database's group role unless it exists (under an advisory lock, so two
-/// first tenants do not both create it), with the declared shared grants.
-/// `known`: what an earlier look-up found of the group (`None`: look it up).
+/// first tenants do not both create it), with the declared shared grants; audits it if
+/// it existed. `known`: the roles an earlier look-up found (`None`: look it up).
+/// `place` and `tenant_role` name what was being done, for errors.
 fn ensure_group(
     conn: &mut PgConnection,
     names: &RoleNames,
     roles: &TenantRoles,
-    known: Option<&HashMap<String, bool>>,
+    known: Option<&HashMap<String, RoleState>>,
+    (place, tenant_role): (&Place, &str),
 ) -> Result<()> {
     let group = names.group();
-    let found = match known {
-        Some(known) => known.get(&group).copied(),
-        None => existing_roles(conn, std::slice::from_ref(&group))?
-            .get(&group)
-            .copied(),
+    let looked_up;
+    let known = match known {
+        Some(known) => known,
+        None => {
+            looked_up = existing_roles(conn, std::slice::from_ref(&group))?;
+            &looked_up
+        }
     };
-    match found {
-        Some(true) => return Err(refuse_login_role(Place::Public, &group)),
-        Some(false) => return Ok(()),
-        None => {}
+    if let Some(found) = known.get(&group) {
+        return found.audit(place, tenant_role, &[]);
     }
     lock(conn, GROUP_LOCK)?;
-    match existing_roles(conn, std::slice::from_ref(&group))?.get(&group) {
-        Some(true) => return Err(refuse_login_role(Place::Public, &group)),
-        Some(false) => return Ok(()),
-        None => {}
+    if let Some(found) = existing_roles(conn, std::slice::from_ref(&group))?.get(&group) {
+        return found.audit(place, tenant_role, &[]);
     }
     conn.batch_execute(&format!(
         "CREATE ROLE {} NOLOGIN; {}",
@@ -137,10 +183,10 @@ fn ensure_group(
     Ok(())
 }
 
-/// Creates `schema`'s tenant role unless it exists, lets the current role `SET ROLE` to
-/// it, and grants it its schema (see [`schema_grants_sql`]); the tracking table is
-/// revoked. Idempotent; runs in the caller's transaction, which should hold the schema's
-/// advisory lock. Returns the role's name and whether it was created.
+/// Creates `schema`'s tenant role unless it exists (audits it if it did), lets the
+/// current role `SET ROLE` to it, and grants it its schema (see [`schema_grants_sql`]).
+/// Idempotent; runs in the caller's transaction, which should hold the schema's advisory
+/// lock. Returns the role's name and whether it was created.
 pub(crate) fn ensure_tenant_role(
     conn: &mut PgConnection,
     context: &Context,
@@ -149,11 +195,11 @@ pub(crate) fn ensure_tenant_role(
 ) -> Result<(String, bool)> {
     let names = context.names()?;
     let (group, role) = (names.group(), names.tenant(schema));
-    let (existing, objects) = look_up(conn, &[group.clone(), role.clone()], schema)?;
-    ensure_group(conn, &names, roles, Some(&existing))?;
     let place = Place::Schema(schema.to_string());
-    if existing.get(&role) == Some(&true) {
-        return Err(refuse_login_role(place, &role));
+    let (existing, objects) = look_up(conn, &[group.clone(), role.clone()], schema)?;
+    ensure_group(conn, &names, roles, Some(&existing), (&place, &role))?;
+    if let Some(found) = existing.get(&role) {
+        found.audit(&place, &role, &[&group])?;
     }
     let created = !existing.contains_key(&role);
     let (quoted_role, quoted_group) = (quote_ident(&role), quote_ident(&group));
@@ -167,92 +213,52 @@ pub(crate) fn ensure_tenant_role(
         sql.push_str(&format!("GRANT {quoted_role} TO CURRENT_USER; "));
     }
     sql.push_str(&schema_grants_sql(schema, &role, &objects));
-    sql.push_str("; ");
-    sql.push_str(&audit_sql(&group, &role));
-    conn.batch_execute(&sql).map_err(|e| match &e {
-        diesel::result::Error::DatabaseError(_, info) => match crate::proof::reason(info.message())
-        {
-            Some(reason) => Error::TenantRole {
-                place,
-                role: role.clone(),
-                reason: format!("{reason}; a tenant role must have its grants and nothing more"),
-            },
-            None => Error::Query(e),
-        },
-        _ => Error::Query(e),
-    })?;
+    conn.batch_execute(&sql)?;
     Ok((role, created))
-}
-
-/// A `SELECT` that raises an error carrying [`crate::proof::MARK`] and the reasons unless
-/// the tenant role `role` and the group are what the crate made: no superuser,
-/// `CREATEROLE` or `BYPASSRLS`; the role a member of the group only, the group of no role.
-/// A tenant role given more (by hand, or by SQL that changed the role in a checkout) would
-/// reach past its grants. Run wherever roles are made or repaired, in the batch that
-/// grants, not on every checkout, where reading these shared catalogs is costly.
-fn audit_sql(group: &str, role: &str) -> String {
-    let (g, r) = (crate::proof::literal(group), crate::proof::literal(role));
-    let mark = crate::proof::MARK;
-    format!(
-        "SELECT CASE WHEN a.problems = '' THEN 0 ELSE pg_catalog.int4in(pg_catalog.textout(\
-           pg_catalog.concat('{mark}', a.problems))) END \
-         FROM (SELECT pg_catalog.concat_ws('; ', \
-           (SELECT pg_catalog.string_agg(pg_catalog.concat('role ', r.rolname, \
-              ' is a superuser or has CREATEROLE or BYPASSRLS'), '; ') \
-            FROM pg_catalog.pg_roles r WHERE r.rolname IN ({g}, {r}) \
-            AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)), \
-           (SELECT pg_catalog.string_agg(pg_catalog.concat('role ', r.rolname, \
-              ' is a member of ', h.rolname), '; ') \
-            FROM pg_catalog.pg_auth_members m \
-            JOIN pg_catalog.pg_roles r ON r.oid = m.member \
-            JOIN pg_catalog.pg_roles h ON h.oid = m.roleid \
-            WHERE r.rolname IN ({g}, {r}) AND NOT (r.rolname = {r} AND h.rolname = {g})) \
-         ) AS problems) AS a"
-    )
 }
 
 #[derive(QueryableByName)]
 struct Found {
+    /// `role`, `table` or `sequence`.
     #[diesel(sql_type = Text)]
     kind: String,
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Bool)]
-    flag: bool,
+    #[diesel(embed)]
+    state: RoleState,
 }
 
-/// In one query: which of the roles `names` exist (and whether each can log in), and the
-/// tables and sequences of `schema`, found through `pg_depend`'s index on the referenced
-/// object (every relation depends on its schema), not by scanning `pg_class`.
+/// In one round trip: the roles of `names` that exist, and the tables and sequences of
+/// `schema`, found through `pg_depend`'s index on the referenced object (every relation
+/// depends on its schema), not by scanning `pg_class`.
 fn look_up(
     conn: &mut PgConnection,
     names: &[String],
     schema: &SchemaName,
-) -> Result<(HashMap<String, bool>, SchemaObjects)> {
-    let found: Vec<Found> = diesel::sql_query(
-        "SELECT 'role' AS kind, rolname::text AS name, rolcanlogin AS flag \
-         FROM pg_catalog.pg_roles WHERE rolname = ANY($1) \
+) -> Result<(HashMap<String, RoleState>, SchemaObjects)> {
+    let found: Vec<Found> = diesel::sql_query(format!(
+        "SELECT 'role' AS kind, {ROLE_STATE} FROM pg_catalog.pg_roles r \
+         WHERE r.rolname = ANY($1) \
          UNION ALL \
-         SELECT 'relation', c.relname::text, c.relkind = 'S' \
+         SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, \
+           c.relname::text, false, false, '{{}}'::text[] \
          FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid \
          WHERE d.refclassid = 'pg_catalog.pg_namespace'::regclass \
          AND d.refobjid = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = $2) \
          AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0 \
          AND c.relnamespace = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
-         ORDER BY 1, 2",
-    )
+         ORDER BY 1, 2"
+    ))
     .bind::<Array<Text>, _>(names)
     .bind::<Text, _>(schema.as_str())
     .load(conn)?;
     let mut roles = HashMap::new();
     let mut objects = SchemaObjects::default();
     for f in found {
-        match (f.kind.as_str(), f.flag) {
-            ("role", can_login) => {
-                roles.insert(f.name, can_login);
+        match f.kind.as_str() {
+            "role" => {
+                roles.insert(f.state.name.clone(), f.state);
             }
-            (_, true) => objects.sequences.push(f.name),
-            (_, false) => objects.tables.push(f.name),
+            "sequence" => objects.sequences.push(f.state.name),
+            _ => objects.tables.push(f.state.name),
         }
     }
     Ok((roles, objects))
@@ -266,8 +272,10 @@ pub(crate) fn drop_tenant_role(conn: &mut PgConnection, schema: &SchemaName) -> 
     let role = context.names()?.tenant(schema);
     match existing_roles(conn, std::slice::from_ref(&role))?.get(&role) {
         None => return Ok(()),
-        Some(true) => return Err(refuse_login_role(Place::Schema(schema.to_string()), &role)),
-        Some(false) => {}
+        Some(found) if found.can_login => {
+            return found.audit(&Place::Schema(schema.to_string()), &role, &[])
+        }
+        Some(_) => {}
     }
     context.require_createrole()?;
     let r = quote_ident(&role);
@@ -291,7 +299,7 @@ struct Granted {
 pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -> Result<()> {
     let context = Context::managing(conn)?;
     let names = context.names()?;
-    ensure_group(conn, &names, roles, None)?;
+    ensure_group(conn, &names, roles, None, (&Place::Public, &names.group()))?;
     let group = names.group();
     for table in roles.shared_reads() {
         let qualified = format!(
@@ -343,10 +351,10 @@ pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -
 /// how many.
 pub(crate) fn drop_database_roles(admin: &mut PgConnection, database: u32) -> Result<usize> {
     let names = RoleNames::new(database);
-    let found: Vec<ExistingRole> = diesel::sql_query(
-        "SELECT rolname::text AS name, rolcanlogin AS can_login FROM pg_catalog.pg_roles \
-         WHERE NOT rolcanlogin AND (rolname = $1 OR pg_catalog.starts_with(rolname, $2))",
-    )
+    let found: Vec<RoleState> = diesel::sql_query(format!(
+        "SELECT {ROLE_STATE} FROM pg_catalog.pg_roles r WHERE NOT r.rolcanlogin \
+         AND (r.rolname = $1 OR pg_catalog.starts_with(r.rolname, $2))"
+    ))
     .bind::<Text, _>(names.group())
     .bind::<Text, _>(names.tenant_prefix())
     .load(admin)?;
@@ -371,149 +379,4 @@ pub(crate) fn database_oid(admin: &mut PgConnection, name: &str) -> Result<Optio
             .get_result(admin)
             .optional()?;
     Ok(found.and_then(|o| u32::try_from(o.oid).ok()))
-}
-
-/// The tenants of `tenants` whose role does not exist.
-fn without_role(
-    conn: &mut PgConnection,
-    names: &RoleNames,
-    mut tenants: Vec<Tenant>,
-) -> Result<Vec<Tenant>> {
-    let wanted: Vec<String> = tenants
-        .iter()
-        .map(|t| names.tenant(&t.schema_name))
-        .collect();
-    let existing = existing_roles(conn, &wanted)?;
-    tenants.retain(|t| !existing.contains_key(&names.tenant(&t.schema_name)));
-    Ok(tenants)
-}
-
-/// What [`SyncRouter::sync_tenant_roles`] did for one tenant.
-#[derive(Debug, Serialize)]
-pub struct TenantRoleReport {
-    /// Tenant name.
-    pub tenant: String,
-    /// Tenant schema.
-    pub schema: String,
-    /// The tenant's role.
-    pub role: String,
-    /// Whether the role was created (otherwise it existed and was granted again).
-    pub created: bool,
-    /// Time taken.
-    pub duration: Duration,
-    /// Why it failed, if it did (nothing was changed for that tenant).
-    #[serde(serialize_with = "crate::report::error_text")]
-    pub error: Option<Error>,
-}
-
-/// What [`SyncRouter::sync_tenant_roles`] did.
-#[derive(Debug, Serialize)]
-pub struct RoleReport {
-    /// One entry per registered tenant, in name order.
-    pub tenants: Vec<TenantRoleReport>,
-    /// Wall time.
-    pub duration: Duration,
-}
-
-impl RoleReport {
-    /// Tenants whose role could not be made or granted.
-    pub fn failures(&self) -> impl Iterator<Item = &TenantRoleReport> {
-        self.tenants.iter().filter(|t| t.error.is_some())
-    }
-}
-
-impl SyncRouter {
-    /// The name of the tenant role of `schema` in this router's database (whether or not
-    /// it exists).
-    pub fn tenant_role_name(&self, schema: &SchemaName) -> Result<String> {
-        self.pool
-            .with_public(|conn| Context::read(conn)?.names())
-            .map(|names| names.tenant(schema))
-    }
-
-    /// The registered tenants whose role does not exist (tenant roles on or off).
-    pub fn tenants_without_role(&self) -> Result<Vec<Tenant>> {
-        self.pool.with_public(|conn| {
-            let names = Context::read(conn)?.names()?;
-            let tenants = TenantRegistry::list(conn)?;
-            without_role(conn, &names, tenants)
-        })
-    }
-
-    /// Makes every registered tenant's role, or repairs it (grants again what it should
-    /// have), and makes the shared grants exactly the declared ones: the backfill after
-    /// turning tenant roles on, and the repair after tables were added by hand. Each
-    /// tenant is done in its own transaction under its schema's advisory lock; a tenant
-    /// that fails is reported and the others still run.
-    ///
-    /// Fails with [`Error::Config`] when the pool has no
-    /// [`tenant_roles`](crate::TenantPoolBuilder::tenant_roles), and with
-    /// [`Error::TenantRolesNotPermitted`] without `CREATEROLE`.
-    pub fn sync_tenant_roles(&self) -> Result<RoleReport> {
-        self.sync_roles(false)
-    }
-
-    /// Like [`sync_tenant_roles`](Self::sync_tenant_roles), but only for the tenants
-    /// whose role does not exist yet (one query when none is missing). The Rocket
-    /// fairing runs it at launch.
-    pub fn sync_missing_tenant_roles(&self) -> Result<RoleReport> {
-        self.sync_roles(true)
-    }
-
-    fn sync_roles(&self, only_missing: bool) -> Result<RoleReport> {
-        let started = Instant::now();
-        let roles = self.pool.tenant_roles().cloned().ok_or_else(|| {
-            Error::Config(
-                "tenant roles are off for this pool: build it with \
-                 TenantPoolBuilder::tenant_roles"
-                    .into(),
-            )
-        })?;
-        let (names, tenants) = self.pool.with_public(|conn| {
-            conn.transaction(|conn| sync_shared_grants(conn, &roles))?;
-            let names = Context::read(conn)?.names()?;
-            let mut tenants = TenantRegistry::list(conn)?;
-            if only_missing {
-                tenants = without_role(conn, &names, tenants)?;
-            }
-            Ok::<_, Error>((names, tenants))
-        })?;
-        let tenants = tenants
-            .into_iter()
-            .map(|tenant| self.sync_one(&roles, &names, tenant))
-            .collect();
-        Ok(RoleReport {
-            tenants,
-            duration: started.elapsed(),
-        })
-    }
-
-    fn sync_one(&self, roles: &TenantRoles, names: &RoleNames, tenant: Tenant) -> TenantRoleReport {
-        let started = Instant::now();
-        let schema = &tenant.schema_name;
-        let result = self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                lock(conn, schema.as_str())?;
-                if !schema_exists(conn, schema)? {
-                    return Err(Error::SchemaMissing {
-                        schema: schema.to_string(),
-                    });
-                }
-                let context = Context::managing(conn)?;
-                ensure_tenant_role(conn, &context, roles, schema)
-            })
-        });
-        let (created, error) = match result {
-            Ok((_, created)) => (created, None),
-            Err(e) => (false, Some(e)),
-        };
-        TenantRoleReport {
-            role: names.tenant(schema),
-            schema: schema.to_string(),
-            tenant: tenant.name,
-            created,
-            duration: started.elapsed(),
-            error,
-        }
-    }
 }
