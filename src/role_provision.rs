@@ -273,7 +273,13 @@ pub(crate) fn drop_tenant_role(conn: &mut PgConnection, schema: &SchemaName) -> 
     match existing_roles(conn, std::slice::from_ref(&role))?.get(&role) {
         None => return Ok(()),
         Some(found) if found.can_login => {
-            return found.audit(&Place::Schema(schema.to_string()), &role, &[])
+            // Someone's account that happens to have the name: not ours to drop.
+            log::warn!(
+                "diesel-tenancy: role `{}` can log in, so it is not a tenant role this crate \
+                 made; it is left alone",
+                found.name
+            );
+            return Ok(());
         }
         Some(_) => {}
     }

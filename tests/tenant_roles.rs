@@ -459,3 +459,40 @@ fn scopes_interleave_on_one_connection_without_carrying_a_role_over() {
         assert_eq!(pids.len(), 1, "{mode:?}: one connection served every scope");
     }
 }
+
+#[test]
+fn a_login_role_with_a_tenant_roles_name_is_never_used_nor_dropped() {
+    let db = TestDb::new();
+    let role = format!("{}_clash", db.role_group());
+    db.login_roles.lock().unwrap().push(role.clone());
+    let mut admin = PgConnection::establish(&db.url).unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN"))
+        .unwrap();
+    let router = router(pool(&db, PoolMode::Session, Some(TenantRoles::new())));
+    match router
+        .create_tenant(&NewTenant::named("clash"))
+        .unwrap_err()
+    {
+        Error::TenantRole {
+            role: r, reason, ..
+        } => {
+            assert_eq!(r, role);
+            assert!(reason.contains("can log in"), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+    // Nothing of the tenant was made.
+    router
+        .pool()
+        .with_public(|c| {
+            assert_eq!(count(c, "SELECT count(*) FROM public.tenants")?, 0);
+            Ok::<_, Error>(())
+        })
+        .unwrap();
+    // Made without roles, the tenant is deleted with roles on; the account stays.
+    let plain = SyncRouter::new(pool(&db, PoolMode::Session, None), common::TENANT);
+    plain.create_tenant(&NewTenant::named("clash")).unwrap();
+    router.delete_tenant("clash", true).unwrap();
+    assert_eq!(TestDb::roles_like(&role), vec![role.clone()]);
+}
