@@ -22,9 +22,10 @@
 //! `RESET ROLE` before the proof (`RESET ALL` leaves the role alone), so the proof's role
 //! check shows the previous scope's role gone; after the path it sets the scope's role
 //! (`SET [LOCAL] ROLE`, tenant scopes only) and runs a second parameterless statement,
-//! [`ROLE_STATEMENT`], that fails unless the session now runs as exactly that role under
-//! the login role, and the role is not a superuser, has neither `CREATEROLE` nor
-//! `BYPASSRLS`, is a member of no role but the tenant group, and the group of none.
+//! [`ROLE_STATEMENT`], that fails unless the session now runs as exactly that role, named
+//! like this database's tenant roles, under the login role, and that role is no
+//! superuser. It reads session state only; the role's memberships, `CREATEROLE` and
+//! `BYPASSRLS` are audited where roles are made and repaired (`role_provision.rs`).
 //!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
 //! client learns why in the same round trip. Every name in the statement is
