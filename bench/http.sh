@@ -8,6 +8,9 @@
 #       search_path set once per connection, no tenant lookup)                      >= 0.85
 #       (issue 11; the first goal was 0.97)
 #   P3  1,000 tenants, a uniformly random tenant per request / one tenant, req/s      >= 0.80
+#   P2R one tenant: the hotel service with tenant roles (HOTEL_TENANT_ROLES=on, every
+#       request runs as its tenant's database role) / the same service without them;
+#       no goal, the cost of the option (issue 13)
 #
 # Load: the peer's shape, wrk -t2 -c16 -d10s --latency, after a 2 s warm-up, ROUNDS rounds
 # per target (sides alternate order each round); the ratio is the median of the rounds' ratios.
@@ -51,8 +54,10 @@ export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-root}
 for tool in wrk curl jq psql; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y wrk curl jq postgresql-client)" >&2; exit 2; }
 done
-[ -x "$VENV/bin/gunicorn" ] || { echo "no peer venv at $VENV: run bash $PEER_DIR/setup.sh" >&2; exit 2; }
-PEER_DIR="$(cd "$PEER_DIR" && pwd)"
+if [[ " $TARGETS " == *" P1 "* ]]; then  # only P1 runs the peer
+  [ -x "$VENV/bin/gunicorn" ] || { echo "no peer venv at $VENV: run bash $PEER_DIR/setup.sh" >&2; exit 2; }
+  PEER_DIR="$(cd "$PEER_DIR" && pwd)"
+fi
 mkdir -p "$OUTDIR"
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 WORK=$(mktemp -d /tmp/dtbench.XXXXXX)
@@ -75,13 +80,21 @@ wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 cleanup() {
   local p db
   for p in "${PIDS[@]}"; do stop "$p"; done   # (copy of the list: stop edits PIDS)
-  for db in "${DBS[@]}"; do
-    psql -q -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-  done
+  for db in "${DBS[@]}"; do drop_db "$db"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+drop_db() {  # drop_db NAME: the database, then the tenant roles made for it (named after its OID)
+  local oid roles
+  oid=$(psql -Atq -d postgres -c "SELECT oid FROM pg_database WHERE datname = '$1'" 2>/dev/null || true)
+  psql -q -d postgres -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "$oid" ] || return 0
+  roles=$(psql -Atq -d postgres -c "SELECT string_agg(quote_ident(rolname), ', ') FROM pg_roles
+    WHERE NOT rolcanlogin AND (rolname = 'dt$oid' OR starts_with(rolname, 'dt${oid}_'))" 2>/dev/null || true)
+  [ -z "$roles" ] || psql -q -d postgres -c "DROP ROLE IF EXISTS $roles" >/dev/null 2>&1 || true
+}
 
 free_port() {  # a loopback port nobody listens on
   local p
@@ -260,6 +273,19 @@ wait_http "$BASE/hotels/"
 [ "$(curl -sf "$BASE/hotels/")" = "$EXPECTED" ] || { echo "bench_baseline body differs from the service's" >&2; exit 1; }
 fi
 
+# ---------------------------------------------------------------- P2R: the same service with tenant roles
+if wants P2R; then
+ROLES_PORT=$(free_port)
+ROLES="http://127.0.0.1:$ROLES_PORT"
+log "hotel service with tenant roles on $ROLES (same database; it makes demo1's role at launch)"
+DATABASE_URL="$HOTEL_URL" MEDIA_ROOT="$WORK/media" HOTEL_ADMIN_TOKEN="$TOKEN" ROCKET_PORT="$ROLES_PORT" \
+  HOTEL_TENANT_ROLES=on "$HOTEL_BIN" serve >> "$OUTDIR/hotel_roles.log" 2>&1 &
+ROLES_PID=$!; PIDS+=("$ROLES_PID")
+wait_http "$ROLES/health"
+[ "$(curl -sf -H 'Tenant-Header: demo1' "$ROLES/hotels/")" = "$EXPECTED" ] ||
+  { echo "the roles service's body differs from the service's" >&2; exit 1; }
+fi
+
 # ---------------------------------------------------------------- the peer
 if wants P1; then
 PEER_PORT=$(free_port)
@@ -306,6 +332,13 @@ if wants P2; then
   pair "$P2_ROUNDS" hotel_one "$HOTEL/hotels/" "-s|$REPO/bench/lua/get_check.lua|--|demo1|$EXPECTED" \
        baseline "$BASE/hotels/" "-s|$REPO/bench/lua/get_check.lua|--|demo1|$EXPECTED"
   stop "$BASE_PID"
+fi
+
+if wants P2R; then
+  log "P2R: hotel with tenant roles vs the same service without, GET /hotels/ demo1"
+  pair "$P2_ROUNDS" hotel_roles "$ROLES/hotels/" "-s|$REPO/bench/lua/get_check.lua|--|demo1|$EXPECTED" \
+       hotel_plain "$HOTEL/hotels/" "-s|$REPO/bench/lua/get_check.lua|--|demo1|$EXPECTED"
+  stop "$ROLES_PID"
 fi
 
 # ---------------------------------------------------------------- P3
@@ -356,7 +389,7 @@ row() {
     END { for (r in a) if (r in b) printf "%.4f\n", a[r] / b[r] }' "$WORK/results" | median)
   ratio=$(printf '%.3f' "$ratio")
   cpu_a=$(col "$2" 5 | median); cpu_b=$(col "$3" 5 | median)
-  pass=$(awk -v r="$ratio" -v g="$4" 'BEGIN { print (r >= g) ? "met" : "NOT met" }')
+  pass=$(awk -v r="$ratio" -v g="$4" 'BEGIN { print (g == "-") ? "(no goal)" : (r >= g) ? "met" : "NOT met" }')
   printf '| %s | %s %s | %s %s | %s | >= %s %s | %s / %s us (%.3f) | %s + %s / %s + %s us | %s / %s |\n' "$1" "$2" "$a" "$3" "$b" "$ratio" "$4" "$pass" \
     "$cpu_a" "$cpu_b" "$(awk -v a="$cpu_a" -v b="$cpu_b" 'BEGIN { print b / a }')" \
     "$(col "$2" 8 | median)" "$(col "$2" 9 | median)" "$(col "$3" 8 | median)" "$(col "$3" 9 | median)" \
@@ -369,6 +402,7 @@ row() {
   echo "|---|---|---|---|---|---|---|---|"
   if wants P1; then row P1 hotel_demo1 peer_demo1 10; fi
   if wants P2; then row P2 hotel_one baseline 0.85; fi
+  if wants P2R; then row P2R hotel_roles hotel_plain -; fi
   if wants P3; then row P3 hotel_random hotel_single 0.80; fi
   echo
   echo "Response checks per round (every run must have non200=0 wrong_body=0; P3 count_mismatch <= $CONNS):"

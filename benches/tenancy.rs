@@ -1,7 +1,7 @@
 //! Library benchmarks P2–P8 (see BENCHMARKS.md). Run all, or some, with:
 //!
 //! ```sh
-//! cargo bench --bench tenancy            # p2 p3 p4 p5 p6 p8, 10,000 tenants
+//! cargo bench --bench tenancy            # p2 p2r p3 p4 p5 p6 p8, 10,000 tenants
 //! cargo bench --bench tenancy -- p4 p8   # a subset
 //! BENCH_TENANTS=2000 cargo bench --bench tenancy
 //! ```
@@ -9,6 +9,8 @@
 //! `p2` and `p3` are the pool-level forms of the HTTP targets (no Rocket, no HTTP):
 //! 16 threads, each checking out a connection and loading a tenant's hotels, for
 //! `BENCH_SECONDS` (5) per run, `BENCH_ROUNDS` (3) rounds alternating the sides.
+//! `p2r` is the cost of tenant roles there: one tenant, `TenantPool` with roles against
+//! without. `p4` measures creation without tenant roles, then with them.
 //!
 //! Each run works in its own database (`dt_bench_<pid>`), dropped at the end. It prints
 //! one line per measurement; nothing here asserts a time.
@@ -20,7 +22,9 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
-use diesel_tenancy::{Error, MigrateOptions, NewTenant, SchemaName, SyncRouter, TenantPool};
+use diesel_tenancy::{
+    Error, MigrateOptions, NewTenant, SchemaName, SyncRouter, TenantPool, TenantRoles,
+};
 
 const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
 const TENANT_V2: EmbeddedMigrations = embed_migrations!("tests/fixtures/tenant_v2");
@@ -48,12 +52,20 @@ impl BenchDb {
     }
 
     fn router(&self, size: u32) -> SyncRouter {
-        let pool = TenantPool::builder()
+        self.router_with(size, None)
+    }
+
+    fn router_with(&self, size: u32, roles: Option<TenantRoles>) -> SyncRouter {
+        let builder = TenantPool::builder()
             .max_size(size)
             .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(60))
-            .build(&self.url)
-            .expect("pool");
+            .connection_timeout(Duration::from_secs(60));
+        let pool = match roles {
+            Some(roles) => builder.tenant_roles(roles),
+            None => builder,
+        }
+        .build(&self.url)
+        .expect("pool");
         let router = SyncRouter::new(pool, TENANT);
         router.migrate_shared().expect("shared set");
         router
@@ -107,29 +119,35 @@ fn create_median(router: &SyncRouter, prefix: &str, n: usize) -> Duration {
     )
 }
 
-fn p4() {
-    let db = BenchDb::new("p4");
-    let router = db.router(2);
+/// P4 without tenant roles, or with them (`roles`: each creation also makes and
+/// grants the tenant's role).
+fn p4(roles: bool) {
+    let (db, label) = if roles {
+        (BenchDb::new("p4r"), "P4 (tenant roles)")
+    } else {
+        (BenchDb::new("p4"), "P4")
+    };
+    let router = db.router_with(2, roles.then(TenantRoles::new));
     let cold = create_median(&router, "warm", 50);
     println!(
-        "P4 create one tenant, cold (schema + tenant set), median of 50: {}",
+        "{label} create one tenant, cold (schema + tenant set), median of 50: {}",
         ms(cold)
     );
     let total = create_many(&router, 1000, 1);
     println!(
-        "P4 1,000 tenants in a row, cold (one thread): {:.2} s",
+        "{label} 1,000 tenants in a row, cold (one thread): {:.2} s",
         total.as_secs_f64()
     );
 
     let t0 = Instant::now();
     router.prepare_spares(1050).expect("spares");
     println!(
-        "P4 prepare 1,050 spare schemas ahead: {:.2} s",
+        "{label} prepare 1,050 spare schemas ahead: {:.2} s",
         t0.elapsed().as_secs_f64()
     );
     let spare = create_median(&router, "spare", 50);
     println!(
-        "P4 create one tenant from a spare schema, median of 50: {}",
+        "{label} create one tenant from a spare schema, median of 50: {}",
         ms(spare)
     );
     let t0 = Instant::now();
@@ -139,8 +157,71 @@ fn p4() {
             .expect("create");
     }
     println!(
-        "P4 1,000 tenants in a row from spares (one thread): {:.2} s",
+        "{label} 1,000 tenants in a row from spares (one thread): {:.2} s",
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// P2 with tenant roles at the pool level: one tenant, `TenantPool` with roles (each
+/// checkout also resets, sets and proves the role) against the same pool without.
+fn p2_roles() {
+    let secs = env_or("BENCH_SECONDS", 5);
+    let rounds = env_or("BENCH_ROUNDS", 3);
+    let db = BenchDb::new("p2r");
+    let router = db.router_with(10, Some(TenantRoles::new()));
+    let one = router
+        .create_tenant(&NewTenant::named("p0001"))
+        .expect("create tenant")
+        .schema_name;
+    router
+        .pool()
+        .with_tenant(&one, |c| {
+            c.batch_execute(
+                "INSERT INTO hotels (name, location, description) VALUES ('p0001', 'x', 'y')",
+            )
+            .map_err(Error::from)
+        })
+        .expect("seed hotel");
+    let pool = |roles: bool| {
+        let builder = TenantPool::builder().max_size(10);
+        if roles {
+            builder.tenant_roles(TenantRoles::new())
+        } else {
+            builder
+        }
+        .build(&db.url)
+        .expect("pool")
+    };
+    let (with_roles, without) = (pool(true), pool(false));
+    let run = |pool: &TenantPool| {
+        rate(secs, |_, _| {
+            let rows = pool
+                .with_tenant(&one, |c| load_hotels(c).map_err(Error::from))
+                .expect("load");
+            assert_eq!(rows.len(), 1);
+        })
+    };
+    let _ = (run(&with_roles), run(&without));
+    let mut ratios = Vec::new();
+    for round in 0..rounds {
+        let (r, n) = if round % 2 == 0 {
+            let r = run(&with_roles);
+            (r, run(&without))
+        } else {
+            let n = run(&without);
+            (run(&with_roles), n)
+        };
+        println!(
+            "P2 roles round {}: TenantPool with tenant roles {r:.0} ops/s, without {n:.0} ops/s",
+            round + 1
+        );
+        ratios.push(r / n);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "P2 pool level, one tenant, with tenant roles ÷ without (16 threads, pool of 10), \
+         median of {rounds}: {:.3}",
+        ratios[ratios.len() / 2]
     );
 }
 
@@ -448,8 +529,12 @@ fn main() {
     if want("p2") || want("p3") {
         p2_p3(want("p2"), want("p3"));
     }
+    if want("p2r") {
+        p2_roles();
+    }
     if want("p4") {
-        p4();
+        p4(false);
+        p4(true);
     }
     if want("p5") || want("p6") || want("p8") {
         let db = BenchDb::new("many");

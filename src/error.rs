@@ -169,6 +169,34 @@ pub enum Error {
         schema: String,
     },
 
+    /// A tenant scope's database role could not be used (tenant roles on): it does not
+    /// exist (the tenant was made before roles were turned on, or by a process without
+    /// them: run [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles)
+    /// or the `tenant roles` command), the login role may not `SET ROLE` to it, it failed
+    /// the checkout's role proof (it is a superuser), or, where roles are made, migrated
+    /// or repaired, it has `CREATEROLE` or `BYPASSRLS` or is a member of another role. At
+    /// checkout the connection was discarded; no other one is tried.
+    #[error("tenant role `{role}` cannot be used for {place}: {reason}")]
+    TenantRole {
+        /// The scope being entered.
+        place: Place,
+        /// The tenant role.
+        role: String,
+        /// What PostgreSQL or the role proof reported.
+        reason: String,
+    },
+
+    /// Tenant roles are on, but the role that creates, repairs or drops them has neither
+    /// `CREATEROLE` nor superuser.
+    #[error(
+        "role `{login}` may not create or drop tenant roles: give it CREATEROLE \
+         (ALTER ROLE {login} CREATEROLE) or turn tenant roles off"
+    )]
+    TenantRolesNotPermitted {
+        /// The role that lacks the attribute (`current_user`).
+        login: String,
+    },
+
     /// No connection could be checked out of the pool in time, or one could not be opened.
     #[error("could not get a database connection: {0}")]
     Pool(#[source] r2d2::Error),

@@ -36,6 +36,11 @@ type AfterRename = Arc<dyn Fn(&mut PgConnection, &Tenant, &str) -> HookResult + 
 /// the hook and the tenant. Return a [`Refusal`] for a deliberate "no" (the Rocket
 /// integration answers it with 409 and its reason; any other error is a 500).
 ///
+/// Hooks run as the role that runs the router's migrations (the schema's owner), like a
+/// data migration, also with [tenant roles](crate::TenantPoolBuilder::tenant_roles) on:
+/// what a hook writes is then readable and writable by the tenant's role through the
+/// grants every tenant table gets, but the hook itself is not confined to the tenant.
+///
 /// A hook must not end the transaction itself (`COMMIT`, `ROLLBACK`) nor swallow a failed
 /// statement's error: the crate checks with the server after the hooks and fails with
 /// [`Error::TransactionBroken`] if the transaction is not the one it opened or is

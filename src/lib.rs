@@ -35,6 +35,8 @@ pub mod resolve;
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
+mod role_provision;
+mod role_sync;
 pub mod schema;
 mod schema_name;
 mod scope;
@@ -43,6 +45,7 @@ mod sql;
 mod status;
 mod tenant_name;
 mod tenant_name_table;
+mod tenant_roles;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
@@ -63,9 +66,11 @@ pub use pool::{TenantPool, TenantPoolBuilder};
 pub use registry::{Domain, Tenant, TenantRegistry};
 pub use registry_cache::{RegistryCache, RegistryCacheBuilder, Snapshot};
 pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
+pub use role_sync::{RoleReport, TenantRoleReport};
 pub use schema_name::{SchemaName, SchemaRules};
 pub use scope::Scope;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
+pub use tenant_roles::TenantRoles;
 
 pub use diesel;
 pub use diesel_migrations;

@@ -17,11 +17,12 @@ use diesel::connection::{
 };
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Text};
+use diesel::sql_types::{BigInt, Integer, Text};
 
 use crate::error::{Error, Result};
 use crate::proof::{self, Identity, Proof};
 use crate::scope::Scope;
+use crate::tenant_roles::RoleNames;
 use crate::watch::{
     self, Flags, InstrumentationFactory, Watch, MISSING_RELATION, POISON, STALE_PLAN, TYPE_LOOKUP,
 };
@@ -65,6 +66,8 @@ pub(crate) struct ManagerConfig {
     pub(crate) max_schemas_per_connection: usize,
     /// Whether to probe for a transaction pooler before the first connection.
     pub(crate) check_pooler: bool,
+    /// Per-tenant roles: tenant scopes run as their tenant's role.
+    pub(crate) tenant_roles: Option<Arc<crate::TenantRoles>>,
 }
 
 /// The r2d2 manager of a [`TenantPool`](crate::TenantPool).
@@ -115,6 +118,9 @@ struct Backend {
     pid: i32,
     #[diesel(sql_type = Text)]
     login: String,
+    /// The database's OID, which tenant role names are derived from.
+    #[diesel(sql_type = BigInt)]
+    database: i64,
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
@@ -128,10 +134,13 @@ impl r2d2::ManageConnection for ConnectionManager {
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
         }
         // `sql_query` is sent unnamed, which transaction poolers accept.
-        let backend =
-            diesel::sql_query("SELECT pg_backend_pid() AS pid, session_user::text AS login")
-                .get_result::<Backend>(&mut conn)?;
-        let proof = Proof::new(
+        let backend = diesel::sql_query(
+            "SELECT pg_backend_pid() AS pid, session_user::text AS login, \
+             (SELECT oid FROM pg_catalog.pg_database \
+              WHERE datname = pg_catalog.current_database())::int8 AS database",
+        )
+        .get_result::<Backend>(&mut conn)?;
+        let mut proof = Proof::new(
             Identity {
                 pid: (!behind_pooler).then_some(backend.pid),
                 login: backend.login,
@@ -139,6 +148,16 @@ impl r2d2::ManageConnection for ConnectionManager {
             self.config.mode,
             !behind_pooler,
         );
+        let role_names = match self.config.tenant_roles {
+            Some(_) => {
+                let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
+                    Error::Config(format!("database OID {} out of range", backend.database))
+                })?);
+                proof = proof.with_tenant_roles(names.group());
+                Some(names)
+            }
+            None => None,
+        };
         if proof.is_prepared() {
             conn.batch_execute(&proof.prepare())?;
         }
@@ -151,6 +170,7 @@ impl r2d2::ManageConnection for ConnectionManager {
             id,
             flags,
             proof,
+            role_names,
             last_scope: None,
             types_scope: None,
             schemas: HashSet::new(),
@@ -180,6 +200,8 @@ pub struct ManagedConnection {
     id: u64,
     flags: Flags,
     proof: Proof,
+    /// With tenant roles on: how this database names them.
+    role_names: Option<RoleNames>,
     /// The scope last entered.
     last_scope: Option<Scope>,
     /// The scope whose `search_path` Diesel used to look up (and cache, for the
@@ -320,9 +342,16 @@ impl ManagedConnection {
             || self.config.schemas_diverge.load(Ordering::Relaxed))
             && self.last_scope.as_ref().is_some_and(|last| last != scope);
         let path = scope.search_path(&self.config.extra_schemas);
+        // Every scope that names a tenant schema (pinned routes included) runs as the
+        // tenant's role; `public` as the login role.
+        let role = match (scope.schema(), &self.role_names) {
+            (Some(schema), Some(names)) => Some(names.tenant(schema)),
+            _ => None,
+        };
+        let route = scope.route();
         let sql = self
             .proof
-            .checkout(&path, scope.route().as_deref(), deallocate);
+            .checkout(&path, route.as_deref(), role.as_deref(), deallocate);
         let sent = match self.config.mode {
             PoolMode::Session => self.conn.batch_execute(&sql),
             PoolMode::TransactionLocal => {
@@ -330,7 +359,7 @@ impl ManagedConnection {
             }
         };
         if let Err(source) = sent {
-            return Err(self.failed_checkout(scope, source));
+            return Err(self.failed_checkout(scope, role.as_deref(), source));
         }
         if deallocate && self.config.statement_cache {
             // The server forgot every prepared statement: make Diesel forget them too.
@@ -353,7 +382,16 @@ impl ManagedConnection {
     }
 
     /// Discards the connection after its checkout statement failed, keeping the reason.
-    fn failed_checkout(&mut self, scope: &Scope, source: diesel::result::Error) -> Error {
+    ///
+    /// A reason that names the scope's tenant role (missing, not settable by the login
+    /// role, refused by the role proof) is about the tenant, not this connection: it is
+    /// returned as [`Error::TenantRole`], which the pool does not retry on another one.
+    fn failed_checkout(
+        &mut self,
+        scope: &Scope,
+        role: Option<&str>,
+        source: diesel::result::Error,
+    ) -> Error {
         let reason = match &source {
             diesel::result::Error::DatabaseError(_, info) => proof::reason(info.message())
                 .map_or_else(|| info.message().to_owned(), str::to_owned),
@@ -365,10 +403,18 @@ impl ManagedConnection {
         ));
         if reason.starts_with(proof::STALE_ROUTE) {
             // The session itself was clean (no other reason): the route is what failed.
-            Error::StaleRoute {
+            return Error::StaleRoute {
                 schema: scope.schema().map(|s| s.to_string()).unwrap_or_default(),
-            }
-        } else if watch::poisons(&source) & POISON != 0 {
+            };
+        }
+        if let Some(role) = role.filter(|role| reason.contains(role)) {
+            return Error::TenantRole {
+                place: scope.place(),
+                role: role.to_owned(),
+                reason,
+            };
+        }
+        if watch::poisons(&source) & POISON != 0 {
             Error::SetScope {
                 place: scope.place(),
                 source,

@@ -17,6 +17,7 @@ use crate::migration_set::{MigrationSet, Source};
 use crate::pool::TenantPool;
 use crate::registry::{Tenant, TenantRegistry};
 use crate::report::{MigrateOptions, MigrateReport, TenantReport};
+use crate::role_provision::{ensure_tenant_role, Context};
 use crate::schema_name::{SchemaName, SchemaRules};
 use crate::scope::Scope;
 use crate::tenant_name::validate_tenant_name;
@@ -177,6 +178,9 @@ impl SyncRouter {
                 // Stored tenant-name keys follow the crate's current rule (or the
                 // migration fails, naming tenants the rule makes equal).
                 crate::name_keys::rekey(conn)?;
+                if let Some(roles) = self.pool.tenant_roles() {
+                    crate::role_provision::sync_shared_grants(conn, roles)?;
+                }
                 Ok(applied)
             })
         })
@@ -188,6 +192,9 @@ impl SyncRouter {
     ///
     /// If spare schemas were prepared ([`prepare_spares`](Self::prepare_spares)), one is
     /// claimed and renamed instead of building the schema, which is several times faster.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, the tenant's role
+    /// is created and granted its schema in the same transaction.
     pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
         let name = validate_tenant_name(&new.name)?;
         let schema = match &new.schema_name {
@@ -196,6 +203,11 @@ impl SyncRouter {
         };
         self.pool.with_public(|conn| {
             conn.transaction(|conn| {
+                // Without CREATEROLE, fail before doing any work.
+                let roles = match self.pool.tenant_roles() {
+                    Some(roles) => Some((roles, Context::managing(conn)?)),
+                    None => None,
+                };
                 lock(conn, schema.as_str())?;
                 let tenant = TenantRegistry::create(conn, name, &schema)?;
                 if schema_exists(conn, &schema)? {
@@ -209,6 +221,9 @@ impl SyncRouter {
                 }
                 set_local_path(conn, &schema.quoted())?;
                 run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
+                if let Some((roles, context)) = &roles {
+                    ensure_tenant_role(conn, context, roles, &schema)?;
+                }
                 for (i, domain) in new.domains.iter().enumerate() {
                     TenantRegistry::add_domain(conn, name, domain, i == 0)?;
                 }
@@ -219,9 +234,10 @@ impl SyncRouter {
         })
     }
 
-    /// Deletes a tenant's registry row (and domains). The schema and its data are dropped
-    /// only when `drop_schema` is true. The [`before_delete`](TenantHooks::before_delete)
-    /// hooks run first, in the same transaction, and can veto it.
+    /// Deletes a tenant's registry row (and domains) and its tenant role, if it has one.
+    /// The schema and its data are dropped only when `drop_schema` is true. The
+    /// [`before_delete`](TenantHooks::before_delete) hooks run first, in the same
+    /// transaction, and can veto it.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
         self.pool.with_public(|conn| {
             conn.transaction(|conn| {
@@ -231,6 +247,8 @@ impl SyncRouter {
                 self.hooks
                     .run_before_delete(conn, &path, &tenant, drop_schema)?;
                 TenantRegistry::delete(conn, name)?;
+                // Whatever this pool's setting: a role made by another process goes too.
+                crate::role_provision::drop_tenant_role(conn, &tenant.schema_name)?;
                 if drop_schema {
                     conn.batch_execute(&format!(
                         "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -264,6 +282,10 @@ impl SyncRouter {
 
     /// Applies the pending tenant migrations to one schema, in one transaction under the
     /// schema's advisory lock, and returns the versions applied.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, when something was
+    /// applied the tenant's role is granted what the migrations created (and made, if it
+    /// was missing), in the same transaction.
     pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
         let place = Place::Schema(schema.to_string());
         self.pool.with_public(|conn| {
@@ -275,7 +297,12 @@ impl SyncRouter {
                     });
                 }
                 set_local_path(conn, &schema.quoted())?;
-                run_pending(conn, &self.tenant, &place)
+                let applied = run_pending(conn, &self.tenant, &place)?;
+                if let Some(roles) = self.pool.tenant_roles().filter(|_| !applied.is_empty()) {
+                    let context = Context::managing(conn)?;
+                    ensure_tenant_role(conn, &context, roles, schema)?;
+                }
+                Ok(applied)
             })
         })
     }
@@ -315,7 +342,7 @@ pub(crate) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> 
 }
 
 /// Takes the transaction-scoped advisory lock of one schema.
-fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
+pub(crate) fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind::<Integer, _>(LOCK_CLASS)
         .bind::<Text, _>(schema)

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::manager::{ConnectionManager, ManagerConfig, PoolMode};
 use crate::schema_name::SchemaName;
 use crate::scope::Scope;
+use crate::tenant_roles::TenantRoles;
 use crate::watch::InstrumentationFactory;
 
 /// A pool of PostgreSQL connections that are always scoped to a tenant or to `public`.
@@ -34,6 +35,7 @@ pub struct TenantPool {
     mode: PoolMode,
     /// The builder's extra schemas, validated (the manager holds the same list).
     extra_schemas: Arc<[String]>,
+    tenant_roles: Option<Arc<TenantRoles>>,
 }
 
 impl std::fmt::Debug for TenantPool {
@@ -76,8 +78,9 @@ impl TenantPool {
             let pooled = self.inner.get()?;
             match TenantConnection::enter(pooled, scope.clone()) {
                 Ok(conn) => return Ok(conn),
-                // Every connection would say the same: the route, not the session, failed.
-                Err(e @ Error::StaleRoute { .. }) => return Err(e),
+                // Every connection would say the same: the route, or the tenant's role,
+                // failed, not the session.
+                Err(e @ (Error::StaleRoute { .. } | Error::TenantRole { .. })) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -155,6 +158,11 @@ impl TenantPool {
         self.mode
     }
 
+    /// The per-tenant role settings, if tenant roles are on.
+    pub fn tenant_roles(&self) -> Option<&TenantRoles> {
+        self.tenant_roles.as_deref()
+    }
+
     /// The pool's size limit.
     pub fn max_size(&self) -> u32 {
         self.inner.max_size()
@@ -199,6 +207,7 @@ pub struct TenantPoolBuilder {
     max_schemas_per_connection: usize,
     check_pooler: bool,
     instrumentation: Option<InstrumentationFactory>,
+    tenant_roles: Option<Arc<TenantRoles>>,
 }
 
 impl Default for TenantPoolBuilder {
@@ -217,6 +226,7 @@ impl Default for TenantPoolBuilder {
             max_schemas_per_connection: 2000,
             check_pooler: true,
             instrumentation: None,
+            tenant_roles: None,
         }
     }
 }
@@ -351,6 +361,60 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Gives every tenant its own database role and runs every tenant checkout as it.
+    /// Defaults to off: every scope runs as the login role.
+    ///
+    /// With roles on, each checkout of a tenant scope also sets that tenant's role
+    /// (`SET ROLE`, or `SET LOCAL ROLE` in [`PoolMode::TransactionLocal`]) in the same
+    /// round trip and proves it (see the crate docs, "What a checkout proves"); `public`
+    /// runs as the login role. PostgreSQL then refuses SQL in one tenant's scope that
+    /// names another tenant's schema ("permission denied for schema b"). The
+    /// [`SyncRouter`](crate::SyncRouter) built on this pool creates each tenant's role
+    /// with its schema, grants it what migrations add, and drops it with the tenant;
+    /// [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles) makes the
+    /// roles of tenants that existed before.
+    ///
+    /// The login role needs `CREATEROLE` (or superuser) where tenants are created,
+    /// migrated or deleted, and must own the tenant schemas' tables or be able to grant
+    /// on them. A checkout of a tenant without a role fails with
+    /// [`Error::TenantRole`]. What roles do not stop, and what they cost, is in the
+    /// crate docs ("Tenant roles").
+    ///
+    /// ```no_run
+    /// use diesel_tenancy::{NewTenant, SyncRouter, TenantPool, TenantRoles};
+    /// # const TENANT: diesel_migrations::EmbeddedMigrations =
+    /// #     diesel_migrations::embed_migrations!("migrations_tenant");
+    ///
+    /// # fn main() -> diesel_tenancy::Result<()> {
+    /// let pool = TenantPool::builder()
+    ///     .tenant_roles(TenantRoles::new().read_shared("public.plans"))
+    ///     .build("postgres://app_owner@localhost/app")?;
+    /// let router = SyncRouter::new(pool.clone(), TENANT);
+    /// router.migrate_shared()?; // grants SELECT on public.plans to the tenant roles
+    /// let acme = router.create_tenant(&NewTenant::named("Acme"))?; // its role too
+    /// router.sync_tenant_roles()?; // roles for tenants made before roles were on
+    ///
+    /// let mut conn = pool.tenant(&acme.schema_name)?; // runs as acme's role
+    /// # Ok(()) }
+    /// ```
+    pub fn tenant_roles(mut self, roles: TenantRoles) -> Self {
+        self.tenant_roles = Some(Arc::new(roles));
+        self
+    }
+
+    /// Whether [`tenant_roles`](Self::tenant_roles) was set.
+    #[cfg(feature = "rocket")]
+    pub(crate) fn has_tenant_roles(&self) -> bool {
+        self.tenant_roles.is_some()
+    }
+
+    /// Turns tenant roles off again (the Rocket fairing's `tenancy.tenant_roles = false`).
+    #[cfg(feature = "rocket")]
+    pub(crate) fn without_tenant_roles(mut self) -> Self {
+        self.tenant_roles = None;
+        self
+    }
+
     /// The connection manager these settings describe, for use with another r2d2-based
     /// pool (e.g. `rocket_sync_db_pools`). Its connections are [`ManagedConnection`]s,
     /// which expose a `PgConnection` only inside a scope.
@@ -366,6 +430,9 @@ impl TenantPoolBuilder {
             }
             SchemaName::from_stored(schema)?;
         }
+        if let Some(roles) = &self.tenant_roles {
+            roles.validate()?;
+        }
         Ok(ConnectionManager::new(ManagerConfig {
             url: database_url.to_owned(),
             mode: self.mode,
@@ -376,6 +443,7 @@ impl TenantPoolBuilder {
             instrumentation: self.instrumentation.clone(),
             max_schemas_per_connection: self.max_schemas_per_connection,
             check_pooler: self.check_pooler,
+            tenant_roles: self.tenant_roles.clone(),
         }))
     }
 
@@ -402,6 +470,7 @@ impl TenantPoolBuilder {
             inner,
             mode: self.mode,
             extra_schemas: Arc::from(self.extra_schemas),
+            tenant_roles: self.tenant_roles,
         })
     }
 }

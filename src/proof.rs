@@ -19,6 +19,15 @@
 //! | the pool's prepared statements exist      | the proof is itself a prepared statement: `DEALLOCATE ALL` / `DISCARD ALL` make `EXECUTE` fail |
 //! | a pinned scope's schema is the one its route named | `to_regnamespace(<name>)` is the route's OID (both read from the `diesel_tenancy.route` setting the message sets first) |
 //!
+//! With tenant roles on ([`TenantRoles`](crate::TenantRoles)) the message also runs
+//! `RESET ROLE` before the proof (`RESET ALL` leaves the role alone), so the proof's role
+//! check shows the previous scope's role gone; after the path it sets the scope's role
+//! (`SET [LOCAL] ROLE`, tenant scopes only) and runs a second parameterless statement,
+//! [`ROLE_STATEMENT`], that fails unless the session now runs as exactly that role, named
+//! like this database's tenant roles, under the login role, and that role is no
+//! superuser. It reads session state only; the role's memberships, `CREATEROLE` and
+//! `BYPASSRLS` are audited where roles are made and repaired (`role_provision.rs`).
+//!
 //! A failed proof raises an error whose text carries [`MARK`] and the reasons, so the
 //! client learns why in the same round trip. Every name in the statement is
 //! schema-qualified with `pg_catalog` (operators too): it runs under whatever
@@ -28,6 +37,9 @@ use crate::manager::PoolMode;
 
 /// The name of the proof's prepared statement on every direct connection.
 pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
+
+/// The name of the tenant-role proof's prepared statement (tenant roles on).
+pub(crate) const ROLE_STATEMENT: &str = "diesel_tenancy_role";
 
 /// Starts every reason a failed proof reports.
 pub(crate) const MARK: &str = "diesel-tenancy: ";
@@ -57,6 +69,8 @@ pub(crate) struct Proof {
     /// `EXECUTE` of the statement prepared at connect, or the whole `SELECT` inline
     /// (behind a transaction pooler, where a prepared statement lives on one backend).
     prepared: bool,
+    /// With tenant roles on: the group role every tenant role is a member of.
+    tenant_group: Option<String>,
 }
 
 impl Proof {
@@ -65,7 +79,14 @@ impl Proof {
             identity,
             mode,
             prepared,
+            tenant_group: None,
         }
+    }
+
+    /// The same proof for a pool with tenant roles, whose group role is `group`.
+    pub(crate) fn with_tenant_roles(mut self, group: String) -> Self {
+        self.tenant_group = Some(group);
+        self
     }
 
     fn local(&self) -> &'static str {
@@ -89,14 +110,29 @@ impl Proof {
     /// after it. Measured: with the path as a parameter PostgreSQL kept building custom
     /// plans of the whole proof, ~250 µs of backend CPU per checkout instead of ~20.
     pub(crate) fn prepare(&self) -> String {
-        format!("PREPARE {STATEMENT} AS {}", self.select())
+        let mut sql = format!("PREPARE {STATEMENT} AS {}", self.select());
+        if self.tenant_group.is_some() {
+            sql.push_str(&format!(
+                "; PREPARE {ROLE_STATEMENT} AS {}",
+                self.role_select()
+            ));
+        }
+        sql
     }
 
     /// The checkout message for `path` (an already rendered `search_path` value made of
     /// quoted, validated identifiers, spliced as they are). `deallocate` also forgets every prepared statement
     /// first (the pool's reset on a schema switch). `route` (`<oid>:<schema>`, from
     /// `Scope::route`) makes the proof also check that the schema still has that OID.
-    pub(crate) fn checkout(&self, path: &str, route: Option<&str>, deallocate: bool) -> String {
+    /// `role`: the tenant role the scope runs as (tenant roles on, tenant scopes), a
+    /// validated role name.
+    pub(crate) fn checkout(
+        &self,
+        path: &str,
+        route: Option<&str>,
+        role: Option<&str>,
+        deallocate: bool,
+    ) -> String {
         let local = self.mode == PoolMode::TransactionLocal;
         let mut sql = String::with_capacity(96);
         if local {
@@ -111,7 +147,13 @@ impl Proof {
         }
         // Settings a borrower changed go back to the connection's defaults (role,
         // database and URL settings); the proof then sets the crate's own again.
-        sql.push_str("RESET ALL; DISCARD SEQUENCES; ");
+        sql.push_str("RESET ALL; ");
+        if self.tenant_group.is_some() {
+            // `RESET ALL` leaves the role alone: the previous tenant's must go before the
+            // proof, which checks that the session runs as the login role.
+            sql.push_str("RESET ROLE; ");
+        }
+        sql.push_str("DISCARD SEQUENCES; ");
         if local {
             // Outside the pool's transactions the path stays empty, so nothing that
             // escapes a transaction resolves an unqualified table.
@@ -151,7 +193,55 @@ impl Proof {
             "; SET search_path TO "
         });
         sql.push_str(path);
+        if let Some(role) = role {
+            sql.push_str(if local {
+                "; SET LOCAL ROLE "
+            } else {
+                "; SET ROLE "
+            });
+            sql.push_str(&crate::schema_name::quote_ident(role));
+            if self.prepared {
+                sql.push_str("; EXECUTE ");
+                sql.push_str(ROLE_STATEMENT);
+            } else {
+                sql.push_str("; ");
+                sql.push_str(&self.role_select());
+            }
+        }
         sql
+    }
+
+    /// The tenant-role proof, run right after `SET ROLE`: fails with [`MARK`] and the
+    /// reasons unless the session runs as the role just set (`current_setting('role')`,
+    /// which `SET ROLE` fixed in this very message), named like this database's tenant
+    /// roles, under the login role, and that role is no superuser.
+    fn role_select(&self) -> String {
+        let login = literal(&self.identity.login);
+        let prefix = literal(&format!(
+            "{}_",
+            self.tenant_group.as_deref().unwrap_or_default()
+        ));
+        let set = "pg_catalog.current_setting('role')";
+        // Session state only, no catalog read: `pg_authid` and `pg_auth_members` are shared
+        // catalogs, whose locks bypass PostgreSQL's fast path, and reading them on every
+        // checkout cost a third of the pool-level throughput under 16 concurrent
+        // checkouts (BENCHMARKS.md, "Tenant roles"). A role's memberships and attributes
+        // are checked where roles are made and repaired (`role_provision.rs`).
+        format!(
+            "SELECT CASE WHEN checked.problems OPERATOR(pg_catalog.=) '' THEN 0 \
+               ELSE pg_catalog.int4in(pg_catalog.textout(pg_catalog.concat('{MARK}', \
+                 checked.problems))) END \
+             FROM (SELECT pg_catalog.concat_ws('; ', \
+               CASE WHEN session_user OPERATOR(pg_catalog.<>) {login} \
+                   OR current_user OPERATOR(pg_catalog.<>) {set} \
+                   OR NOT pg_catalog.starts_with({set}, {prefix}) \
+                 THEN pg_catalog.concat('the session ran as role ', current_user, \
+                   ' (session user ', session_user, '), not as the tenant role ', {set}, \
+                   ' under the login role ', {login}) END, \
+               CASE WHEN pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.<>) 'off' \
+                 THEN pg_catalog.concat('the tenant role ', current_user, ' is a superuser') END \
+             ) AS problems) AS checked"
+        )
     }
 
     /// The proof `SELECT`: fails with [`MARK`] and the reasons unless every check passes;
@@ -223,7 +313,7 @@ pub(crate) fn reason(error_text: &str) -> Option<&str> {
 
 /// `text` as an SQL string literal in the `E'…'` form, which means the same whatever
 /// `standard_conforming_strings` says.
-fn literal(text: &str) -> String {
+pub(crate) fn literal(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 3);
     out.push_str("E'");
     for c in text.chars() {
@@ -260,7 +350,7 @@ mod tests {
 
     #[test]
     fn session_checkout_resets_then_executes_the_prepared_proof() {
-        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", None, false);
+        let sql = proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", None, None, false);
         assert_eq!(
             sql,
             "RESET ALL; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
@@ -270,22 +360,22 @@ mod tests {
 
     #[test]
     fn transaction_local_checkout_begins_and_keeps_the_session_path_empty() {
-        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", None, false);
+        let sql = proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", None, None, false);
         assert!(sql.starts_with("BEGIN; RESET ALL; DISCARD SEQUENCES; SET search_path TO ''; "));
         assert!(sql.ends_with("EXECUTE diesel_tenancy_checkout; SET LOCAL search_path TO \"acme\""));
     }
 
     #[test]
     fn a_deallocating_switch_prepares_the_proof_again() {
-        let sql = proof(PoolMode::Session, true).checkout("\"b\"", None, true);
+        let sql = proof(PoolMode::Session, true).checkout("\"b\"", None, None, true);
         assert!(sql.starts_with("DEALLOCATE ALL; PREPARE diesel_tenancy_checkout AS SELECT"));
-        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", None, true);
+        let inline = proof(PoolMode::TransactionLocal, false).checkout("\"b\"", None, None, true);
         assert!(!inline.contains("PREPARE"), "{inline}");
     }
 
     #[test]
     fn inline_proof_carries_the_path_and_no_backend_check() {
-        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", None, false);
+        let sql = proof(PoolMode::TransactionLocal, false).checkout("\"acme\"", None, None, false);
         assert!(
             sql.ends_with("; SET LOCAL search_path TO \"acme\""),
             "{sql}"
@@ -297,15 +387,23 @@ mod tests {
 
     #[test]
     fn a_route_is_set_before_the_proof_reads_it() {
-        let sql =
-            proof(PoolMode::Session, true).checkout("\"acme\", pg_temp", Some("16384:acme"), false);
+        let sql = proof(PoolMode::Session, true).checkout(
+            "\"acme\", pg_temp",
+            Some("16384:acme"),
+            None,
+            false,
+        );
         assert_eq!(
             sql,
             "RESET ALL; DISCARD SEQUENCES; SET diesel_tenancy.route TO '16384:acme'; \
              EXECUTE diesel_tenancy_checkout; SET search_path TO \"acme\", pg_temp"
         );
-        let local =
-            proof(PoolMode::TransactionLocal, true).checkout("\"acme\"", Some("1:acme"), false);
+        let local = proof(PoolMode::TransactionLocal, true).checkout(
+            "\"acme\"",
+            Some("1:acme"),
+            None,
+            false,
+        );
         assert!(
             local.contains(
                 "SET LOCAL diesel_tenancy.route TO '1:acme'; SELECT pg_catalog.\
@@ -335,6 +433,108 @@ mod tests {
         }
         // Every function and operator is qualified: nothing resolves through the path.
         for bare in [" now()", " set_config(", " = ", " <> ", " concat("] {
+            assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
+        }
+    }
+
+    fn with_roles(mode: PoolMode, prepared: bool) -> Proof {
+        proof(mode, prepared).with_tenant_roles("dt9".into())
+    }
+
+    #[test]
+    fn without_tenant_roles_the_message_never_touches_the_role() {
+        for (mode, prepared) in [
+            (PoolMode::Session, true),
+            (PoolMode::TransactionLocal, false),
+        ] {
+            let sql = proof(mode, prepared).checkout("\"acme\"", None, None, false);
+            assert!(!sql.contains("ROLE"), "{sql}");
+            assert!(!proof(mode, prepared).prepare().contains(ROLE_STATEMENT));
+        }
+    }
+
+    #[test]
+    fn session_checkout_with_roles_resets_the_role_before_the_proof_and_sets_it_after() {
+        let sql = with_roles(PoolMode::Session, true).checkout(
+            "\"acme\", pg_temp",
+            None,
+            Some("dt9_acme"),
+            false,
+        );
+        assert_eq!(
+            sql,
+            "RESET ALL; RESET ROLE; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
+             SET search_path TO \"acme\", pg_temp; SET ROLE \"dt9_acme\"; \
+             EXECUTE diesel_tenancy_role"
+        );
+        // `public` runs as the login role: reset, proven, never set.
+        let public =
+            with_roles(PoolMode::Session, true).checkout("\"public\", pg_temp", None, None, false);
+        assert_eq!(
+            public,
+            "RESET ALL; RESET ROLE; DISCARD SEQUENCES; EXECUTE diesel_tenancy_checkout; \
+             SET search_path TO \"public\", pg_temp"
+        );
+    }
+
+    #[test]
+    fn transaction_local_checkout_with_roles_sets_a_local_role() {
+        let sql = with_roles(PoolMode::TransactionLocal, true).checkout(
+            "\"acme\"",
+            None,
+            Some("dt9_acme"),
+            false,
+        );
+        assert!(
+            sql.starts_with("BEGIN; RESET ALL; RESET ROLE; DISCARD SEQUENCES; "),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("SET LOCAL search_path TO \"acme\"; SET LOCAL ROLE \"dt9_acme\"; EXECUTE diesel_tenancy_role"),
+            "{sql}"
+        );
+        // Behind a pooler the role proof is sent inline, like the main proof.
+        let inline = with_roles(PoolMode::TransactionLocal, false).checkout(
+            "\"acme\"",
+            None,
+            Some("dt9_acme"),
+            false,
+        );
+        assert!(
+            inline.contains("SET LOCAL ROLE \"dt9_acme\"; SELECT CASE WHEN checked.problems"),
+            "{inline}"
+        );
+        assert!(!inline.contains("EXECUTE"), "{inline}");
+    }
+
+    #[test]
+    fn the_role_proof_is_prepared_with_the_main_one_and_again_after_a_deallocation() {
+        let proof = with_roles(PoolMode::Session, true);
+        let prepare = proof.prepare();
+        assert!(prepare.starts_with("PREPARE diesel_tenancy_checkout AS SELECT"));
+        assert!(
+            prepare.contains("; PREPARE diesel_tenancy_role AS SELECT"),
+            "{prepare}"
+        );
+        let switch = proof.checkout("\"b\"", None, Some("dt9_b"), true);
+        assert!(switch.starts_with(&format!(
+            "DEALLOCATE ALL; {prepare}; RESET ALL; RESET ROLE;"
+        )));
+    }
+
+    #[test]
+    fn the_role_proof_checks_the_role_and_reads_no_catalog() {
+        let sql = with_roles(PoolMode::Session, true).role_select();
+        for needle in [
+            "session_user OPERATOR(pg_catalog.<>) E'app'",
+            "current_user OPERATOR(pg_catalog.<>) pg_catalog.current_setting('role')",
+            "NOT pg_catalog.starts_with(pg_catalog.current_setting('role'), E'dt9_')",
+            "pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.<>) 'off'",
+        ] {
+            assert!(sql.contains(needle), "missing {needle}");
+        }
+        assert!(!sql.contains(" FROM pg_catalog.pg_"), "{sql}");
+        for bare in [" now()", " = ", " <> ", " concat(", " current_setting("] {
             assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
         }
     }

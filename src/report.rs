@@ -49,7 +49,7 @@ pub struct TenantReport {
     pub error: Option<Error>,
 }
 
-fn error_text<S: serde::Serializer>(
+pub(crate) fn error_text<S: serde::Serializer>(
     e: &Option<Error>,
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {

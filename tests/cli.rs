@@ -515,3 +515,64 @@ fn tenant_commands_run_the_routers_hooks() {
     ok(&router, "tenant delete kept");
     assert!(schema_exists(&router, "seeded"));
 }
+
+#[test]
+fn tenant_roles_backfills_every_tenant() {
+    use diesel_tenancy::{TenantPool, TenantRoles};
+    let db = TestDb::new();
+    let plain = db.router(2);
+    ok(&plain, "tenant create demo1");
+    ok(&plain, "tenant create demo2");
+    sh(&plain, "tenant roles").assert_failed("tenant roles are off for this pool");
+
+    let pool = TenantPool::builder()
+        .max_size(2)
+        .min_idle(Some(0))
+        .tenant_roles(TenantRoles::new())
+        .build(&db.url)
+        .unwrap();
+    let router = SyncRouter::new(pool, TENANT);
+    let group = db.role_group();
+    let first = ok(&router, "tenant roles").out;
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("Created role `{group}_demo1` for tenant `demo1`.")
+    );
+    assert_eq!(
+        lines[1],
+        format!("Created role `{group}_demo2` for tenant `demo2`.")
+    );
+    assert!(
+        lines[2].starts_with("Tenant roles: 2 created, 0 already there, 0 failed"),
+        "{first}"
+    );
+    let again = ok(&router, "tenant roles --json").json();
+    assert_eq!(again["created"], 0);
+    assert_eq!(again["failed"], 0);
+    assert_eq!(again["tenants"][1]["role"], format!("{group}_demo2"));
+    assert_eq!(again["tenants"][1]["error"], Value::Null);
+    // A tenant whose schema is gone is reported, and the command fails; the others are done.
+    router
+        .pool()
+        .with_public(|c| {
+            Ok::<_, Error>(diesel::connection::SimpleConnection::batch_execute(
+                c,
+                "DROP SCHEMA demo2 CASCADE",
+            )?)
+        })
+        .unwrap();
+    let ran = sh(&router, "tenant roles");
+    assert_eq!(ran.outcome, Outcome::Failed);
+    assert!(
+        ran.out
+            .contains("tenant `demo2`: failed: schema `demo2` does not exist"),
+        "{}",
+        ran.out
+    );
+    assert!(
+        ran.err.contains("tenant roles failed for 1 of 2 tenant(s)"),
+        "{}",
+        ran.err
+    );
+}

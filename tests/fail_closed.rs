@@ -467,3 +467,183 @@ fn diesels_type_cache_filled_by_search_path_is_never_used_in_another_scope() {
         assert_eq!(backends.len(), 1, "{mode:?}: one connection throughout");
     }
 }
+
+/// With tenant roles on: the scopes of [`World`], their roles made by the backfill, and a
+/// pool of one connection per mode that runs each tenant scope as its role.
+struct RoleWorld {
+    world: World,
+    /// The tenant roles of `a` and `b`.
+    roles: [String; 2],
+}
+
+impl RoleWorld {
+    fn new() -> RoleWorld {
+        let world = World::new();
+        let router =
+            diesel_tenancy::SyncRouter::new(world.role_pool(PoolMode::Session, 1), common::TENANT);
+        let report = router.sync_tenant_roles().expect("backfill");
+        assert_eq!(report.failures().count(), 0);
+        let role_of = |scope: &Scope| {
+            let schema = scope.schema().expect("public has no tenant role");
+            router.tenant_role_name(schema).unwrap()
+        };
+        let roles = [role_of(world.a()), role_of(world.b())];
+        RoleWorld { world, roles }
+    }
+
+    fn user_of(&self, scope: &Scope) -> &str {
+        match scope {
+            Scope::Public => "postgres",
+            s if s == self.world.a() => &self.roles[0],
+            _ => &self.roles[1],
+        }
+    }
+
+    /// An innocent checkout of `scope` that runs as its own role, sees its own rows only,
+    /// and is refused the other tenant's.
+    fn innocent(&self, pool: &TenantPool, scope: &Scope) {
+        let w = &self.world;
+        attack::innocent_as(pool, scope, &w.scopes, &w.db.url, self.user_of(scope));
+        let other = if scope == w.a() { w.b() } else { w.a() };
+        if *scope != Scope::Public {
+            let denied = pool
+                .with_scope(scope.clone(), |c| {
+                    Ok::<_, Error>(c.transaction(|c| {
+                        c.batch_execute(&format!(
+                            "SELECT * FROM \"{}\".sentinel",
+                            sentinel::name_of(other)
+                        ))
+                    }))
+                })
+                .expect("checkout");
+            let message = denied
+                .expect_err("another tenant's table was readable")
+                .to_string();
+            assert!(message.contains("permission denied"), "{message}");
+        }
+    }
+}
+
+impl World {
+    fn role_pool(&self, mode: PoolMode, size: u32) -> TenantPool {
+        TenantPool::builder()
+            .mode(mode)
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .tenant_roles(diesel_tenancy::TenantRoles::new())
+            .build(&self.db.url)
+            .expect("pool")
+    }
+}
+
+/// Runs `sql` in one checkout of `scope`, whatever its outcome (the server refuses some).
+fn hostile_sql(pool: &TenantPool, scope: &Scope, sql: &str) {
+    let _ = pool.with_scope(scope.clone(), |c| Ok::<_, Error>(c.batch_execute(sql)?));
+}
+
+#[test]
+fn class5_with_tenant_roles_the_next_checkout_runs_as_its_own_tenants_role() {
+    let w = RoleWorld::new();
+    let b_role = &w.roles[1];
+    let tricks = [
+        "RESET ROLE".to_owned(),
+        // The session user (the login) may set any tenant role, from any role.
+        format!("SET ROLE \"{b_role}\""),
+        format!("RESET ROLE; SET ROLE \"{b_role}\""),
+        format!("RESET ROLE; SELECT set_config('role', '{b_role}', false)"),
+        "RESET ROLE; SET ROLE pg_read_all_data".to_owned(),
+        "SET SESSION AUTHORIZATION pg_read_all_data".to_owned(),
+        "SET ROLE NONE; RESET SESSION AUTHORIZATION".to_owned(),
+        // Inside a block that commits: a session-level role outlives the transaction.
+        format!("BEGIN; RESET ROLE; SET ROLE \"{b_role}\"; COMMIT"),
+    ];
+    for mode in BOTH {
+        let pool = w.world.role_pool(mode, 1);
+        for trick in &tricks {
+            for target in [w.world.a(), w.world.b(), &Scope::Public, w.world.a()] {
+                hostile_sql(&pool, w.world.a(), trick);
+                w.innocent(&pool, target);
+            }
+        }
+        assert!(pool.state().connections <= 1, "{mode:?}");
+    }
+}
+
+/// Where an escalation of a tenant role is caught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaughtBy {
+    /// Every checkout's role proof (session state only).
+    Checkout,
+    /// The audit run wherever roles are made or repaired (`sync_tenant_roles`).
+    Backfill,
+}
+
+#[test]
+fn tenant_roles_a_role_given_more_than_its_grants_is_refused() {
+    let w = RoleWorld::new();
+    let (a_role, b_role) = (&w.roles[0], &w.roles[1]);
+    let group = a_role.rsplit_once('_').map(|(g, _)| g.to_owned()).unwrap();
+    // What SQL that changed the role in a checkout (it is then the login role) can
+    // leave behind, each undone by the test afterwards.
+    let escalations = [
+        (
+            format!("RESET ROLE; ALTER ROLE \"{a_role}\" SUPERUSER"),
+            format!("ALTER ROLE \"{a_role}\" NOSUPERUSER"),
+            "superuser",
+            CaughtBy::Checkout,
+        ),
+        (
+            format!("RESET ROLE; GRANT \"{b_role}\" TO \"{a_role}\""),
+            format!("REVOKE \"{b_role}\" FROM \"{a_role}\""),
+            "is a member of",
+            CaughtBy::Backfill,
+        ),
+        (
+            format!("RESET ROLE; GRANT pg_read_all_data TO \"{group}\""),
+            format!("REVOKE pg_read_all_data FROM \"{group}\""),
+            "is a member of pg_read_all_data",
+            CaughtBy::Backfill,
+        ),
+        (
+            format!("RESET ROLE; ALTER ROLE \"{a_role}\" BYPASSRLS"),
+            format!("ALTER ROLE \"{a_role}\" NOBYPASSRLS"),
+            "BYPASSRLS",
+            CaughtBy::Backfill,
+        ),
+    ];
+    let mut admin = PgConnection::establish(&w.world.db.url).unwrap();
+    for mode in BOTH {
+        let pool = w.world.role_pool(mode, 2);
+        let router = diesel_tenancy::SyncRouter::new(pool.clone(), common::TENANT);
+        for (escalate, undo, reason, caught_by) in &escalations {
+            hostile_sql(&pool, w.world.b(), escalate);
+            let checkout = pool.tenant(&schema_of(w.world.a())).map(drop);
+            let why = match (caught_by, checkout) {
+                (CaughtBy::Checkout, Err(Error::TenantRole { role, reason, .. })) => {
+                    assert_eq!(&role, a_role);
+                    reason
+                }
+                // A tenant's role fails that tenant; the group fails the whole backfill.
+                (CaughtBy::Backfill, Ok(())) => match router.sync_tenant_roles() {
+                    Err(e) => e.to_string(),
+                    Ok(report) => {
+                        let failure = report.failures().find(|t| t.tenant == "t00");
+                        let failure = failure.unwrap_or_else(|| panic!("{mode:?} {escalate}"));
+                        failure.error.as_ref().unwrap().to_string()
+                    }
+                },
+                (_, other) => panic!("{mode:?} {escalate}: {:?}", other.err()),
+            };
+            assert!(why.contains(reason), "{mode:?} {escalate}: {why}");
+            admin.batch_execute(undo).unwrap();
+            assert_eq!(router.sync_tenant_roles().unwrap().failures().count(), 0);
+            w.innocent(&pool, w.world.a());
+            w.innocent(&pool, w.world.b());
+        }
+    }
+}
+
+fn schema_of(scope: &Scope) -> diesel_tenancy::SchemaName {
+    scope.schema().cloned().expect("public is no tenant")
+}

@@ -3,6 +3,7 @@
 mod common;
 mod hotel_support;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use hotel_support::{fresh_database, Options, Server};
 use serde_json::{json, Value};
@@ -22,11 +23,38 @@ fn ids(list: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// The service's options, with or without per-tenant database roles.
+fn options(tenant_roles: bool) -> Options {
+    let mut options = Options::default();
+    if tenant_roles {
+        options.env.push(("HOTEL_TENANT_ROLES", "on".into()));
+    }
+    options
+}
+
 #[test]
 fn proof_of_concept() {
+    proof_of_concept_with(false);
+}
+
+/// The same with `HOTEL_TENANT_ROLES=on`: every tenant request runs as its tenant's
+/// database role, and the roles really keep the tenants apart.
+#[test]
+fn proof_of_concept_with_tenant_roles() {
+    let db = proof_of_concept_with(true);
+    let mut conn = PgConnection::establish(&db.url).expect("connect");
+    let role = format!("{}_demo1", db.role_group());
+    let denied = conn
+        .batch_execute(&format!("SET ROLE \"{role}\"; SELECT * FROM demo2.hotels"))
+        .expect_err("demo1's role read demo2's hotels");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    conn.batch_execute("RESET ROLE").expect("reset");
+}
+
+fn proof_of_concept_with(tenant_roles: bool) -> common::TestDb {
     // The service creates this database itself, then migrates it: nothing else is needed.
     let db = fresh_database();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
 
     // Create tenants demo1 and demo2 through the admin API.
     let demo1 = server.create_tenant("demo1");
@@ -78,6 +106,8 @@ fn proof_of_concept() {
             .n
     };
     assert_eq!((count("demo1"), count("demo2")), (2, 1));
+    drop(server);
+    db
 }
 
 #[derive(QueryableByName)]
@@ -88,8 +118,17 @@ struct Count {
 
 #[test]
 fn model_viewset_semantics() {
+    model_viewset_semantics_with(false);
+}
+
+#[test]
+fn model_viewset_semantics_with_tenant_roles() {
+    model_viewset_semantics_with(true);
+}
+
+fn model_viewset_semantics_with(tenant_roles: bool) {
     let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
     server.create_tenant("acme");
     let acme = [("Tenant-Header", "ACME")]; // names compare case-insensitively
 
@@ -146,8 +185,17 @@ fn model_viewset_semantics() {
 
 #[test]
 fn public_tenant_and_domains() {
+    public_tenant_and_domains_with(false);
+}
+
+#[test]
+fn public_tenant_and_domains_with_tenant_roles() {
+    public_tenant_and_domains_with(true);
+}
+
+fn public_tenant_and_domains_with(tenant_roles: bool) {
     let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let server = Server::start(&db, options(tenant_roles));
     let public = [("Tenant-Header", "Public")];
 
     // `public` is the default tenant: it holds hotels too.
@@ -193,4 +241,31 @@ fn public_tenant_and_domains() {
         let r = server.get("/health", headers);
         assert_eq!((r.status, r.json()), (200, json!({"status": "ok"})));
     }
+}
+
+/// Roles turned on for a database whose tenants were made without them, this time by
+/// the fairing's configuration key (`tenancy.tenant_roles`): the service gives them their
+/// roles at launch and serves them as before.
+#[test]
+fn tenant_roles_turned_on_later_are_made_at_launch() {
+    let db = common::TestDb::new();
+    let server = Server::start(&db, options(false));
+    server.create_tenant("demo1");
+    let made = server.json("POST", "/hotels/", &DEMO1, hotel("Ritz", "Paris"));
+    assert_eq!(made.status, 201, "{}", made.text());
+    drop(server);
+    assert!(common::TestDb::roles_like(&db.role_group()).is_empty());
+
+    let mut roles_on = options(false);
+    roles_on
+        .env
+        .push(("ROCKET_TENANCY", "{tenant_roles=true}".into()));
+    let server = Server::start(&db, roles_on);
+    let list = server.get("/hotels/", &DEMO1);
+    assert_eq!((list.status, ids(&list.json())), (200, vec![1]));
+    let group = db.role_group();
+    assert_eq!(
+        common::TestDb::roles_like(&group),
+        vec![group.clone(), format!("{group}_demo1")]
+    );
 }

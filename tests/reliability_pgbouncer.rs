@@ -118,3 +118,88 @@ fn transaction_local_mode_builds_behind_a_pgbouncer_with_one_server_connection()
         assert_eq!(wrong, None);
     }
 }
+
+#[test]
+fn tenant_roles_refuse_cross_tenant_sql_behind_pgbouncer() {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+    use diesel_tenancy::{Scope, SyncRouter, TenantRoles};
+
+    let db = TestDb::new();
+    let scopes = sentinel::setup(db.pool(2), "role", 2);
+    let direct = SyncRouter::new(
+        TenantPool::builder()
+            .max_size(1)
+            .tenant_roles(TenantRoles::new())
+            .build(&db.url)
+            .unwrap(),
+        common::TENANT,
+    );
+    assert_eq!(direct.sync_tenant_roles().unwrap().failures().count(), 0);
+    // One server connection: every client transaction lands on the same backend, so a
+    // role that outlived its transaction would show in the next one.
+    let bouncer = PgBouncer::start(&db.url, 1);
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .max_size(3)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(10))
+        .tenant_roles(TenantRoles::new())
+        .build(&bouncer.url)
+        .unwrap();
+    let user = |c: &mut PgConnection| {
+        diesel::dsl::sql::<diesel::sql_types::Text>("SELECT current_user::text").get_result(c)
+    };
+    for round in 0..3 {
+        for scope in &scopes {
+            let expected = name_of(scope);
+            let other = if expected == "role00" {
+                "role01"
+            } else {
+                "role00"
+            };
+            let (who, denied) = pool
+                .with_scope(scope.clone(), |c| {
+                    assert_eq!(sentinel::check(c, &expected)?, None);
+                    let who: String = user(c)?;
+                    let denied = c
+                        .transaction(|c| {
+                            c.batch_execute(&format!("SELECT * FROM {other}.sentinel"))
+                        })
+                        .err()
+                        .map(|e| e.to_string());
+                    if *scope != Scope::Public {
+                        let written = c.transaction(|c| {
+                            c.batch_execute(&format!(
+                                "INSERT INTO {other}.sentinel VALUES ('{expected}')"
+                            ))
+                        });
+                        let e = written.expect_err("a write into another tenant");
+                        assert!(e.to_string().contains("permission denied"), "{e}");
+                    }
+                    Ok::<_, Error>((who, denied))
+                })
+                .unwrap_or_else(|e| panic!("round {round}, {expected}: {e}"));
+            match scope.schema() {
+                None => assert_eq!(who, "postgres"),
+                Some(s) => {
+                    assert_eq!(who, direct.tenant_role_name(s).unwrap());
+                    let denied = denied.expect("another tenant's table was readable");
+                    assert!(denied.contains("permission denied"), "{denied}");
+                }
+            }
+        }
+    }
+    // Nothing was written where it does not belong.
+    let mut conn = PgConnection::establish(&db.url).unwrap();
+    for (table, foreign) in [("role00", "role01"), ("role01", "role00")] {
+        let n: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "SELECT count(*) FROM {table}.sentinel WHERE name = '{foreign}'"
+        ))
+        .get_result(&mut conn)
+        .unwrap();
+        assert_eq!(n, 0, "{foreign} wrote into {table}");
+    }
+    drop(bouncer);
+}

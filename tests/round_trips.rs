@@ -111,3 +111,49 @@ fn transaction_local_mode_folds_the_proof_into_begin() {
         "{log:?}"
     );
 }
+
+#[test]
+fn tenant_roles_add_no_round_trip() {
+    let db = TestDb::new();
+    let (_, _, a, b) = setup(&db, PoolMode::Session);
+    let router = diesel_tenancy::SyncRouter::new(
+        TenantPool::builder()
+            .max_size(1)
+            .tenant_roles(diesel_tenancy::TenantRoles::new())
+            .build(&db.url)
+            .unwrap(),
+        common::TENANT,
+    );
+    router.sync_tenant_roles().unwrap();
+    let role_b = router.tenant_role_name(&b).unwrap();
+    for (mode, per_request) in [(PoolMode::Session, 2), (PoolMode::TransactionLocal, 3)] {
+        let counter = Counter::default();
+        let c = counter.clone();
+        let pool = TenantPool::builder()
+            .mode(mode)
+            .max_size(1)
+            .tenant_roles(diesel_tenancy::TenantRoles::new())
+            .instrumentation(move || Box::new(Count(c.clone())))
+            .build(&db.url)
+            .unwrap();
+        for schema in [&a, &a, &b, &a] {
+            assert_eq!(request(&pool, schema, &counter), per_request, "{mode:?}");
+        }
+        let log = counter.log.lock().unwrap();
+        let set_local = if mode == PoolMode::Session {
+            ""
+        } else {
+            "LOCAL "
+        };
+        let wanted = format!(
+            "SET {set_local}search_path TO \"b\", pg_temp; SET {set_local}ROLE \"{role_b}\"; \
+             EXECUTE diesel_tenancy_role"
+        );
+        assert!(
+            log.iter()
+                .any(|s| s.contains("RESET ALL; RESET ROLE; DISCARD SEQUENCES;")
+                    && s.ends_with(&wanted)),
+            "{mode:?}: {log:?}"
+        );
+    }
+}

@@ -9,6 +9,7 @@
 //! | media files | `MEDIA_ROOT` | `media_root` | `./media` |
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
 //! | a demo hotel in every new tenant | `HOTEL_SEED_DEMO` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`) | `seed_demo` | off |
+//! | a database role per tenant (each request runs as its tenant's role) | `HOTEL_TENANT_ROLES` (as `HOTEL_SEED_DEMO`) | | off |
 
 use std::path::PathBuf;
 
@@ -47,6 +48,9 @@ pub struct Settings {
     pub admin_token: Option<String>,
     /// Whether new tenants start with a demo hotel (see `seed.rs`).
     pub seed_demo: bool,
+    /// Per-tenant database roles (`diesel_tenancy::TenantRoles`): PostgreSQL refuses a
+    /// request's SQL that names another tenant's schema. The login role needs CREATEROLE.
+    pub tenant_roles: bool,
     figment: Figment,
 }
 
@@ -59,6 +63,17 @@ fn env(name: &str) -> Option<String> {
         .ok()
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// An on/off switch from the environment (`1`/`true`/`yes`/`on` or
+/// `0`/`false`/`no`/`off`, any case), or `unset` when the variable is not set.
+fn switch(name: &str, unset: bool) -> Result<bool, String> {
+    match env(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(unset),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(format!("{name} is {other:?}: use on (or 1) or off (or 0)")),
+    }
 }
 
 impl Settings {
@@ -87,19 +102,11 @@ impl Settings {
             .or_else(|| from_rocket("media_root"))
             .unwrap_or_else(|| "./media".into());
         let admin_token = env("HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
-        let seed_demo = match env("HOTEL_SEED_DEMO")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None => base.extract_inner::<bool>("seed_demo").unwrap_or(false),
-            Some("1" | "true" | "yes" | "on") => true,
-            Some("0" | "false" | "no" | "off") => false,
-            Some(other) => {
-                return Err(format!(
-                    "HOTEL_SEED_DEMO is {other:?}: use 1 (seed a demo hotel in new tenants) or 0"
-                ))
-            }
-        };
+        let seed_demo = switch(
+            "HOTEL_SEED_DEMO",
+            base.extract_inner::<bool>("seed_demo").unwrap_or(false),
+        )?;
+        let tenant_roles = switch("HOTEL_TENANT_ROLES", false)?;
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
@@ -112,6 +119,7 @@ impl Settings {
             media_root: PathBuf::from(media_root),
             admin_token,
             seed_demo,
+            tenant_roles,
             figment,
         })
     }

@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::database::create_database_if_missing;
 use diesel_tenancy::rocket::TenancyFairing;
-use diesel_tenancy::{cli, SyncRouter, TenantPool};
+use diesel_tenancy::{cli, SyncRouter, TenantPool, TenantPoolBuilder, TenantRoles};
 use rocket::{Build, Rocket};
 
 use crate::config::{MediaRoot, Settings};
@@ -60,12 +60,12 @@ enum Command {
 
 /// The service: every resource module adds its stage.
 fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
+    let mut tenancy = TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true);
+    if settings.tenant_roles {
+        tenancy = tenancy.tenant_roles(TenantRoles::new());
+    }
     rocket::custom(settings.figment(database_url))
-        .attach(
-            TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS)
-                .public_tenant(true)
-                .hooks(seed::hooks(settings.seed_demo)),
-        )
+        .attach(tenancy.hooks(seed::hooks(settings.seed_demo)))
         .manage(MediaRoot(settings.media_root.clone()))
         .attach(problem::stage())
         .attach(health::stage())
@@ -113,6 +113,18 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
     }
 }
 
+/// The management commands' pool: the service's settings, sized for `migrate --jobs`.
+fn manage_pool(settings: &Settings, jobs: u32) -> TenantPoolBuilder {
+    let builder = TenantPool::builder()
+        .max_size(jobs.clamp(2, 64))
+        .min_idle(Some(0));
+    if settings.tenant_roles {
+        builder.tenant_roles(TenantRoles::new())
+    } else {
+        builder
+    }
+}
+
 fn manage(
     settings: &Settings,
     database_url: &str,
@@ -132,11 +144,7 @@ fn manage(
         }) => sql.jobs.get() as u32,
         _ => 1,
     };
-    let pool = match TenantPool::builder()
-        .max_size(jobs.clamp(2, 64))
-        .min_idle(Some(0))
-        .build(database_url)
-    {
+    let pool = match manage_pool(settings, jobs).build(database_url) {
         Ok(pool) => pool,
         Err(e) => return cli::fail(&e),
     };

@@ -12,6 +12,7 @@
 //! | `tenant delete NAME [--drop-schema]` | removes the registry row; the data only with `--drop-schema` |
 //! | `tenant rename OLD NEW` | changes the name; the schema keeps its name |
 //! | `tenant sql (SQL \| --file PATH) [--tenant NAME]… [--skip NAME]… [--jobs N] [--keep-going]` | runs SQL in each tenant's scope, one transaction per tenant (see [`SqlArgs`]) |
+//! | `tenant roles` | makes or repairs every tenant's database role ([tenant roles](crate::TenantRoles) on) |
 //! | `domain add TENANT DOMAIN [--primary]` | registers a domain for a tenant |
 //! | `domain remove DOMAIN` | unregisters a domain |
 //!
@@ -57,6 +58,7 @@
 
 mod migrate;
 mod progress;
+mod roles;
 mod tenant;
 mod tenant_sql;
 
@@ -158,6 +160,9 @@ pub enum TenantCommand {
     /// Run one SQL statement (or a file) in each tenant's scope, each tenant in its own
     /// transaction; print each tenant's rows or rows affected.
     Sql(SqlArgs),
+    /// Make (or repair) every tenant's database role: the backfill after turning tenant
+    /// roles on. Needs a pool built with tenant roles and a login role with CREATEROLE.
+    Roles,
 }
 
 /// `domain …`

@@ -47,6 +47,7 @@ pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRoute
         TenantCommand::Delete { name, drop_schema } => delete(router, name, *drop_schema, json),
         TenantCommand::Rename { old, new } => rename(router, old, new, json),
         TenantCommand::Sql(args) => super::tenant_sql::run(args, json, router, false),
+        TenantCommand::Roles => super::roles::run(router, json),
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) struct Options {
     pub(crate) migrate_jobs: usize,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) max_registry_age: Duration,
+    /// `Some`: the configuration turns tenant roles on or off, whatever code said.
+    pub(crate) tenant_roles: Option<bool>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             migrate_jobs: 1,
             trusted_proxies: TrustedProxies::none(),
             max_registry_age: crate::registry_cache::DEFAULT_MAX_AGE,
+            tenant_roles: None,
         }
     }
 }
@@ -89,6 +92,7 @@ struct TenancySection {
     migrate_jobs: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     max_registry_age: Option<f64>,
+    tenant_roles: Option<bool>,
 }
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
@@ -152,6 +156,7 @@ pub(crate) fn read(
                 )
             })?;
     }
+    o.tenant_roles = tenancy.tenant_roles.or(o.tenant_roles);
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
@@ -186,6 +191,7 @@ mod tests {
         let (url, o) = parse("[databases.app]\nurl = \"postgres://h/db\"").unwrap();
         assert_eq!(url, "postgres://h/db");
         assert_eq!((o.pool_size, o.timeout.as_secs(), o.mode), (None, 5, None));
+        assert_eq!(o.tenant_roles, None);
         assert_eq!(o.header.as_deref(), Some("Tenant-Header"));
         assert!(o.host && o.migrate_tenants && !o.public_tenant);
         assert_eq!(o.path_prefix, None);
@@ -193,7 +199,7 @@ mod tests {
         let (_, o) = parse(
             "[databases.app]\nurl = \"u\"\npool_size = 3\ntimeout = 1\nmode = \"transaction_local\"\n\
              [tenancy]\nheader = \"X-Tenant\"\nhost = false\npath_prefix = true\n\
-             migrate_tenants = false\npublic_tenant = true\nmigrate_jobs = 4",
+             migrate_tenants = false\npublic_tenant = true\nmigrate_jobs = 4\ntenant_roles = true",
         )
         .unwrap();
         assert_eq!(o.pool_size, Some(3));
@@ -203,6 +209,7 @@ mod tests {
         assert_eq!(o.path_prefix.as_deref(), Some("t"));
         assert!(!o.host && !o.migrate_tenants && o.public_tenant);
         assert_eq!(o.migrate_jobs, 4);
+        assert_eq!(o.tenant_roles, Some(true));
 
         let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
         assert_eq!(o.header, None);

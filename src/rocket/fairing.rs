@@ -20,6 +20,7 @@ use crate::registry_cache::RegistryCache;
 use crate::report::MigrateOptions;
 use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
+use crate::tenant_roles::TenantRoles;
 
 /// The fairing that sets up tenancy for a Rocket application.
 ///
@@ -168,6 +169,21 @@ impl TenancyFairing {
         self
     }
 
+    /// Gives every tenant its own database role; see
+    /// [`TenantPoolBuilder::tenant_roles`]. Defaults to off. Call it after
+    /// [`pool_builder`](Self::pool_builder), which replaces the whole pool setup. Config
+    /// key: `tenancy.tenant_roles` (`true` turns on `TenantRoles::new()` unless code set
+    /// roles, `false` turns them off).
+    ///
+    /// At launch, with [`migrate_tenants`](Self::migrate_tenants) on, the fairing also
+    /// makes the roles of tenants that have none yet
+    /// ([`SyncRouter::sync_missing_tenant_roles`]); otherwise it logs how many lack one
+    /// (their requests fail until `tenant roles` runs).
+    pub fn tenant_roles(mut self, roles: TenantRoles) -> Self {
+        self.pool = self.pool.tenant_roles(roles);
+        self
+    }
+
     /// The rules new schema names are checked against. Defaults to
     /// [`SchemaRules::default`].
     pub fn schema_rules(mut self, rules: SchemaRules) -> Self {
@@ -230,6 +246,11 @@ impl Setup {
         if let Some(mode) = o.mode {
             builder = builder.mode(mode);
         }
+        builder = match o.tenant_roles {
+            Some(true) if !builder.has_tenant_roles() => builder.tenant_roles(TenantRoles::new()),
+            Some(false) => builder.without_tenant_roles(),
+            _ => builder,
+        };
         let pool = builder.build(url)?;
         let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
             .public_tenant(o.public_tenant)
@@ -270,11 +291,46 @@ impl Setup {
                 up_to_date
             );
         }
+        if router.pool().tenant_roles().is_some() {
+            launch_roles(&router, o.migrate_tenants)?;
+        }
         let cache = RegistryCache::builder()
             .max_age(o.max_registry_age)
             .start(url)?;
         Ok((router, cache))
     }
+}
+
+/// With tenant roles on: makes the missing ones (`make`), or says how many are missing.
+fn launch_roles(router: &SyncRouter, make: bool) -> Result<()> {
+    if !make {
+        let missing = router.tenants_without_role()?;
+        if let Some(first) = missing.first() {
+            log::warn!(
+                "diesel-tenancy: {} tenant(s) have no database role yet (first: `{}`); \
+                 their requests fail until `tenant roles` runs",
+                missing.len(),
+                first.name
+            );
+        }
+        return Ok(());
+    }
+    let report = router.sync_missing_tenant_roles()?;
+    if let Some(failed) = report.failures().next() {
+        log::error!(
+            "diesel-tenancy: the roles of {} tenant(s) could not be made at launch; first: \
+             `{}`",
+            report.failures().count(),
+            failed.tenant
+        );
+    }
+    if !report.tenants.is_empty() {
+        log::info!(
+            "diesel-tenancy: tenant roles made at launch: {}",
+            report.tenants.iter().filter(|t| t.created).count()
+        );
+    }
+    Ok(())
 }
 
 /// A shared migration source handed to the router.

@@ -34,6 +34,8 @@
 //!    public_tenant = false     # public holds the tenant tables; tenant routes accept `public`
 //!    trusted_proxies = []      # proxies whose Forwarded host= / X-Forwarded-Host are read
 //!    max_registry_age = 5      # seconds: no request is resolved from older registry data
+//!    tenant_roles = false      # every tenant request runs as its tenant's database role
+//!                              # (TenantRoles::new(); see TenantPoolBuilder::tenant_roles)
 //!    ```
 //!
 //!    Environment variables override the file, as everywhere in Rocket:

@@ -300,6 +300,17 @@ pub fn innocent_work(
     scope: &Scope,
     token: &str,
 ) -> Result<Option<String>, Error> {
+    innocent_work_as(c, scope, token, "postgres")
+}
+
+/// [`innocent_work`] for a checkout that must run as role `user` (with tenant roles, a
+/// tenant scope runs as its tenant's role) under the session user `postgres`.
+pub fn innocent_work_as(
+    c: &mut PgConnection,
+    scope: &Scope,
+    token: &str,
+    user: &str,
+) -> Result<Option<String>, Error> {
     let expected = name_of(scope);
     if let Some(wrong) = sentinel::check(c, &expected)? {
         return Ok(Some(wrong));
@@ -312,7 +323,7 @@ pub fn innocent_work(
            current_setting('statement_timeout')) AS settings",
     )
     .get_result::<SessionView>(c)?;
-    if view.current_user != view.session_user || view.session_user != "postgres" {
+    if view.current_user != user || view.session_user != "postgres" {
         return Ok(Some(format!(
             "ran as {} (session user {})",
             view.current_user, view.session_user
@@ -389,9 +400,14 @@ pub fn committed_in(url: &str, scopes: &[Scope], token: &str) -> Vec<String> {
 /// One innocent checkout of `scope` that must read only its tenant, run as the session
 /// user with clean settings, and commit its write where it belongs.
 pub fn innocent(pool: &TenantPool, scope: &Scope, scopes: &[Scope], url: &str) {
+    innocent_as(pool, scope, scopes, url, "postgres");
+}
+
+/// [`innocent`] for a checkout that must run as role `user`.
+pub fn innocent_as(pool: &TenantPool, scope: &Scope, scopes: &[Scope], url: &str, user: &str) {
     let token = token(scope);
     let wrong = pool
-        .with_scope(scope.clone(), |c| innocent_work(c, scope, &token))
+        .with_scope(scope.clone(), |c| innocent_work_as(c, scope, &token, user))
         .expect("the innocent checkout works");
     assert_eq!(wrong, None, "innocent checkout of {scope:?}");
     assert_eq!(
