@@ -70,14 +70,14 @@ pub fn create_database_if_missing(url: &str) -> Result<bool> {
 pub fn drop_database(url: &str) -> Result<()> {
     let name = database_name(url)?;
     let mut admin = PgConnection::establish(&with_database(url, MAINTENANCE_DB)?)?;
-    let oid = crate::role_provision::database_oid(&mut admin, name)?;
+    let oid = crate::migrate::role_provision::database_oid(&mut admin, name)?;
     // DROP DATABASE cannot run inside a multi-statement batch: send it alone.
     admin.batch_execute(&format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         quote_ident(name)
     ))?;
     if let Some(oid) = oid {
-        crate::role_provision::drop_database_roles(&mut admin, oid)?;
+        crate::migrate::role_provision::drop_database_roles(&mut admin, oid)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use super::progress::{self, Bar};
 use super::{Done, MigrateArgs, Outcome};
 use crate::error::Result;
 use crate::migrate::SyncRouter;
-use crate::report::{MigrateOptions, MigrateReport, Status, TenantStatus};
+use crate::migrate::{MigrateOptions, MigrateReport, Status, TenantStatus};
 
 /// Migrated tenants listed one per line in the human summary; more are counted only.
 const LISTED: usize = 50;
@@ -277,7 +277,7 @@ fn name_key_lines(out: &mut String, keys: &crate::NameKeys) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::file_status as status;
+    use crate::migrate::report::file_status as status;
 
     #[test]
     fn the_check_reports_name_keys_to_recompute_and_collisions() {

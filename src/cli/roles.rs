@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::{Done, Outcome};
 use crate::error::Result;
+use crate::migrate::RoleReport;
 use crate::migrate::SyncRouter;
-use crate::role_sync::RoleReport;
 
 pub(super) fn run(router: &SyncRouter, json: bool) -> Result<Done> {
     let report = router.sync_tenant_roles()?;

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::{DomainCommand, Done, TenantCommand};
-use crate::domain_name::DomainName;
 use crate::error::Result;
 use crate::migrate::{NewTenant, SyncRouter};
+use crate::registry::DomainName;
 use crate::registry::{Domain, Tenant, TenantRegistry};
 use crate::schema_name::SchemaName;
 

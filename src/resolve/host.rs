@@ -14,7 +14,7 @@
 
 use super::trusted_proxies::TrustedProxies;
 use super::{Malformed, RequestParts};
-use crate::domain_name::DomainName;
+use crate::registry::DomainName;
 
 /// The host and port of a valid authority, host lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use ::rocket::{Catcher, Request};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::hooks::Refusal;
+use crate::migrate::Refusal;
 
 /// The detail sent when no tenant was resolved or the one named is not registered.
 pub const TENANT_NOT_FOUND: &str = "Tenant not found";

@@ -5,7 +5,7 @@ use std::time::Duration;
 use ::rocket::figment::Figment;
 use serde::Deserialize;
 
-use crate::manager::PoolMode;
+use crate::pool::PoolMode;
 use crate::resolve::TrustedProxies;
 
 /// Settings that code sets on [`TenancyFairing`](super::TenancyFairing) and that
@@ -40,7 +40,7 @@ impl Default for Options {
             public_tenant: false,
             migrate_jobs: 1,
             trusted_proxies: TrustedProxies::none(),
-            max_registry_age: crate::registry_cache::DEFAULT_MAX_AGE,
+            max_registry_age: crate::registry::DEFAULT_MAX_AGE,
             tenant_roles: None,
         }
     }
@@ -148,11 +148,11 @@ pub(crate) fn read(
     if let Some(secs) = tenancy.max_registry_age {
         o.max_registry_age = Duration::try_from_secs_f64(secs)
             .ok()
-            .filter(|d| *d >= crate::registry_cache::MIN_MAX_AGE)
+            .filter(|d| *d >= crate::registry::MIN_MAX_AGE)
             .ok_or_else(|| {
                 format!(
                     "`tenancy.max_registry_age` is {secs}: give seconds, at least {:?}",
-                    crate::registry_cache::MIN_MAX_AGE
+                    crate::registry::MIN_MAX_AGE
                 )
             })?;
     }

@@ -12,15 +12,15 @@ use diesel::pg::Pg;
 use super::config::{self, Options};
 use super::state::{blocking, Release, Tenancy};
 use crate::error::{Error, Result};
-use crate::hooks::TenantHooks;
+use crate::migrate::MigrateOptions;
+use crate::migrate::Source;
 use crate::migrate::SyncRouter;
-use crate::migration_set::Source;
+use crate::migrate::TenantHooks;
+use crate::pool::TenantRoles;
 use crate::pool::{TenantPool, TenantPoolBuilder};
-use crate::registry_cache::RegistryCache;
-use crate::report::MigrateOptions;
+use crate::registry::RegistryCache;
 use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
-use crate::tenant_roles::TenantRoles;
 
 /// The fairing that sets up tenancy for a Rocket application.
 ///

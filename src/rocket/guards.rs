@@ -12,10 +12,10 @@ use super::api_error::{stash, ApiError};
 use super::state::{blocking, Decided, Routing, Tenancy};
 use crate::error::Error;
 use crate::pool::Routed;
+use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry;
 use crate::resolve::{Resolution, TenantRef};
-use crate::scope::Scope;
 
 /// The tenant a request resolved to, resolved once per request from the cached
 /// registry (no database round trip).

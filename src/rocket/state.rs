@@ -13,11 +13,11 @@ use ::rocket::Request;
 use super::api_error::ApiError;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
+use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
-use crate::registry_cache::{RegistryCache, Snapshot};
+use crate::registry::{RegistryCache, Snapshot};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
-use crate::scope::Scope;
 
 /// The longest a request waits for the registry to be reloaded through the pool when
 /// the cache's change feed is down; then it gets 503.

@@ -7,12 +7,12 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::role_provision::{ensure_tenant_role, existing_roles, sync_shared_grants, Context};
+use super::router::{lock, schema_exists, SyncRouter};
 use crate::error::{Error, Result};
-use crate::migrate::{lock, schema_exists, SyncRouter};
+use crate::pool::{RoleNames, TenantRoles};
 use crate::registry::{Tenant, TenantRegistry};
-use crate::role_provision::{ensure_tenant_role, existing_roles, sync_shared_grants, Context};
 use crate::schema_name::SchemaName;
-use crate::tenant_roles::{RoleNames, TenantRoles};
 
 /// The tenants of `tenants` whose role does not exist.
 fn without_role(
@@ -43,7 +43,7 @@ pub struct TenantRoleReport {
     /// Time taken.
     pub duration: Duration,
     /// Why it failed, if it did (nothing was changed for that tenant).
-    #[serde(serialize_with = "crate::report::error_text")]
+    #[serde(serialize_with = "super::report::error_text")]
     pub error: Option<Error>,
 }
 

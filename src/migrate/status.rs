@@ -6,11 +6,11 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
+use super::report::{Status, TenantStatus};
+use super::router::SyncRouter;
 use crate::error::{Error, Place, Result};
-use crate::migrate::SyncRouter;
 use crate::pool::TenantPool;
 use crate::registry::TenantRegistry;
-use crate::report::{Status, TenantStatus};
 use crate::schema_name::{quote_ident, SchemaName};
 
 /// Tracking tables read per query; keeps each `UNION ALL` statement a sane size.
@@ -83,11 +83,11 @@ impl SyncRouter {
                     to_read.push(SchemaName::from_stored("public")?);
                 }
                 let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
-                    crate::spares::spare_names(conn)?
+                    super::spares::spare_names(conn)?
                 } else {
                     Vec::new()
                 };
-                let name_keys = crate::name_keys::check_if_present(conn)?;
+                let name_keys = crate::registry::name_keys::check_if_present(conn)?;
                 Ok::<_, Error>((tenants, tracked, catalog, spares, to_read, name_keys))
             })?;
         let applied = applied_versions(&self.pool, &to_read)?;

@@ -16,10 +16,10 @@
 
 use std::borrow::Cow;
 
+use super::tenant_name_table::{ALLOWED, KEY, WHITE_SPACE};
 use crate::error::{shorten, Error, Result};
-use crate::tenant_name_table::{ALLOWED, KEY, WHITE_SPACE};
 
-pub(crate) use crate::tenant_name_table::UNICODE_VERSION;
+pub(crate) use super::tenant_name_table::UNICODE_VERSION;
 
 /// Longest tenant name accepted.
 pub const MAX_TENANT_NAME_LEN: usize = 255;
@@ -182,7 +182,7 @@ mod tests {
     fn names_from_every_unicode_block_against_the_rule() {
         let mut differs_from_previous = Vec::new();
         let mut accepted_blocks = 0;
-        for &(first, last, block) in crate::tenant_name_table::BLOCKS {
+        for &(first, last, block) in super::super::tenant_name_table::BLOCKS {
             let mut accepted = 0;
             for c in (first..=last).filter_map(char::from_u32) {
                 let name = format!("a{c}b");

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
+use super::transaction_mark::TransactionMark;
 use crate::error::{Error, Hook, HookError, Place, Result};
 use crate::registry::Tenant;
-use crate::transaction_mark::TransactionMark;
 
 /// What a hook returns: `Ok(())`, or any error (boxed), which rolls the whole change back.
 pub type HookResult = std::result::Result<(), HookError>;

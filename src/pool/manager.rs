@@ -19,13 +19,13 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 
-use crate::error::{Error, Result};
-use crate::proof::{self, Identity, Proof};
-use crate::scope::Scope;
-use crate::tenant_roles::RoleNames;
-use crate::watch::{
+use super::proof::{self, Identity, Proof};
+use super::scope::Scope;
+use super::tenant_roles::RoleNames;
+use super::watch::{
     self, Flags, InstrumentationFactory, Watch, MISSING_RELATION, POISON, STALE_PLAN, TYPE_LOOKUP,
 };
+use crate::error::{Error, Result};
 
 /// How a pool puts a connection into its scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,7 +100,7 @@ impl ConnectionManager {
             Some(pooler) => pooler,
             None if !self.config.check_pooler => false,
             None => {
-                let found = crate::pooler::detect_transaction_pooler(&self.config.url)?;
+                let found = super::pooler::detect_transaction_pooler(&self.config.url)?;
                 *known = Some(found);
                 found
             }

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use diesel::pg::PgConnection;
 
-use crate::connection::TenantConnection;
+use super::connection::TenantConnection;
+use super::manager::{ConnectionManager, ManagerConfig, PoolMode};
+use super::scope::Scope;
+use super::tenant_roles::TenantRoles;
+use super::watch::InstrumentationFactory;
 use crate::error::{Error, Result};
-use crate::manager::{ConnectionManager, ManagerConfig, PoolMode};
 use crate::schema_name::SchemaName;
-use crate::scope::Scope;
-use crate::tenant_roles::TenantRoles;
-use crate::watch::InstrumentationFactory;
 
 /// A pool of PostgreSQL connections that are always scoped to a tenant or to `public`.
 ///

@@ -4,9 +4,9 @@ use std::ops::{Deref, DerefMut};
 
 use diesel::pg::PgConnection;
 
+use super::manager::{ConnectionManager, Outcome};
+use super::scope::Scope;
 use crate::error::Result;
-use crate::manager::{ConnectionManager, Outcome};
-use crate::scope::Scope;
 
 /// A pooled connection whose `search_path` is set to one [`Scope`], checked out after the
 /// server proved its session clean (see the crate docs, "What a checkout proves").

@@ -28,10 +28,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain_name::DomainName;
 use crate::error::shorten;
+use crate::registry::DomainName;
+use crate::registry::Snapshot;
 use crate::registry::Tenant;
-use crate::registry_cache::Snapshot;
 
 /// The header the default chain reads the tenant name from.
 pub const DEFAULT_HEADER: &str = "Tenant-Header";

@@ -8,10 +8,10 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 
+use super::router::lock;
 use crate::error::{Error, Place, Result};
-use crate::migrate::lock;
+use crate::pool::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 use crate::schema_name::{quote_ident, SchemaName};
-use crate::tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 
 /// The advisory-lock key under which a database's group role is created (it cannot be a
 /// schema name, so it never shares a lock with a tenant).

@@ -33,7 +33,7 @@
 //! schema-qualified with `pg_catalog` (operators too): it runs under whatever
 //! `search_path` the previous borrower left, so nothing it calls may resolve elsewhere.
 
-use crate::manager::PoolMode;
+use super::manager::PoolMode;
 
 /// The name of the proof's prepared statement on every direct connection.
 pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";

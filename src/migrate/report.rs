@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::batch::{BatchOptions, Outcome, Progress, Selection};
+use super::batch::{BatchOptions, Outcome, Progress, Selection};
 use crate::error::{Error, Result};
 use crate::registry::Tenant;
 
@@ -138,7 +138,7 @@ pub struct Status {
     pub max_files_per_process: Option<u64>,
     /// Stored tenant-name keys the current rule computes differently, names it refuses,
     /// names it makes equal.
-    pub name_keys: crate::name_keys::NameKeys,
+    pub name_keys: crate::registry::NameKeys,
 }
 
 impl Status {

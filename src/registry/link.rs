@@ -19,8 +19,8 @@ use std::time::Duration;
 use diesel::connection::{Connection, SimpleConnection};
 use diesel::pg::PgConnection;
 
+use super::cache::{load, Snapshot, CHANNEL};
 use crate::error::{Error, Result};
-use crate::registry_cache::{load, Snapshot, CHANNEL};
 
 /// Most link threads that may be stuck at once; beyond it no new link is opened (the
 /// cache then ages and requests fall back or get 503) until one of them ends.

@@ -11,9 +11,9 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
+use super::router::{run_pending, set_local_path, SyncRouter};
 use crate::error::{Error, Place, Result};
-use crate::migrate::{run_pending, set_local_path, SyncRouter};
-use crate::schema::tenant_spares;
+use crate::registry::schema::tenant_spares;
 use crate::schema_name::SchemaName;
 
 impl SyncRouter {
@@ -72,7 +72,7 @@ pub(crate) fn claim_spare(conn: &mut PgConnection, schema: &SchemaName) -> Resul
         return Ok(false);
     };
     let spare = SchemaName::from_stored(&spare)?;
-    if !crate::migrate::schema_exists(conn, &spare)? {
+    if !super::router::schema_exists(conn, &spare)? {
         return Ok(false);
     }
     conn.batch_execute(&format!(

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use diesel::connection::Connection;
 use diesel::pg::PgConnection;
 
-use crate::batch::{run_parallel, BatchOptions, Outcome};
+use super::batch::{run_parallel, BatchOptions, Outcome};
+use super::router::{schema_exists, SyncRouter};
+use super::transaction_mark::TransactionMark;
 use crate::error::{Error, Place, Result};
-use crate::migrate::{schema_exists, SyncRouter};
 use crate::registry::{Tenant, TenantRegistry};
-use crate::transaction_mark::TransactionMark;
 
 /// What running the work in one tenant gave.
 #[derive(Debug)]

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use diesel::pg::PgConnection;
 
-use crate::domain_name::DomainName;
+use super::domain_name::DomainName;
+use super::link::{listener_url, Link};
+use super::listener::{Command, Settings, Worker};
+use super::tenant_name::tenant_name_key;
+use super::tenant_registry::{Domain, Tenant};
 use crate::error::{Error, Result};
-use crate::registry::{Domain, Tenant};
-use crate::registry_link::{listener_url, Link};
-use crate::registry_listener::{Command, Settings, Worker};
-use crate::scope::Scope;
-use crate::tenant_name::tenant_name_key;
+use crate::pool::Scope;
 
 /// The NOTIFY channel the registry triggers signal on.
 pub(crate) const CHANNEL: &str = "diesel_tenancy_registry";
@@ -492,8 +492,8 @@ pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
     use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
     let started = Instant::now();
     let read = |conn: &mut PgConnection| {
-        let tenants = crate::registry::TenantRegistry::list(conn)?;
-        let domains = crate::registry::TenantRegistry::list_domains(conn)?;
+        let tenants = super::tenant_registry::TenantRegistry::list(conn)?;
+        let domains = super::tenant_registry::TenantRegistry::list_domains(conn)?;
         let oids = schema_oids(conn)?;
         Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
     };

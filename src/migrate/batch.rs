@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
+use crate::registry::tenant_name_key;
 use crate::registry::Tenant;
-use crate::tenant_name::tenant_name_key;
 
 /// Called after each tenant with what its run reported (e.g. to advance a progress bar).
 pub type Progress<R> = Arc<dyn Fn(&R) + Send + Sync>;

@@ -14,9 +14,9 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::schema::tenants;
+use super::tenant_name::{tenant_name_key, validate_tenant_name};
 use crate::error::{shorten, Error, Place, Result};
-use crate::schema::tenants;
-use crate::tenant_name::{tenant_name_key, validate_tenant_name};
 
 /// How the registry's stored name keys compare with the rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -117,7 +117,7 @@ pub(crate) fn rekey(conn: &mut PgConnection) -> Result<usize> {
                  (diesel_tenancy::tenant_name_key, Unicode {}); rename all but one (e.g. \
                  `tenant rename`) and migrate again",
                 listed.join(", "),
-                crate::tenant_name::UNICODE_VERSION
+                super::tenant_name::UNICODE_VERSION
             )
             .into(),
         });

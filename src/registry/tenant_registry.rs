@@ -5,11 +5,11 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 
-use crate::domain_name::DomainName;
+use super::domain_name::DomainName;
+use super::schema::{domains, tenants};
+use super::tenant_name::{tenant_name_key, validate_tenant_name};
 use crate::error::{shorten, Error, Result};
-use crate::schema::{domains, tenants};
 use crate::schema_name::SchemaName;
-use crate::tenant_name::{tenant_name_key, validate_tenant_name};
 
 /// A registered tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -14,9 +14,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::cache::Shared;
+use super::link::Link;
 use crate::error::Result;
-use crate::registry_cache::Shared;
-use crate::registry_link::Link;
 
 /// Shortest wait before reconnecting after a failure; it doubles up to `max_backoff`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);

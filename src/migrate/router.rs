@@ -10,17 +10,17 @@ use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::domain_name::DomainName;
+use super::hooks::TenantHooks;
+use super::migration_set::{MigrationSet, Source};
+use super::report::{MigrateOptions, MigrateReport, TenantReport};
+use super::role_provision::{ensure_tenant_role, Context};
 use crate::error::{Error, Place, Result};
-use crate::hooks::TenantHooks;
-use crate::migration_set::{MigrationSet, Source};
+use crate::pool::Scope;
 use crate::pool::TenantPool;
+use crate::registry::validate_tenant_name;
+use crate::registry::DomainName;
 use crate::registry::{Tenant, TenantRegistry};
-use crate::report::{MigrateOptions, MigrateReport, TenantReport};
-use crate::role_provision::{ensure_tenant_role, Context};
 use crate::schema_name::{SchemaName, SchemaRules};
-use crate::scope::Scope;
-use crate::tenant_name::validate_tenant_name;
 
 /// The crate's own shared migrations: the tenant registry.
 pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -177,9 +177,9 @@ impl SyncRouter {
                 let applied = run_shared(conn, &set)?;
                 // Stored tenant-name keys follow the crate's current rule (or the
                 // migration fails, naming tenants the rule makes equal).
-                crate::name_keys::rekey(conn)?;
+                crate::registry::name_keys::rekey(conn)?;
                 if let Some(roles) = self.pool.tenant_roles() {
-                    crate::role_provision::sync_shared_grants(conn, roles)?;
+                    super::role_provision::sync_shared_grants(conn, roles)?;
                 }
                 Ok(applied)
             })
@@ -216,7 +216,7 @@ impl SyncRouter {
                         schema: schema.to_string(),
                     });
                 }
-                if !crate::spares::claim_spare(conn, &schema)? {
+                if !super::spares::claim_spare(conn, &schema)? {
                     conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
                 }
                 set_local_path(conn, &schema.quoted())?;
@@ -248,7 +248,7 @@ impl SyncRouter {
                     .run_before_delete(conn, &path, &tenant, drop_schema)?;
                 TenantRegistry::delete(conn, name)?;
                 // Whatever this pool's setting: a role made by another process goes too.
-                crate::role_provision::drop_tenant_role(conn, &tenant.schema_name)?;
+                super::role_provision::drop_tenant_role(conn, &tenant.schema_name)?;
                 if drop_schema {
                     conn.batch_execute(&format!(
                         "DROP SCHEMA IF EXISTS {} CASCADE",
@@ -318,7 +318,7 @@ impl SyncRouter {
         let todo = options.select(&status)?;
         let jobs = options.jobs.clamp(1, self.pool.max_size().max(1) as usize);
         let started = Instant::now();
-        let tenants = crate::batch::run_parallel(todo, jobs, options, |tenant: &Tenant| {
+        let tenants = super::batch::run_parallel(todo, jobs, options, |tenant: &Tenant| {
             let t0 = Instant::now();
             let result = self.migrate_tenant(&tenant.schema_name);
             TenantReport::new(tenant, result, t0.elapsed())
