@@ -22,4 +22,3 @@ pub use role_sync::{RoleReport, TenantRoleReport};
 pub use router::{NewTenant, SyncRouter, REGISTRY_MIGRATIONS};
 
 pub(crate) use batch::{Outcome, Selection};
-pub(crate) use router::LOCK_CLASS;

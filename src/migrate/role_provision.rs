@@ -8,8 +8,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 
-use super::router::lock;
 use crate::error::{Error, Place, Result};
+use crate::pool::lock;
 use crate::pool::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 use crate::schema_name::{quote_ident, SchemaName};
 
@@ -257,8 +257,8 @@ fn look_up(
             "role" => {
                 roles.insert(f.state.name.clone(), f.state);
             }
-            "sequence" => objects.sequences.push(f.state.name),
-            _ => objects.tables.push(f.state.name),
+            "sequence" => objects.add_sequence(f.state.name),
+            _ => objects.add_table(f.state.name),
         }
     }
     Ok((roles, objects))
@@ -308,11 +308,7 @@ pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -
     ensure_group(conn, &names, roles, None, (&Place::Public, &names.group()))?;
     let group = names.group();
     for table in roles.shared_reads() {
-        let qualified = format!(
-            "{}.{}",
-            quote_ident(&table.schema),
-            quote_ident(&table.table)
-        );
+        let qualified = table.quoted();
         if !crate::sql::table_exists(conn, &qualified)? {
             return Err(Error::Config(format!(
                 "TenantRoles::read_shared names {qualified}, which does not exist: declare \

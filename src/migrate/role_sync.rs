@@ -8,8 +8,9 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use super::role_provision::{ensure_tenant_role, existing_roles, sync_shared_grants, Context};
-use super::router::{lock, schema_exists, SyncRouter};
+use super::router::{schema_exists, SyncRouter};
 use crate::error::{Error, Result};
+use crate::pool::lock;
 use crate::pool::{RoleNames, TenantRoles};
 use crate::registry::{Tenant, TenantRegistry};
 use crate::schema_name::SchemaName;

@@ -7,7 +7,6 @@ use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::hooks::TenantHooks;
@@ -15,8 +14,7 @@ use super::migration_set::{MigrationSet, Source};
 use super::report::{MigrateOptions, MigrateReport, TenantReport};
 use super::role_provision::{ensure_tenant_role, Context};
 use crate::error::{Error, Place, Result};
-use crate::pool::Scope;
-use crate::pool::TenantPool;
+use crate::pool::{lock, Scope, TenantPool};
 use crate::registry::validate_tenant_name;
 use crate::registry::DomainName;
 use crate::registry::{Tenant, TenantRegistry};
@@ -24,9 +22,6 @@ use crate::schema_name::{SchemaName, SchemaRules};
 
 /// The crate's own shared migrations: the tenant registry.
 pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
-
-/// First key of every advisory lock this crate takes (ASCII `tent`).
-pub(crate) const LOCK_CLASS: i32 = 0x7465_6e74;
 
 /// A tenant to provision with [`SyncRouter::create_tenant`].
 #[derive(Debug, Clone, Default)]
@@ -338,15 +333,6 @@ impl SyncRouter {
 /// `SET LOCAL search_path` for the current transaction; `path` is already quoted.
 pub(crate) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> {
     conn.batch_execute(&format!("SET LOCAL search_path TO {path}"))?;
-    Ok(())
-}
-
-/// Takes the transaction-scoped advisory lock of one schema.
-pub(crate) fn lock(conn: &mut PgConnection, schema: &str) -> Result<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind::<Integer, _>(LOCK_CLASS)
-        .bind::<Text, _>(schema)
-        .execute(conn)?;
     Ok(())
 }
 

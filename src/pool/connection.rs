@@ -4,7 +4,8 @@ use std::ops::{Deref, DerefMut};
 
 use diesel::pg::PgConnection;
 
-use super::manager::{ConnectionManager, Outcome};
+use super::managed::Outcome;
+use super::manager::ConnectionManager;
 use super::scope::Scope;
 use crate::error::Result;
 

@@ -33,7 +33,7 @@
 //! schema-qualified with `pg_catalog` (operators too): it runs under whatever
 //! `search_path` the previous borrower left, so nothing it calls may resolve elsewhere.
 
-use super::manager::PoolMode;
+use super::mode::PoolMode;
 
 /// The name of the proof's prepared statement on every direct connection.
 pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
@@ -55,9 +55,15 @@ pub(crate) const STALE_ROUTE: &str = "stale route: no schema has the OID and nam
 pub(crate) struct Identity {
     /// The server backend's process id; `None` behind a transaction pooler, where the
     /// backend changes from one transaction to the next.
-    pub(crate) pid: Option<i32>,
+    pid: Option<i32>,
     /// The role the connection logged in as (`session_user` at connect).
-    pub(crate) login: String,
+    login: String,
+}
+
+impl Identity {
+    pub(crate) fn new(pid: Option<i32>, login: String) -> Self {
+        Identity { pid, login }
+    }
 }
 
 /// How the proof reaches the server on one connection.
@@ -174,10 +180,7 @@ impl Proof {
             // schema take this lock exclusively, so they wait for the request instead of
             // dropping the schema between the proof and the borrower's statements.
             let schema = route.and_then(|r| r.split_once(':')).map_or("", |(_, s)| s);
-            sql.push_str(&format!(
-                "SELECT pg_catalog.pg_advisory_xact_lock_shared({}, pg_catalog.hashtext('{schema}')); ",
-                crate::migrate::LOCK_CLASS
-            ));
+            sql.push_str(&super::schema_lock::lock_shared_sql(schema));
         }
         if self.prepared {
             sql.push_str("EXECUTE ");
@@ -333,10 +336,7 @@ mod tests {
 
     fn proof(mode: PoolMode, prepared: bool) -> Proof {
         Proof::new(
-            Identity {
-                pid: prepared.then_some(4242),
-                login: "app".into(),
-            },
+            Identity::new(prepared.then_some(4242), "app".into()),
             mode,
             prepared,
         )

@@ -61,12 +61,13 @@ pub struct TenantRoles {
 /// A table of the shared set that tenant roles may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SharedTable {
-    pub(crate) schema: String,
-    pub(crate) table: String,
+    schema: String,
+    table: String,
 }
 
 impl SharedTable {
-    fn quoted(&self) -> String {
+    /// `"schema"."table"`.
+    pub(crate) fn quoted(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
     }
 }
@@ -198,9 +199,21 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SchemaObjects {
     /// Tables, views, materialized views, foreign and partitioned tables.
-    pub(crate) tables: Vec<String>,
+    tables: Vec<String>,
     /// Sequences (identity and serial columns' included).
-    pub(crate) sequences: Vec<String>,
+    sequences: Vec<String>,
+}
+
+impl SchemaObjects {
+    /// Adds a table (or view, materialized view, foreign or partitioned table).
+    pub(crate) fn add_table(&mut self, name: String) {
+        self.tables.push(name);
+    }
+
+    /// Adds a sequence.
+    pub(crate) fn add_sequence(&mut self, name: String) {
+        self.sequences.push(name);
+    }
 }
 
 /// The grants of tenant role `role` on schema `schema`: `USAGE` on the schema, DML on
