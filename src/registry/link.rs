@@ -19,8 +19,11 @@ use std::time::Duration;
 use diesel::connection::{Connection, SimpleConnection};
 use diesel::pg::PgConnection;
 
-use super::cache::{load, Snapshot, CHANNEL};
+use super::snapshot::{load, Snapshot};
 use crate::error::{Error, Result};
+
+/// The NOTIFY channel the registry triggers signal on.
+const CHANNEL: &str = "diesel_tenancy_registry";
 
 /// Most link threads that may be stuck at once; beyond it no new link is opened (the
 /// cache then ages and requests fall back or get 503) until one of them ends.

@@ -14,26 +14,76 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cache::Shared;
-use super::link::Link;
+use super::link::{listener_url, Link};
+use super::snapshot_cell::SnapshotCell;
 use crate::error::Result;
+
+/// The default bound on the age of the registry data a lookup answers from.
+pub(crate) const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The smallest bound accepted: the feed must be able to prove itself within it.
+pub(crate) const MIN_MAX_AGE: Duration = Duration::from_millis(500);
 
 /// Shortest wait before reconnecting after a failure; it doubles up to `max_backoff`.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How the listener keeps its feed, as [`RegistryCacheBuilder`](super::RegistryCacheBuilder)
+/// set it (its setters document the defaults).
 #[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) poll_interval: Duration,
-    pub(crate) ping_interval: Duration,
-    pub(crate) max_backoff: Duration,
-    pub(crate) connect_timeout: Duration,
+pub(super) struct Settings {
+    poll_interval: Duration,
+    ping_interval: Duration,
+    max_backoff: Duration,
+    connect_timeout: Duration,
     /// How long one ping or read may take before the feed counts as lost.
-    pub(crate) deadline: Duration,
+    deadline: Duration,
     /// The bound on the age of the data lookups answer from.
-    pub(crate) max_age: Duration,
+    max_age: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            poll_interval: Duration::from_millis(50),
+            ping_interval: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(1),
+            max_age: DEFAULT_MAX_AGE,
+        }
+    }
 }
 
 impl Settings {
+    pub(super) fn set_max_age(&mut self, max_age: Duration) {
+        self.max_age = max_age.max(MIN_MAX_AGE);
+    }
+
+    pub(super) fn set_poll_interval(&mut self, every: Duration) {
+        self.poll_interval = every;
+    }
+
+    pub(super) fn set_ping_interval(&mut self, every: Duration) {
+        self.ping_interval = every;
+    }
+
+    pub(super) fn set_deadline(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+    }
+
+    pub(super) fn set_max_backoff(&mut self, max: Duration) {
+        self.max_backoff = max;
+    }
+
+    pub(super) fn set_connect_timeout(&mut self, timeout: Duration) {
+        self.connect_timeout = timeout;
+    }
+
+    /// The bound on the age of the data lookups answer from.
+    pub(super) fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
     /// How long a load may take: reloads are bigger than pings, and must still finish
     /// within the bound.
     fn load_deadline(&self) -> Duration {
@@ -42,7 +92,7 @@ impl Settings {
 }
 
 /// What the cache handle asks of its thread.
-pub(crate) enum Command {
+pub(super) enum Command {
     /// Reload now and report how it went.
     Refresh(SyncSender<Result<()>>),
     /// Exit.
@@ -55,10 +105,11 @@ enum Wake {
     Refresh(SyncSender<Result<()>>),
 }
 
-pub(crate) struct Worker {
+/// The listener thread's state.
+pub(super) struct Worker {
     url: String,
     settings: Settings,
-    shared: Arc<Shared>,
+    shared: Arc<SnapshotCell>,
     inbox: Receiver<Command>,
     link: Option<Link>,
     failures: u32,
@@ -68,27 +119,38 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(
-        url: String,
-        settings: Settings,
-        shared: Arc<Shared>,
+    /// Connects and subscribes (under a deadline), loads the registry into `shared`, and
+    /// returns the worker to run on the listener thread, which takes its commands from
+    /// `inbox`. Pings and reads get at most a quarter of `max_age` each.
+    pub(super) fn start(
+        database_url: &str,
+        mut settings: Settings,
+        shared: Arc<SnapshotCell>,
         inbox: Receiver<Command>,
-        link: Link,
-        stuck: Arc<AtomicUsize>,
-    ) -> Self {
-        Worker {
+    ) -> Result<Worker> {
+        let quarter = settings.max_age / 4;
+        settings.ping_interval = settings.ping_interval.min(quarter);
+        settings.deadline = settings.deadline.min(quarter);
+        let url = listener_url(database_url, settings.connect_timeout, settings.deadline);
+        let stuck = Arc::new(AtomicUsize::new(0));
+        let link = Link::open(&url, settings.connect_timeout + settings.deadline, &stuck)?;
+        let sent = Instant::now();
+        shared.store(link.load(settings.max_age)?, sent);
+        shared.set_listening(true);
+        Ok(Worker {
             url,
             settings,
             shared,
             inbox,
             link: Some(link),
             failures: 0,
-            last_ping: Instant::now(),
+            last_ping: sent,
             stuck,
-        }
+        })
     }
 
-    pub(crate) fn run(mut self) {
+    /// Runs until told to stop (or the cache handle is gone).
+    pub(super) fn run(mut self) {
         loop {
             let wait = if self.link.is_some() {
                 self.settings.poll_interval

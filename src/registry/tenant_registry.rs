@@ -1,63 +1,14 @@
 //! [`TenantRegistry`]: tenants and their domains, stored in `public`.
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use serde::Serialize;
 
 use super::domain_name::DomainName;
+use super::rows::{Domain, Tenant, TenantRow};
 use super::schema::{domains, tenants};
 use super::tenant_name::{tenant_name_key, validate_tenant_name};
 use crate::error::{shorten, Error, Result};
 use crate::schema_name::SchemaName;
-
-/// A registered tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Tenant {
-    /// Registry id.
-    pub id: i64,
-    /// Display name; unique case-insensitively.
-    pub name: String,
-    /// The tenant's schema.
-    pub schema_name: SchemaName,
-    /// When the tenant was registered.
-    pub created_at: DateTime<Utc>,
-}
-
-/// A domain a tenant is reached at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable, Selectable)]
-#[diesel(table_name = domains, check_for_backend(diesel::pg::Pg))]
-pub struct Domain {
-    /// Registry id.
-    pub id: i64,
-    /// Normalized domain (lowercase, no port, no trailing dot).
-    pub domain: String,
-    /// The owning tenant's id.
-    pub tenant_id: i64,
-    /// Whether this is the tenant's primary domain (at most one per tenant).
-    pub is_primary: bool,
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
-struct TenantRow {
-    id: i64,
-    name: String,
-    schema_name: String,
-    created_at: DateTime<Utc>,
-}
-
-impl TryFrom<TenantRow> for Tenant {
-    type Error = Error;
-    fn try_from(row: TenantRow) -> Result<Tenant> {
-        Ok(Tenant {
-            schema_name: SchemaName::from_stored(&row.schema_name)?,
-            id: row.id,
-            name: row.name,
-            created_at: row.created_at,
-        })
-    }
-}
 
 /// Reads and writes the tenant registry (`public.tenants`, `public.domains`).
 ///
