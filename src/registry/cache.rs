@@ -122,7 +122,7 @@ impl RegistryCache {
         self.max_age
     }
 
-    /// The tenant called `name` ([`tenant_name_key`] equality) in the last snapshot,
+    /// The tenant called `name` ([`tenant_name_key`](crate::tenant_name_key) equality) in the last snapshot,
     /// however old.
     pub fn find_by_name(&self, name: &str) -> Option<Arc<Tenant>> {
         self.snapshot().by_name(name)
