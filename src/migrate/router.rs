@@ -1,48 +1,27 @@
-//! [`SyncRouter`]: applies the shared set to `public` and the tenant set to every tenant.
+//! [`SyncRouter`]: applies the shared set to `public` and the tenant set to every tenant,
+//! and creates, deletes and renames tenants. Its methods are the module's public face;
+//! the work is done by the module's parts (`apply.rs`, `lifecycle.rs`, `status.rs`,
+//! `spares.rs`, `each_tenant.rs`, `role_sync.rs`), each given what it needs.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
 use diesel::pg::{Pg, PgConnection};
-use diesel::prelude::*;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use super::apply::{self, REGISTRY_MIGRATIONS};
+use super::batch::BatchOptions;
+use super::each_tenant::{self, EachReport, TenantRun};
 use super::hooks::TenantHooks;
+use super::lifecycle::{self, NewTenant};
 use super::migration_set::{MigrationSet, Source};
-use super::report::{MigrateOptions, MigrateReport, TenantReport};
-use super::role_provision::{ensure_tenant_role, Context};
+use super::report::{MigrateOptions, MigrateReport, Status};
+use super::role_sync::{self, RoleReport};
+use super::spares;
+use super::status;
 use crate::error::{Error, Place, Result};
-use crate::pool::{lock, Scope, TenantPool};
-use crate::registry::validate_tenant_name;
-use crate::registry::DomainName;
-use crate::registry::{Tenant, TenantRegistry};
+use crate::pool::TenantPool;
+use crate::registry::Tenant;
 use crate::schema_name::{SchemaName, SchemaRules};
-
-/// The crate's own shared migrations: the tenant registry.
-pub const REGISTRY_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
-
-/// A tenant to provision with [`SyncRouter::create_tenant`].
-#[derive(Debug, Clone, Default)]
-pub struct NewTenant {
-    /// Free-form name, unique case-insensitively.
-    pub name: String,
-    /// The schema to create; derived from the name when `None`.
-    pub schema_name: Option<SchemaName>,
-    /// Domains to register; the first is the primary one.
-    pub domains: Vec<DomainName>,
-}
-
-impl NewTenant {
-    /// A tenant with a derived schema and no domains.
-    pub fn named(name: impl Into<String>) -> Self {
-        NewTenant {
-            name: name.into(),
-            ..NewTenant::default()
-        }
-    }
-}
 
 /// Routes migrations: the shared set (the crate's registry plus the app's shared
 /// migrations) to `public`, the tenant set to every tenant schema, each schema with its
@@ -64,9 +43,9 @@ impl NewTenant {
 /// ```
 #[derive(Clone)]
 pub struct SyncRouter {
-    pub(crate) pool: TenantPool,
+    pool: TenantPool,
     shared: Vec<Source>,
-    pub(crate) tenant: MigrationSet,
+    tenant: MigrationSet,
     public_tenant: bool,
     rules: SchemaRules,
     hooks: TenantHooks,
@@ -146,7 +125,7 @@ impl SyncRouter {
     }
 
     /// The set applied to `public`, checked for version collisions.
-    pub(crate) fn shared_set(&self) -> Result<MigrationSet> {
+    fn shared_set(&self) -> Result<MigrationSet> {
         let mut sources = self.shared.clone();
         if self.public_tenant {
             sources.push(Arc::new(self.tenant.clone()));
@@ -154,6 +133,11 @@ impl SyncRouter {
         let set = MigrationSet::new(sources);
         set.versions(&Place::Public)?;
         Ok(set)
+    }
+
+    /// Versions of the shared set (with the tenant set, for the public tenant), sorted.
+    pub(crate) fn shared_versions(&self) -> Result<Vec<String>> {
+        self.shared_set()?.versions(&Place::Public)
     }
 
     /// Versions of the tenant set, sorted.
@@ -164,21 +148,7 @@ impl SyncRouter {
     /// Applies the pending shared migrations to `public` under an advisory lock and
     /// returns the versions applied.
     pub fn migrate_shared(&self) -> Result<Vec<String>> {
-        let set = self.shared_set()?;
-        self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                set_local_path(conn, "\"public\"")?;
-                lock(conn, "public")?;
-                let applied = run_shared(conn, &set)?;
-                // Stored tenant-name keys follow the crate's current rule (or the
-                // migration fails, naming tenants the rule makes equal).
-                crate::registry::name_keys::rekey(conn)?;
-                if let Some(roles) = self.pool.tenant_roles() {
-                    super::role_provision::sync_shared_grants(conn, roles)?;
-                }
-                Ok(applied)
-            })
-        })
+        apply::migrate_shared(&self.pool, &self.shared_set()?)
     }
 
     /// Registers a tenant, creates its schema, applies the tenant set to it, adds its
@@ -191,42 +161,7 @@ impl SyncRouter {
     /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, the tenant's role
     /// is created and granted its schema in the same transaction.
     pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
-        let name = validate_tenant_name(&new.name)?;
-        let schema = match &new.schema_name {
-            Some(s) => self.rules.validate(s.as_str())?,
-            None => self.rules.derive_from(name)?,
-        };
-        self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                // Without CREATEROLE, fail before doing any work.
-                let roles = match self.pool.tenant_roles() {
-                    Some(roles) => Some((roles, Context::managing(conn)?)),
-                    None => None,
-                };
-                lock(conn, schema.as_str())?;
-                let tenant = TenantRegistry::create(conn, name, &schema)?;
-                if schema_exists(conn, &schema)? {
-                    return Err(Error::SchemaExists {
-                        tenant: name.to_owned(),
-                        schema: schema.to_string(),
-                    });
-                }
-                if !super::spares::claim_spare(conn, &schema)? {
-                    conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
-                }
-                set_local_path(conn, &schema.quoted())?;
-                run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
-                if let Some((roles, context)) = &roles {
-                    ensure_tenant_role(conn, context, roles, &schema)?;
-                }
-                for (i, domain) in new.domains.iter().enumerate() {
-                    TenantRegistry::add_domain(conn, name, domain, i == 0)?;
-                }
-                self.hooks
-                    .run_after_create(conn, &self.tenant_path(&schema), &tenant)?;
-                Ok(tenant)
-            })
-        })
+        lifecycle::create(&self.pool, &self.tenant, &self.rules, &self.hooks, new)
     }
 
     /// Deletes a tenant's registry row (and domains) and its tenant role, if it has one.
@@ -234,45 +169,13 @@ impl SyncRouter {
     /// [`before_delete`](TenantHooks::before_delete) hooks run first, in the same
     /// transaction, and can veto it.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
-        self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                let tenant = TenantRegistry::get_by_name(conn, name)?;
-                lock(conn, tenant.schema_name.as_str())?;
-                let path = self.tenant_path(&tenant.schema_name);
-                self.hooks
-                    .run_before_delete(conn, &path, &tenant, drop_schema)?;
-                TenantRegistry::delete(conn, name)?;
-                // Whatever this pool's setting: a role made by another process goes too.
-                super::role_provision::drop_tenant_role(conn, &tenant.schema_name)?;
-                if drop_schema {
-                    conn.batch_execute(&format!(
-                        "DROP SCHEMA IF EXISTS {} CASCADE",
-                        tenant.schema_name.quoted()
-                    ))?;
-                }
-                Ok(tenant)
-            })
-        })
+        lifecycle::delete(&self.pool, &self.hooks, name, drop_schema)
     }
 
     /// Renames a tenant (its schema keeps its name) and runs the
     /// [`after_rename`](TenantHooks::after_rename) hooks, in one transaction.
     pub fn rename_tenant(&self, old: &str, new: &str) -> Result<Tenant> {
-        self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                let before = TenantRegistry::get_by_name(conn, old)?;
-                let after = TenantRegistry::rename(conn, &before.name, new)?;
-                let path = self.tenant_path(&after.schema_name);
-                self.hooks
-                    .run_after_rename(conn, &path, &after, &before.name)?;
-                Ok(after)
-            })
-        })
-    }
-
-    /// The `search_path` a checkout of the tenant in `schema` sets.
-    fn tenant_path(&self, schema: &SchemaName) -> String {
-        self.pool.search_path(&Scope::Tenant(schema.clone()))
+        lifecycle::rename(&self.pool, &self.hooks, old, new)
     }
 
     /// Applies the pending tenant migrations to one schema, in one transaction under the
@@ -282,24 +185,7 @@ impl SyncRouter {
     /// applied the tenant's role is granted what the migrations created (and made, if it
     /// was missing), in the same transaction.
     pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
-        let place = Place::Schema(schema.to_string());
-        self.pool.with_public(|conn| {
-            conn.transaction(|conn| {
-                lock(conn, schema.as_str())?;
-                if !schema_exists(conn, schema)? {
-                    return Err(Error::SchemaMissing {
-                        schema: schema.to_string(),
-                    });
-                }
-                set_local_path(conn, &schema.quoted())?;
-                let applied = run_pending(conn, &self.tenant, &place)?;
-                if let Some(roles) = self.pool.tenant_roles().filter(|_| !applied.is_empty()) {
-                    let context = Context::managing(conn)?;
-                    ensure_tenant_role(conn, &context, roles, schema)?;
-                }
-                Ok(applied)
-            })
-        })
+        apply::migrate_tenant(&self.pool, &self.tenant, schema)
     }
 
     /// Migrates every tenant with pending migrations, `options.jobs` at a time.
@@ -310,73 +196,113 @@ impl SyncRouter {
     /// others still run.
     pub fn migrate_all(&self, options: &MigrateOptions) -> Result<MigrateReport> {
         let status = self.status()?;
-        let todo = options.select(&status)?;
-        let jobs = options.jobs.clamp(1, self.pool.max_size().max(1) as usize);
-        let started = Instant::now();
-        let tenants = super::batch::run_parallel(todo, jobs, options, |tenant: &Tenant| {
-            let t0 = Instant::now();
-            let result = self.migrate_tenant(&tenant.schema_name);
-            TenantReport::new(tenant, result, t0.elapsed())
-        });
-        Ok(MigrateReport {
-            tenants,
-            up_to_date: status
-                .tenants
-                .iter()
-                .filter(|t| t.pending.is_empty())
-                .count(),
-            duration: started.elapsed(),
-        })
+        apply::migrate_all(&self.pool, &self.tenant, &status, options)
     }
-}
 
-/// `SET LOCAL search_path` for the current transaction; `path` is already quoted.
-pub(crate) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> {
-    conn.batch_execute(&format!("SET LOCAL search_path TO {path}"))?;
-    Ok(())
-}
-
-/// Whether `schema` exists.
-pub(crate) fn schema_exists(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
-    crate::sql::schema_exists(conn, schema.as_str())
-}
-
-/// The registry migration that adds `tenants.name_key`; the crate fills it right after.
-const NAME_KEY_MIGRATION: &str = "0000-00-00-000003_diesel_tenancy_name_key";
-
-/// Applies the pending shared migrations one by one, filling the tenant name keys as
-/// soon as the migration that adds their column has run (the next one makes them
-/// unique and `NOT NULL`).
-fn run_shared(conn: &mut PgConnection, set: &MigrationSet) -> Result<Vec<String>> {
-    let place = Place::Public;
-    set.versions(&place)?;
-    let failed = |source| Error::Migration {
-        place: Place::Public,
-        source,
-    };
-    let pending = conn.pending_migrations(set.clone()).map_err(failed)?;
-    let mut applied = Vec::with_capacity(pending.len());
-    for migration in pending {
-        let version = conn.run_migration(&*migration).map_err(failed)?;
-        if migration.name().to_string() == NAME_KEY_MIGRATION {
-            TenantRegistry::backfill_name_keys(conn)?;
-        }
-        applied.push(version.to_string());
+    /// Which schemas have pending migrations, plus registry/catalog mismatches.
+    ///
+    /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// says which schemas have a tracking table, and their versions are read with one
+    /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
+    pub fn status(&self) -> Result<Status> {
+        status::status(
+            &self.pool,
+            &self.shared_versions()?,
+            &self.tenant_versions()?,
+        )
     }
-    Ok(applied)
-}
 
-pub(crate) fn run_pending(
-    conn: &mut PgConnection,
-    set: &MigrationSet,
-    place: &Place,
-) -> Result<Vec<String>> {
-    set.versions(place)?;
-    let applied = conn
-        .run_pending_migrations(set.clone())
-        .map_err(|source| Error::Migration {
-            place: place.clone(),
-            source,
-        })?;
-    Ok(applied.iter().map(ToString::to_string).collect())
+    /// Builds `count` spare schemas, each fully migrated with the tenant set, each in its
+    /// own transaction. Returns how many spares exist afterwards.
+    ///
+    /// Later [`create_tenant`](Self::create_tenant) calls claim them. A spare that is
+    /// behind the tenant set when claimed is migrated then, in the creating transaction.
+    pub fn prepare_spares(&self, count: usize) -> Result<i64> {
+        spares::prepare(&self.pool, &self.tenant, count)
+    }
+
+    /// How many spare schemas are ready.
+    pub fn spare_count(&self) -> Result<i64> {
+        spares::count_spares(&self.pool)
+    }
+
+    /// Runs `work` in the scope of every registered tenant (or those `options` select),
+    /// `options.jobs` tenants at a time, and reports per tenant.
+    ///
+    /// Each tenant's work runs on a connection checked out for that tenant (so
+    /// `search_path` is its schema, as in a request), inside one transaction: committed
+    /// when `work` returns `Ok`, rolled back when it returns `Err` — all or nothing per
+    /// tenant. A tenant whose schema is missing fails with [`Error::SchemaMissing`]
+    /// before `work` runs. `work` must not end the transaction itself (`COMMIT`,
+    /// `ROLLBACK`) nor ignore a failed statement: the crate checks with the server and
+    /// reports [`Error::TransactionBroken`] for that tenant. Without
+    /// `options.keep_going` no tenant is started after the first failure.
+    ///
+    /// The error type `E` is the caller's (anything that converts from this crate's
+    /// [`Error`] and Diesel's, e.g. `anyhow::Error`); the outer `Result` fails only when
+    /// the tenant list cannot be read or `options.only` names an unknown tenant. The
+    /// `public` schema is not a registered tenant and is not included.
+    ///
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// use diesel_tenancy::{BatchOptions, SyncRouter};
+    ///
+    /// # fn run(router: &SyncRouter) -> diesel_tenancy::Result<()> {
+    /// let options = BatchOptions { jobs: 4, keep_going: true, ..Default::default() };
+    /// let report = router.for_each_tenant(&options, |conn, _tenant| {
+    ///     let n: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM hotels")
+    ///         .get_result(conn)?;
+    ///     Ok::<_, diesel_tenancy::Error>(n)
+    /// })?;
+    /// for run in &report.tenants {
+    ///     match &run.result {
+    ///         Ok(n) => println!("{}: {n} hotels", run.tenant),
+    ///         Err(e) => eprintln!("{}: {e}", run.tenant),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn for_each_tenant<T, E, F>(
+        &self,
+        options: &BatchOptions<TenantRun<T, E>>,
+        work: F,
+    ) -> Result<EachReport<T, E>>
+    where
+        F: Fn(&mut PgConnection, &Tenant) -> std::result::Result<T, E> + Sync,
+        T: Send,
+        E: From<Error> + From<diesel::result::Error> + Send,
+    {
+        each_tenant::for_each_tenant(&self.pool, options, work)
+    }
+
+    /// The name of the tenant role of `schema` in this router's database (whether or not
+    /// it exists).
+    pub fn tenant_role_name(&self, schema: &SchemaName) -> Result<String> {
+        role_sync::tenant_role_name(&self.pool, schema)
+    }
+
+    /// The registered tenants whose role does not exist (tenant roles on or off).
+    pub fn tenants_without_role(&self) -> Result<Vec<Tenant>> {
+        role_sync::tenants_without_role(&self.pool)
+    }
+
+    /// Makes every registered tenant's role, or repairs it (grants again what it should
+    /// have), and makes the shared grants exactly the declared ones: the backfill after
+    /// turning tenant roles on, and the repair after tables were added by hand. Each
+    /// tenant is done in its own transaction under its schema's advisory lock; a tenant
+    /// that fails is reported and the others still run.
+    ///
+    /// Fails with [`Error::Config`] when the pool has no
+    /// [`tenant_roles`](crate::TenantPoolBuilder::tenant_roles), and with
+    /// [`Error::TenantRolesNotPermitted`] without `CREATEROLE`.
+    pub fn sync_tenant_roles(&self) -> Result<RoleReport> {
+        role_sync::sync_roles(&self.pool, false)
+    }
+
+    /// Like [`sync_tenant_roles`](Self::sync_tenant_roles), but only for the tenants
+    /// whose role does not exist yet (one query when none is missing). The Rocket
+    /// fairing runs it at launch.
+    pub fn sync_missing_tenant_roles(&self) -> Result<RoleReport> {
+        role_sync::sync_roles(&self.pool, true)
+    }
 }

@@ -11,44 +11,40 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 
-use super::router::{run_pending, set_local_path, SyncRouter};
+use super::apply::{run_pending, set_local_path};
+use super::migration_set::MigrationSet;
 use crate::error::{Error, Place, Result};
+use crate::pool::TenantPool;
 use crate::registry::schema::tenant_spares;
 use crate::schema_name::SchemaName;
 
-impl SyncRouter {
-    /// Builds `count` spare schemas, each fully migrated with the tenant set, each in its
-    /// own transaction. Returns how many spares exist afterwards.
-    ///
-    /// Later [`create_tenant`](Self::create_tenant) calls claim them. A spare that is
-    /// behind the tenant set when claimed is migrated then, in the creating transaction.
-    pub fn prepare_spares(&self, count: usize) -> Result<i64> {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for i in 0..count {
-            let name = SchemaName::new(&format!("dt_spare_{stamp:x}_{i}"))?;
-            self.pool.with_public(|conn| {
-                conn.transaction(|conn| {
-                    conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
-                    set_local_path(conn, &name.quoted())?;
-                    run_pending(conn, &self.tenant, &Place::Schema(name.to_string()))?;
-                    diesel::insert_into(tenant_spares::table)
-                        .values(tenant_spares::schema_name.eq(name.as_str()))
-                        .execute(conn)?;
-                    Ok::<_, Error>(())
-                })
-            })?;
-        }
-        self.spare_count()
+/// Builds `count` spare schemas, each fully migrated with `tenant_set`, each in its own
+/// transaction; returns how many spares exist afterwards.
+pub(super) fn prepare(pool: &TenantPool, tenant_set: &MigrationSet, count: usize) -> Result<i64> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    for i in 0..count {
+        let name = SchemaName::new(&format!("dt_spare_{stamp:x}_{i}"))?;
+        pool.with_public(|conn| {
+            conn.transaction(|conn| {
+                conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
+                set_local_path(conn, &name.quoted())?;
+                run_pending(conn, tenant_set, &Place::Schema(name.to_string()))?;
+                diesel::insert_into(tenant_spares::table)
+                    .values(tenant_spares::schema_name.eq(name.as_str()))
+                    .execute(conn)?;
+                Ok::<_, Error>(())
+            })
+        })?;
     }
+    count_spares(pool)
+}
 
-    /// How many spare schemas are ready.
-    pub fn spare_count(&self) -> Result<i64> {
-        self.pool
-            .with_public(|conn| Ok(tenant_spares::table.count().get_result(conn)?))
-    }
+/// How many spare schemas are ready.
+pub(super) fn count_spares(pool: &TenantPool) -> Result<i64> {
+    pool.with_public(|conn| Ok(tenant_spares::table.count().get_result(conn)?))
 }
 
 #[derive(QueryableByName)]
@@ -59,7 +55,7 @@ struct Claimed {
 
 /// Takes one spare, if any, and renames it to `schema`; true if it did. Runs inside the
 /// caller's transaction, so a failure later puts the spare back.
-pub(crate) fn claim_spare(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
+pub(super) fn claim_spare(conn: &mut PgConnection, schema: &SchemaName) -> Result<bool> {
     let claimed: Option<Claimed> = diesel::sql_query(
         "DELETE FROM public.tenant_spares WHERE schema_name = \
          (SELECT schema_name FROM public.tenant_spares ORDER BY created_at \
@@ -72,7 +68,7 @@ pub(crate) fn claim_spare(conn: &mut PgConnection, schema: &SchemaName) -> Resul
         return Ok(false);
     };
     let spare = SchemaName::from_stored(&spare)?;
-    if !super::router::schema_exists(conn, &spare)? {
+    if !crate::sql::schema_exists(conn, spare.as_str())? {
         return Ok(false);
     }
     conn.batch_execute(&format!(
@@ -84,7 +80,7 @@ pub(crate) fn claim_spare(conn: &mut PgConnection, schema: &SchemaName) -> Resul
 }
 
 /// Names of the spare schemas (so status does not call them orphans).
-pub(crate) fn spare_names(conn: &mut PgConnection) -> Result<Vec<String>> {
+pub(super) fn spare_names(conn: &mut PgConnection) -> Result<Vec<String>> {
     Ok(tenant_spares::table
         .select(tenant_spares::schema_name)
         .load(conn)?)

@@ -7,8 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
 use super::report::{Status, TenantStatus};
-use super::router::SyncRouter;
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result};
 use crate::pool::TenantPool;
 use crate::registry::TenantRegistry;
 use crate::schema_name::{quote_ident, SchemaName};
@@ -53,85 +52,81 @@ struct VersionRow {
     version: String,
 }
 
-impl SyncRouter {
-    /// Which schemas have pending migrations, plus registry/catalog mismatches.
-    ///
-    /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
-    /// says which schemas have a tracking table, and their versions are read with one
-    /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
-    pub fn status(&self) -> Result<Status> {
-        let shared = self.shared_set()?.versions(&Place::Public)?;
-        let tenant_versions = self.tenant_versions()?;
-        let (tenants, tracked, catalog, spares, to_read, name_keys) =
-            self.pool.with_public(|conn| {
-                // On a database the shared set never reached, there is no registry yet:
-                // everything shared is pending and there are no tenants.
-                let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
-                    TenantRegistry::list(conn)?
-                } else {
-                    Vec::new()
-                };
-                let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
-                let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-                let catalog = tenant_catalog(conn, &names)?;
-                let mut to_read: Vec<SchemaName> = tenants
-                    .iter()
-                    .map(|t| t.schema_name.clone())
-                    .filter(|s| tracked.contains(s.as_str()))
-                    .collect();
-                if tracked.contains("public") {
-                    to_read.push(SchemaName::from_stored("public")?);
-                }
-                let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
-                    super::spares::spare_names(conn)?
-                } else {
-                    Vec::new()
-                };
-                let name_keys = crate::registry::name_keys::check_if_present(conn)?;
-                Ok::<_, Error>((tenants, tracked, catalog, spares, to_read, name_keys))
-            })?;
-        let applied = applied_versions(&self.pool, &to_read)?;
-        let empty = BTreeSet::new();
+/// Which schemas lack which of the `shared` and `tenant_versions`, plus
+/// registry/catalog mismatches, in `7 + tenants / 500` queries.
+pub(super) fn status(
+    pool: &TenantPool,
+    shared: &[String],
+    tenant_versions: &[String],
+) -> Result<Status> {
+    let (tenants, tracked, catalog, spares, to_read, name_keys) = pool.with_public(|conn| {
+        // On a database the shared set never reached, there is no registry yet:
+        // everything shared is pending and there are no tenants.
+        let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
+            TenantRegistry::list(conn)?
+        } else {
+            Vec::new()
+        };
+        let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
         let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-        {
-            let registered: HashSet<&str> = names
-                .iter()
-                .copied()
-                .chain(spares.iter().map(String::as_str))
-                .collect();
-            let orphan_schemas = tracked
-                .iter()
-                .filter(|s| *s != "public" && !registered.contains(s.as_str()))
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let shared_pending = missing(&shared, applied.get("public").unwrap_or(&empty));
-            let tenants = tenants
-                .into_iter()
-                .map(|tenant| {
-                    let done = applied.get(tenant.schema_name.as_str()).unwrap_or(&empty);
-                    TenantStatus {
-                        pending: missing(&tenant_versions, done),
-                        unknown_applied: done
-                            .iter()
-                            .filter(|v| !tenant_versions.contains(v))
-                            .cloned()
-                            .collect(),
-                        schema_missing: !catalog.existing.contains(tenant.schema_name.as_str()),
-                        tenant,
-                    }
-                })
-                .collect();
-            Ok(Status {
-                shared_pending,
-                tenants,
-                orphan_schemas,
-                relation_files: catalog.relation_files,
-                max_files_per_process: catalog.max_files_per_process,
-                name_keys,
-            })
+        let catalog = tenant_catalog(conn, &names)?;
+        let mut to_read: Vec<SchemaName> = tenants
+            .iter()
+            .map(|t| t.schema_name.clone())
+            .filter(|s| tracked.contains(s.as_str()))
+            .collect();
+        if tracked.contains("public") {
+            to_read.push(SchemaName::from_stored("public")?);
         }
+        let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
+            super::spares::spare_names(conn)?
+        } else {
+            Vec::new()
+        };
+        let name_keys = crate::registry::name_keys::check_if_present(conn)?;
+        Ok::<_, Error>((tenants, tracked, catalog, spares, to_read, name_keys))
+    })?;
+    let applied = applied_versions(pool, &to_read)?;
+    let empty = BTreeSet::new();
+    let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+    {
+        let registered: HashSet<&str> = names
+            .iter()
+            .copied()
+            .chain(spares.iter().map(String::as_str))
+            .collect();
+        let orphan_schemas = tracked
+            .iter()
+            .filter(|s| *s != "public" && !registered.contains(s.as_str()))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let shared_pending = missing(shared, applied.get("public").unwrap_or(&empty));
+        let tenants = tenants
+            .into_iter()
+            .map(|tenant| {
+                let done = applied.get(tenant.schema_name.as_str()).unwrap_or(&empty);
+                TenantStatus {
+                    pending: missing(tenant_versions, done),
+                    unknown_applied: done
+                        .iter()
+                        .filter(|v| !tenant_versions.contains(v))
+                        .cloned()
+                        .collect(),
+                    schema_missing: !catalog.existing.contains(tenant.schema_name.as_str()),
+                    tenant,
+                }
+            })
+            .collect();
+        Ok(Status {
+            shared_pending,
+            tenants,
+            orphan_schemas,
+            relation_files: catalog.relation_files,
+            max_files_per_process: catalog.max_files_per_process,
+            name_keys,
+        })
     }
 }
 
