@@ -237,11 +237,11 @@ impl Command {
 
 /// What a command produced before it is written out.
 pub(crate) struct Done {
-    pub(crate) outcome: Outcome,
+    outcome: Outcome,
     /// Text or JSON for stdout.
-    pub(crate) output: String,
+    output: String,
     /// A one-line reason, for a command that ran but did not fully succeed.
-    pub(crate) problem: Option<String>,
+    problem: Option<String>,
 }
 
 impl Done {

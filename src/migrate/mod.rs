@@ -42,4 +42,5 @@ pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport
 pub use role_sync::{RoleReport, TenantRoleReport};
 pub use router::SyncRouter;
 
+#[cfg(feature = "cli")]
 pub(crate) use batch::{Outcome, Selection};

@@ -137,7 +137,7 @@ impl TenantPoolBuilder {
         F: Fn() -> Box<dyn diesel::connection::Instrumentation> + Send + Sync + 'static,
     {
         self.connections
-            .set_instrumentation(InstrumentationFactory(Arc::new(make)));
+            .set_instrumentation(InstrumentationFactory::new(make));
         self
     }
 

@@ -60,6 +60,7 @@ impl TenantConnection {
         &self.scope
     }
 
+    #[cfg(feature = "rocket")]
     /// Whether a query on this checkout failed because a relation or schema did not
     /// exist (a hint that the tenant may have been deleted since its route was made).
     pub(crate) fn missed_relation(&self) -> bool {

@@ -22,7 +22,7 @@ use super::proof::{self, Identity, Proof};
 use super::scope::Scope;
 use super::settings::ConnectionSettings;
 use super::tenant_roles::RoleNames;
-use super::watch::{self, Flags, Watch, MISSING_RELATION, POISON, STALE_PLAN, TYPE_LOOKUP};
+use super::watch::{self, Flags, Watch, POISON, STALE_PLAN, TYPE_LOOKUP};
 use crate::error::{Error, Result};
 use crate::schema_name::SchemaName;
 
@@ -199,9 +199,10 @@ impl ManagedConnection {
             || AnsiTransactionManager::is_broken_transaction_manager(&mut self.conn)
     }
 
+    #[cfg(feature = "rocket")]
     /// Whether a query of this checkout failed on a missing relation or schema.
     pub(super) fn missed_relation(&self) -> bool {
-        self.flags.get() & MISSING_RELATION != 0
+        self.flags.get() & watch::MISSING_RELATION != 0
     }
 
     pub(super) fn pg(&mut self) -> &mut PgConnection {

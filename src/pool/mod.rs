@@ -39,5 +39,6 @@ pub use tenant_pool::TenantPool;
 pub use tenant_roles::TenantRoles;
 
 pub(crate) use schema_lock::lock;
+#[cfg(feature = "rocket")]
 pub(crate) use tenant_pool::Routed;
 pub(crate) use tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects};

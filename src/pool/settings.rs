@@ -106,7 +106,9 @@ impl ConnectionSettings {
 
     /// The application's own instrumentation for a new connection, if it gave one.
     pub(super) fn make_instrumentation(&self) -> Option<Box<dyn Instrumentation>> {
-        self.instrumentation.as_ref().map(|make| (make.0)())
+        self.instrumentation
+            .as_ref()
+            .map(InstrumentationFactory::make)
     }
 
     pub(super) fn max_schemas_per_connection(&self) -> usize {

@@ -133,6 +133,7 @@ impl TenantPool {
         }
     }
 
+    #[cfg(feature = "rocket")]
     /// Runs `f` like [`with_scope`](Self::with_scope), but gives `f` back unrun when the
     /// checkout found the route stale, and says whether `f` met a missing relation.
     pub(crate) fn run_routed<T, E, F>(&self, scope: Scope, f: F) -> Routed<T, E, F>
@@ -187,6 +188,7 @@ impl TenantPool {
     }
 }
 
+#[cfg(feature = "rocket")]
 /// How [`TenantPool::run_routed`] ended.
 pub(crate) enum Routed<T, E, F> {
     /// `f` ran (or the checkout failed for another reason).

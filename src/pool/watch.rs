@@ -70,9 +70,21 @@ impl Flags {
 
 /// Makes the application's own [`Instrumentation`] for each new connection.
 #[derive(Clone)]
-pub(crate) struct InstrumentationFactory(
-    pub(crate) Arc<dyn Fn() -> Box<dyn Instrumentation> + Send + Sync>,
-);
+pub(crate) struct InstrumentationFactory(Arc<dyn Fn() -> Box<dyn Instrumentation> + Send + Sync>);
+
+impl InstrumentationFactory {
+    pub(crate) fn new<F>(make: F) -> Self
+    where
+        F: Fn() -> Box<dyn Instrumentation> + Send + Sync + 'static,
+    {
+        InstrumentationFactory(Arc::new(make))
+    }
+
+    /// A new instrumentation, for a new connection.
+    pub(crate) fn make(&self) -> Box<dyn Instrumentation> {
+        (self.0)()
+    }
+}
 
 impl std::fmt::Debug for InstrumentationFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -35,4 +35,5 @@ pub use snapshot::Snapshot;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
 pub use tenant_registry::TenantRegistry;
 
+#[cfg(feature = "rocket")]
 pub(crate) use listener::{DEFAULT_MAX_AGE, MIN_MAX_AGE};

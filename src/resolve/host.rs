@@ -19,8 +19,8 @@ use crate::registry::DomainName;
 /// The host and port of a valid authority, host lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Authority {
-    pub(crate) host: String,
-    pub(crate) port: Option<u16>,
+    host: String,
+    port: Option<u16>,
 }
 
 impl Authority {

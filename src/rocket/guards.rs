@@ -36,8 +36,8 @@ pub struct Tenant {
 impl Tenant {
     /// Takes the route's pinned scope and what the request named.
     fn routed(mut self, decided: &Decided) -> Self {
-        self.named = Arc::clone(&decided.named);
-        if let Some(scope) = &decided.scope {
+        self.named = Arc::clone(decided.named());
+        if let Some(scope) = decided.scope() {
             self.scope = scope.clone();
         }
         self
@@ -139,7 +139,7 @@ impl<'r> FromRequest<'r> for Tenant {
             Ok(decided) => decided,
             Err(e) => return fail(request, e.clone()),
         };
-        match Tenant::from_resolution(&decided.resolution, tenancy.is_public_tenant()) {
+        match Tenant::from_resolution(decided.resolution(), tenancy.is_public_tenant()) {
             Ok(tenant) => Outcome::Success(tenant.routed(decided)),
             Err(e) => fail(request, e),
         }

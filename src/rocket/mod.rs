@@ -179,8 +179,6 @@ mod fairing;
 mod guards;
 mod state;
 mod sync_db_pools;
-#[cfg(feature = "testing")]
-pub(crate) mod test_client;
 
 pub use api_error::{catchers, ApiError, TENANT_NOT_FOUND};
 pub use fairing::TenancyFairing;

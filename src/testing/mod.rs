@@ -90,6 +90,8 @@
 //! [`SyncRouter`]: crate::SyncRouter
 //! [`SyncRouter::prepare_spares`]: crate::SyncRouter::prepare_spares
 
+#[cfg(feature = "rocket")]
+mod client;
 mod database;
 mod template;
 mod tenancy;
@@ -100,4 +102,4 @@ pub use tenancy::{TestTenancy, TestTenancyBuilder};
 
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
-pub use crate::rocket::test_client::{AsyncTenantClient, TenantClient};
+pub use client::{AsyncTenantClient, TenantClient};

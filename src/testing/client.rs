@@ -6,8 +6,8 @@ use ::rocket::http::{Header, Method};
 use ::rocket::local::{asynchronous, blocking};
 use ::rocket::{Orbit, Rocket};
 
-use super::state::{blocking as on_blocking_thread, Tenancy};
 use crate::error::{Error, Result};
+use crate::rocket::Tenancy;
 
 /// The header every request of a tenant client carries.
 fn tenant_header(rocket: &Rocket<Orbit>, how: &How) -> Result<Header<'static>> {
@@ -101,7 +101,7 @@ macro_rules! requests {
 }
 
 /// A view of a blocking `rocket::local` client whose every request names one tenant:
-/// by the tenant header the application's [`TenancyFairing`](super::TenancyFairing)
+/// by the tenant header the application's [`TenancyFairing`](crate::rocket::TenancyFairing)
 /// reads (`Tenant-Header` unless configured otherwise), or by a `Host` registered for
 /// the tenant. Several views can share one client, e.g. to check that two tenants do
 /// not see each other's rows.
@@ -138,7 +138,7 @@ impl<'c> TenantClient<'c> {
     /// Requests name `tenant` in the application's tenant header.
     ///
     /// # Panics
-    /// If the application has no [`TenancyFairing`](super::TenancyFairing) or resolves
+    /// If the application has no [`TenancyFairing`](crate::rocket::TenancyFairing) or resolves
     /// no header, or its registry cache cannot be reloaded.
     pub fn header(client: &'c blocking::Client, tenant: &str) -> Self {
         Self::new(client, How::Header(tenant.to_owned())).unwrap_or_else(|e| unusable(e))
@@ -194,8 +194,7 @@ impl<'c> AsyncTenantClient<'c> {
 
     async fn new(client: &'c asynchronous::Client, how: How) -> Result<Self> {
         let header = tenant_header(client.rocket(), &how)?;
-        let cache = tenancy(client.rocket())?.cache_handle();
-        on_blocking_thread(move || cache.refresh()).await?;
+        tenancy(client.rocket())?.refresh_listener().await?;
         Ok(AsyncTenantClient { client, header })
     }
 
