@@ -13,6 +13,7 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
 pub mod database;
+mod database_url;
 mod error;
 mod migrate;
 mod pool;
@@ -27,10 +28,10 @@ mod sql;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use error::{Error, Hook, HookError, MigrationError, Place, Result};
+pub use error::{Error, Hook, HookError, MigrationError, Result, SchemaRef};
 pub use migrate::{
-    BatchOptions, EachReport, HookResult, MigrateOptions, MigrateReport, NewTenant, Progress,
-    ProgressFn, Refusal, RoleReport, Source, Status, SyncRouter, TenantHooks, TenantReport,
+    BatchOptions, EachReport, HookResult, MigrateOptions, MigrateReport, MigrationStatus,
+    NewTenant, Progress, ProgressFn, Refusal, RoleReport, SyncRouter, TenantHooks, TenantReport,
     TenantRoleReport, TenantRun, TenantStatus, REGISTRY_MIGRATIONS,
 };
 pub use pool::{
@@ -39,7 +40,7 @@ pub use pool::{
 };
 pub use registry::{
     schema, tenant_name_key, validate_tenant_name, Domain, DomainName, NameKeys, RegistryCache,
-    RegistryCacheBuilder, Snapshot, Tenant, TenantRegistry, MAX_TENANT_NAME_LEN,
+    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantRegistry, MAX_TENANT_NAME_LEN,
 };
 pub use schema_name::{SchemaName, SchemaRules};
 

@@ -275,7 +275,7 @@ async fn flow(page: &Page<'_>, server: &Server, picture: &Path) {
     page.fill("#hotel-form #location", "Paris").await;
     page.fill(
         "#hotel-form #description",
-        "Grand hotel on the Place Vendôme",
+        "Grand hotel on the SchemaRef Vendôme",
     )
     .await;
     let file = page.wait_for("#hotel-form #picture").await;

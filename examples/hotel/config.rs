@@ -22,6 +22,10 @@ pub const DATABASE: &str = "hotel";
 /// A local database named `hotel`.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hotel?sslmode=disable";
 
+/// The maintenance database of [`DEFAULT_DATABASE_URL`]'s server, which tells whether a
+/// server logs `postgres` in there before the `hotel` database exists.
+pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
+
 /// Where the embedded cluster lives unless `HOTEL_PG_DIR` says otherwise.
 const DEFAULT_EMBEDDED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.hotel");
 

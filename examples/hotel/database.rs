@@ -11,9 +11,8 @@
 use std::path::Path;
 
 use diesel::{Connection, PgConnection};
-use diesel_tenancy::database::{redact, with_database};
 
-use crate::config::{EmbeddedMode, Settings, DEFAULT_DATABASE_URL};
+use crate::config::{EmbeddedMode, Settings, DEFAULT_DATABASE_URL, DEFAULT_SERVER_URL};
 use crate::embedded_pg::Cluster;
 
 /// The database the process uses; an embedded cluster it runs stops (if it is the
@@ -24,11 +23,11 @@ pub struct Database {
     _cluster: Option<Cluster>,
 }
 
-/// Why the default URL was not used.
+/// Why the default server was not used: `url` names its maintenance database, which
+/// exists before the service creates its own.
 fn probe(url: &str) -> Result<(), String> {
-    let maintenance = with_database(url, "postgres").map_err(|e| e.to_string())?;
-    let sep = if maintenance.contains('?') { '&' } else { '?' };
-    PgConnection::establish(&format!("{maintenance}{sep}connect_timeout=3"))
+    let sep = if url.contains('?') { '&' } else { '?' };
+    PgConnection::establish(&format!("{url}{sep}connect_timeout=3"))
         .map(drop)
         .map_err(|e| {
             let text = e.to_string();
@@ -50,11 +49,11 @@ pub fn open(settings: &Settings, create: bool, verbose: bool) -> Result<Database
     let why = match settings.embedded {
         EmbeddedMode::Never => None,
         EmbeddedMode::Always => Some("HOTEL_EMBEDDED_PG=always".to_owned()),
-        EmbeddedMode::Auto => match probe(DEFAULT_DATABASE_URL) {
+        EmbeddedMode::Auto => match probe(DEFAULT_SERVER_URL) {
             Ok(()) => None,
             Err(e) => Some(format!(
                 "no server logged in at {}: {e}",
-                redact(DEFAULT_DATABASE_URL)
+                DEFAULT_DATABASE_URL
             )),
         },
     };
@@ -114,7 +113,7 @@ mod tests {
             .expect("a free port");
         // Nothing listens there once the listener above is gone.
         let err = probe(&format!(
-            "postgres://postgres@127.0.0.1:{port}/hotel?sslmode=disable"
+            "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
         ))
         .expect_err("nothing listens there");
         assert!(err.contains("refused"), "{err}");

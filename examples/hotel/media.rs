@@ -1,6 +1,6 @@
 //! `/media/<path>`: uploaded pictures, served only within the tenant that owns them.
 
-use diesel_tenancy::rocket::Tenant;
+use diesel_tenancy::rocket::CurrentTenant;
 use rocket::fairing::AdHoc;
 use rocket::fs::NamedFile;
 use rocket::http::uri::{fmt::Path, Segments};
@@ -19,7 +19,7 @@ pub fn stage() -> AdHoc {
 /// Looks only under `MEDIA_ROOT/<the request's schema>/`: another tenant's file is a 404.
 #[get("/media/<path..>")]
 async fn serve(
-    tenant: Tenant,
+    tenant: CurrentTenant,
     path: Segments<'_, Path>,
     media: &State<MediaRoot>,
 ) -> Result<NamedFile, Problem> {

@@ -9,7 +9,7 @@ use super::progress::{self, Bar};
 use super::{Done, MigrateArgs, Outcome};
 use crate::error::Result;
 use crate::migrate::SyncRouter;
-use crate::migrate::{MigrateOptions, MigrateReport, Status, TenantStatus};
+use crate::migrate::{MigrateOptions, MigrateReport, MigrationStatus, TenantStatus};
 
 /// Migrated tenants listed one per line in the human summary; more are counted only.
 const LISTED: usize = 50;
@@ -142,7 +142,7 @@ fn human_summary(shared: &[String], report: &MigrateReport, took: Duration) -> S
 }
 
 /// The tenants `--tenant`/`--skip` select that have something pending.
-fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a TenantStatus>> {
+fn selected<'a>(args: &MigrateArgs, status: &'a MigrationStatus) -> Result<Vec<&'a TenantStatus>> {
     status.pending_tenants(&args.tenants, &args.skip)
 }
 
@@ -188,7 +188,7 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
     })
 }
 
-fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
+fn human_check(status: &MigrationStatus, tenants: &[&TenantStatus]) -> String {
     let mut out = String::new();
     if !status.shared_pending.is_empty() {
         let _ = writeln!(

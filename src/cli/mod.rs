@@ -70,7 +70,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::error::Error;
 use crate::migrate::SyncRouter;
 
 /// The management commands. Flatten into an application's own [`Subcommand`] enum.
@@ -317,7 +316,7 @@ fn run_with(
     let done = match result {
         Ok(done) => done,
         Err(e) => {
-            let _ = writeln!(err, "error: {}", one_line(&describe(&e)));
+            let _ = writeln!(err, "error: {}", one_line(&e.to_string()));
             return Outcome::Failed;
         }
     };
@@ -332,18 +331,6 @@ fn run_with(
         let _ = writeln!(err, "error: {}", one_line(problem));
     }
     done.outcome
-}
-
-/// The error's message, with a hint when the registry tables are missing.
-fn describe(e: &Error) -> String {
-    let text = e.to_string();
-    if text.contains("relation \"public.tenants\" does not exist")
-        || text.contains("relation \"public.domains\" does not exist")
-    {
-        format!("{text} (the tenant registry is missing: did you forget to run `migrate`?)")
-    } else {
-        text
-    }
 }
 
 /// Collapses a message onto one line.

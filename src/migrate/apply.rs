@@ -11,9 +11,9 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use super::batch::run_parallel;
 use super::migration_set::MigrationSet;
-use super::report::{MigrateOptions, MigrateReport, Status, TenantReport};
+use super::report::{MigrateOptions, MigrateReport, MigrationStatus, TenantReport};
 use super::role_provision::{ensure_tenant_role, sync_shared_grants, Context};
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::{lock, TenantPool};
 use crate::registry::name_keys;
 use crate::registry::{Tenant, TenantRegistry};
@@ -53,7 +53,7 @@ pub(super) fn migrate_tenant(
     set: &MigrationSet,
     schema: &SchemaName,
 ) -> Result<Vec<String>> {
-    let place = Place::Schema(schema.to_string());
+    let place = SchemaRef::Schema(schema.to_string());
     pool.with_public(|conn| {
         conn.transaction(|conn| {
             lock(conn, schema.as_str())?;
@@ -78,7 +78,7 @@ pub(super) fn migrate_tenant(
 pub(super) fn migrate_all(
     pool: &TenantPool,
     set: &MigrationSet,
-    status: &Status,
+    status: &MigrationStatus,
     options: &MigrateOptions,
 ) -> Result<MigrateReport> {
     let todo = options.select(status)?;
@@ -110,10 +110,10 @@ pub(super) fn set_local_path(conn: &mut PgConnection, path: &str) -> Result<()> 
 /// soon as the migration that adds their column has run (the next one makes them
 /// unique and `NOT NULL`).
 fn run_shared(conn: &mut PgConnection, set: &MigrationSet) -> Result<Vec<String>> {
-    let place = Place::Public;
+    let place = SchemaRef::Public;
     set.versions(&place)?;
     let failed = |source| Error::Migration {
-        place: Place::Public,
+        place: SchemaRef::Public,
         source,
     };
     let pending = conn.pending_migrations(set.clone()).map_err(failed)?;
@@ -132,7 +132,7 @@ fn run_shared(conn: &mut PgConnection, set: &MigrationSet) -> Result<Vec<String>
 pub(super) fn run_pending(
     conn: &mut PgConnection,
     set: &MigrationSet,
-    place: &Place,
+    place: &SchemaRef,
 ) -> Result<Vec<String>> {
     set.versions(place)?;
     let applied = conn

@@ -8,12 +8,13 @@ use diesel::pg::PgConnection;
 
 use super::batch::{run_parallel, BatchOptions, Outcome};
 use super::transaction_mark::TransactionMark;
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::TenantPool;
 use crate::registry::{Tenant, TenantRegistry};
 
 /// What running the work in one tenant gave.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct TenantRun<T, E = Error> {
     /// Tenant name.
     pub tenant: String,
@@ -36,6 +37,7 @@ impl<T: Send, E: Send> Outcome for TenantRun<T, E> {
 
 /// What [`SyncRouter::for_each_tenant`](crate::SyncRouter::for_each_tenant) did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct EachReport<T, E = Error> {
     /// One entry per tenant the work ran in, ordered by name.
     pub tenants: Vec<TenantRun<T, E>>,
@@ -112,7 +114,7 @@ where
             }
             let mark = TransactionMark::take(conn)?;
             let value = work(conn, tenant)?;
-            let place = Place::Schema(schema.to_string());
+            let place = SchemaRef::Schema(schema.to_string());
             mark.check(conn, &place, "the work")?;
             Ok(value)
         })

@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 
 use super::transaction_mark::TransactionMark;
-use crate::error::{Error, Hook, HookError, Place, Result};
+use crate::error::{Error, Hook, HookError, Result, SchemaRef};
 use crate::registry::Tenant;
 
 /// What a hook returns: `Ok(())`, or any error (boxed), which rolls the whole change back.
@@ -215,7 +215,7 @@ fn run<H>(
             source,
         })?;
     }
-    let place = Place::Schema(tenant.schema_name.to_string());
+    let place = SchemaRef::Schema(tenant.schema_name.to_string());
     mark.check(conn, &place, &format!("the {hook} hook"))
 }
 

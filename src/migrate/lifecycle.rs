@@ -9,7 +9,7 @@ use super::hooks::TenantHooks;
 use super::migration_set::MigrationSet;
 use super::role_provision::{drop_tenant_role, ensure_tenant_role, Context};
 use super::spares::claim_spare;
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::{lock, Scope, TenantPool};
 use crate::registry::{validate_tenant_name, DomainName, Tenant, TenantRegistry};
 use crate::schema_name::{SchemaName, SchemaRules};
@@ -69,7 +69,7 @@ pub(super) fn create(
                 conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
             }
             set_local_path(conn, &schema.quoted())?;
-            run_pending(conn, tenant_set, &Place::Schema(schema.to_string()))?;
+            run_pending(conn, tenant_set, &SchemaRef::Schema(schema.to_string()))?;
             if let Some((roles, context)) = &roles {
                 ensure_tenant_role(conn, context, roles, &schema)?;
             }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
 
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 
 /// A shareable migration source (e.g. an `embed_migrations!` constant).
-pub type Source = Arc<dyn MigrationSource<Pg> + Send + Sync>;
+pub(crate) type Source = Arc<dyn MigrationSource<Pg> + Send + Sync>;
 
 /// The union of several sources. Diesel keys migrations by version, so two sources that
 /// share a version would silently lose one: [`MigrationSet::versions`] refuses that.
@@ -28,7 +28,7 @@ impl MigrationSet {
     }
 
     /// Every version in the set, sorted; an error if a version appears twice.
-    pub(crate) fn versions(&self, place: &Place) -> Result<Vec<String>> {
+    pub(crate) fn versions(&self, place: &SchemaRef) -> Result<Vec<String>> {
         let mut seen = HashSet::new();
         let mut versions = Vec::new();
         for migration in self.migrations().map_err(|source| Error::Migration {

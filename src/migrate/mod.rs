@@ -10,7 +10,7 @@
 //!   application's [`TenantHooks`] (`hooks.rs`) in the same transaction;
 //!   `spares.rs`: schemas built ahead of time, claimed by creation;
 //! - `status.rs`: what is pending everywhere, in a bounded number of queries; `report.rs`:
-//!   what migrating reported ([`MigrateReport`], [`Status`]);
+//!   what migrating reported ([`MigrateReport`], [`MigrationStatus`]);
 //! - `batch.rs`: work over many tenants (selection, parallelism, progress), shared by
 //!   `migrate_all` and `each_tenant.rs` ([`SyncRouter::for_each_tenant`]);
 //! - `transaction_mark.rs`: proves that code run in the crate's transaction (hooks, work
@@ -37,10 +37,13 @@ pub use batch::{BatchOptions, Progress};
 pub use each_tenant::{EachReport, TenantRun};
 pub use hooks::{HookResult, Refusal, TenantHooks};
 pub use lifecycle::NewTenant;
-pub use migration_set::Source;
-pub use report::{MigrateOptions, MigrateReport, ProgressFn, Status, TenantReport, TenantStatus};
+pub use report::{
+    MigrateOptions, MigrateReport, MigrationStatus, ProgressFn, TenantReport, TenantStatus,
+};
 pub use role_sync::{RoleReport, TenantRoleReport};
 pub use router::SyncRouter;
 
 #[cfg(feature = "cli")]
 pub(crate) use batch::{Outcome, Selection};
+#[cfg(feature = "rocket")]
+pub(crate) use migration_set::Source;

@@ -24,7 +24,7 @@ pub type MigrateOptions = BatchOptions<TenantReport>;
 
 impl MigrateOptions {
     /// The tenants with pending migrations that these options select.
-    pub(crate) fn select(&self, status: &Status) -> Result<Vec<Tenant>> {
+    pub(crate) fn select(&self, status: &MigrationStatus) -> Result<Vec<Tenant>> {
         Ok(status
             .pending_tenants(&self.only, &self.skip)?
             .into_iter()
@@ -35,6 +35,7 @@ impl MigrateOptions {
 
 /// What migrating one tenant did.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct TenantReport {
     /// Tenant name.
     pub tenant: String,
@@ -86,6 +87,7 @@ impl Outcome for TenantReport {
 
 /// What [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all) did.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct MigrateReport {
     /// One entry per tenant that was attempted.
     pub tenants: Vec<TenantReport>,
@@ -109,6 +111,7 @@ impl MigrateReport {
 
 /// Migration state of one tenant.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TenantStatus {
     /// The tenant.
     pub tenant: Tenant,
@@ -122,7 +125,8 @@ pub struct TenantStatus {
 
 /// Migration state of the whole database, from [`SyncRouter::status`](crate::SyncRouter::status).
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+#[non_exhaustive]
+pub struct MigrationStatus {
     /// Shared (and, with the public tenant, tenant) versions not applied to `public`.
     pub shared_pending: Vec<String>,
     /// Every registered tenant.
@@ -141,7 +145,7 @@ pub struct Status {
     pub name_keys: crate::registry::NameKeys,
 }
 
-impl Status {
+impl MigrationStatus {
     /// Whether a backend serving every tenant needs more relation files than
     /// `max_files_per_process` lets it keep open. PostgreSQL then closes and reopens
     /// files as tenants alternate; raise the setting (a server restart) above
@@ -184,8 +188,11 @@ impl Status {
 
 /// A status with nothing pending and the given file figures, for unit tests.
 #[cfg(test)]
-pub(crate) fn file_status(relation_files: u64, max_files_per_process: Option<u64>) -> Status {
-    Status {
+pub(crate) fn file_status(
+    relation_files: u64,
+    max_files_per_process: Option<u64>,
+) -> MigrationStatus {
+    MigrationStatus {
         shared_pending: Vec::new(),
         tenants: Vec::new(),
         orphan_schemas: Vec::new(),

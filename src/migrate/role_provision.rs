@@ -8,7 +8,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Text};
 
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::lock;
 use crate::pool::{schema_grants_sql, RoleNames, SchemaObjects, TenantRoles};
 use crate::schema_name::{quote_ident, SchemaName};
@@ -89,7 +89,7 @@ impl RoleState {
     /// role given more (by hand, or by SQL that changed the role in a checkout) would
     /// reach past its grants. Checked wherever roles are made or repaired, not on every
     /// checkout, where reading these shared catalogs is costly.
-    fn audit(&self, place: &Place, tenant_role: &str, allowed: &[&str]) -> Result<()> {
+    fn audit(&self, place: &SchemaRef, tenant_role: &str, allowed: &[&str]) -> Result<()> {
         let extra: Vec<&str> = self
             .member_of
             .iter()
@@ -157,7 +157,7 @@ fn ensure_group(
     names: &RoleNames,
     roles: &TenantRoles,
     known: Option<&HashMap<String, RoleState>>,
-    (place, tenant_role): (&Place, &str),
+    (place, tenant_role): (&SchemaRef, &str),
 ) -> Result<()> {
     let group = names.group();
     let looked_up;
@@ -195,7 +195,7 @@ pub(crate) fn ensure_tenant_role(
 ) -> Result<(String, bool)> {
     let names = context.names()?;
     let (group, role) = (names.group(), names.tenant(schema));
-    let place = Place::Schema(schema.to_string());
+    let place = SchemaRef::Schema(schema.to_string());
     let (existing, objects) = look_up(conn, &[group.clone(), role.clone()], schema)?;
     ensure_group(conn, &names, roles, Some(&existing), (&place, &role))?;
     if let Some(found) = existing.get(&role) {
@@ -305,7 +305,13 @@ struct Granted {
 pub(crate) fn sync_shared_grants(conn: &mut PgConnection, roles: &TenantRoles) -> Result<()> {
     let context = Context::managing(conn)?;
     let names = context.names()?;
-    ensure_group(conn, &names, roles, None, (&Place::Public, &names.group()))?;
+    ensure_group(
+        conn,
+        &names,
+        roles,
+        None,
+        (&SchemaRef::Public, &names.group()),
+    )?;
     let group = names.group();
     for table in roles.shared_reads() {
         let qualified = table.quoted();

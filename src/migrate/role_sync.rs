@@ -31,6 +31,7 @@ fn without_role(
 
 /// What [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles) did for one tenant.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct TenantRoleReport {
     /// Tenant name.
     pub tenant: String,
@@ -49,6 +50,7 @@ pub struct TenantRoleReport {
 
 /// What [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles) did.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct RoleReport {
     /// One entry per registered tenant, in name order.
     pub tenants: Vec<TenantRoleReport>,

@@ -14,11 +14,11 @@ use super::each_tenant::{self, EachReport, TenantRun};
 use super::hooks::TenantHooks;
 use super::lifecycle::{self, NewTenant};
 use super::migration_set::{MigrationSet, Source};
-use super::report::{MigrateOptions, MigrateReport, Status};
+use super::report::{MigrateOptions, MigrateReport, MigrationStatus};
 use super::role_sync::{self, RoleReport};
 use super::spares;
 use super::status;
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
 use crate::schema_name::{SchemaName, SchemaRules};
@@ -131,18 +131,19 @@ impl SyncRouter {
             sources.push(Arc::new(self.tenant.clone()));
         }
         let set = MigrationSet::new(sources);
-        set.versions(&Place::Public)?;
+        set.versions(&SchemaRef::Public)?;
         Ok(set)
     }
 
     /// Versions of the shared set (with the tenant set, for the public tenant), sorted.
     pub(crate) fn shared_versions(&self) -> Result<Vec<String>> {
-        self.shared_set()?.versions(&Place::Public)
+        self.shared_set()?.versions(&SchemaRef::Public)
     }
 
     /// Versions of the tenant set, sorted.
     pub fn tenant_versions(&self) -> Result<Vec<String>> {
-        self.tenant.versions(&Place::Schema("<tenant set>".into()))
+        self.tenant
+            .versions(&SchemaRef::Schema("<tenant set>".into()))
     }
 
     /// Applies the pending shared migrations to `public` under an advisory lock and
@@ -204,7 +205,7 @@ impl SyncRouter {
     /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
     /// says which schemas have a tracking table, and their versions are read with one
     /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
-    pub fn status(&self) -> Result<Status> {
+    pub fn status(&self) -> Result<MigrationStatus> {
         status::status(
             &self.pool,
             &self.shared_versions()?,

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 
 use super::apply::{run_pending, set_local_path};
 use super::migration_set::MigrationSet;
-use crate::error::{Error, Place, Result};
+use crate::error::{Error, Result, SchemaRef};
 use crate::pool::TenantPool;
 use crate::registry::schema::tenant_spares;
 use crate::schema_name::SchemaName;
@@ -31,7 +31,7 @@ pub(super) fn prepare(pool: &TenantPool, tenant_set: &MigrationSet, count: usize
             conn.transaction(|conn| {
                 conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
                 set_local_path(conn, &name.quoted())?;
-                run_pending(conn, tenant_set, &Place::Schema(name.to_string()))?;
+                run_pending(conn, tenant_set, &SchemaRef::Schema(name.to_string()))?;
                 diesel::insert_into(tenant_spares::table)
                     .values(tenant_spares::schema_name.eq(name.as_str()))
                     .execute(conn)?;

@@ -6,7 +6,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text};
 
-use super::report::{Status, TenantStatus};
+use super::report::{MigrationStatus, TenantStatus};
 use crate::error::{Error, Result};
 use crate::pool::TenantPool;
 use crate::registry::TenantRegistry;
@@ -58,7 +58,7 @@ pub(super) fn status(
     pool: &TenantPool,
     shared: &[String],
     tenant_versions: &[String],
-) -> Result<Status> {
+) -> Result<MigrationStatus> {
     let (tenants, tracked, catalog, spares, to_read, name_keys) = pool.with_public(|conn| {
         // On a database the shared set never reached, there is no registry yet:
         // everything shared is pending and there are no tenants.
@@ -119,7 +119,7 @@ pub(super) fn status(
                 }
             })
             .collect();
-        Ok(Status {
+        Ok(MigrationStatus {
             shared_pending,
             tenants,
             orphan_schemas,

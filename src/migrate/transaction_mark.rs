@@ -17,7 +17,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Timestamptz};
 
-use crate::error::{connection_lost, Error, Place, Result};
+use crate::error::{connection_lost, Error, Result, SchemaRef};
 
 #[derive(QueryableByName, PartialEq, Eq, Debug)]
 struct Row {
@@ -45,7 +45,7 @@ impl TransactionMark {
 
     /// Fails with [`Error::TransactionBroken`] unless `conn` is still in the marked
     /// transaction and that transaction is not aborted. `by` names the code that ran.
-    pub(crate) fn check(&self, conn: &mut PgConnection, place: &Place, by: &str) -> Result<()> {
+    pub(crate) fn check(&self, conn: &mut PgConnection, place: &SchemaRef, by: &str) -> Result<()> {
         let broken = |reason| Error::TransactionBroken {
             place: place.clone(),
             by: by.to_owned(),

@@ -236,7 +236,7 @@ impl ManagedConnection {
         if self.transaction_depth().is_some() {
             self.discard("Diesel still had a transaction open on it");
             return Err(Error::ScopeChangeInTransaction {
-                wanted: scope.place(),
+                wanted: scope.schema_ref(),
             });
         }
         if self.is_poisoned() {
@@ -245,7 +245,7 @@ impl ManagedConnection {
         if let Some(bound) = self.types_scope.as_ref().filter(|bound| *bound != scope) {
             let reason = format!(
                 "Diesel cached custom type OIDs it looked up by search_path in {}",
-                bound.place()
+                bound.schema_ref()
             );
             self.discard(&reason);
             return Err(unclean(scope, &reason));
@@ -311,7 +311,7 @@ impl ManagedConnection {
         };
         self.discard(&format!(
             "its checkout for {} failed: {reason}",
-            scope.place()
+            scope.schema_ref()
         ));
         if reason.starts_with(proof::STALE_ROUTE) {
             // The session itself was clean (no other reason): the route is what failed.
@@ -321,14 +321,14 @@ impl ManagedConnection {
         }
         if let Some(role) = role.filter(|role| reason.contains(role)) {
             return Error::TenantRole {
-                place: scope.place(),
+                place: scope.schema_ref(),
                 role: role.to_owned(),
                 reason,
             };
         }
         if watch::poisons(&source) & POISON != 0 {
             Error::SetScope {
-                place: scope.place(),
+                place: scope.schema_ref(),
                 source,
             }
         } else {
@@ -349,7 +349,7 @@ impl ManagedConnection {
                 Some(Err(source)) => {
                     self.discard("reading its queued notifications failed");
                     return Err(Error::SetScope {
-                        place: scope.place(),
+                        place: scope.schema_ref(),
                         source,
                     });
                 }
@@ -430,7 +430,7 @@ impl ManagedConnection {
 
 fn unclean(scope: &Scope, reason: &str) -> Error {
     Error::UncleanSession {
-        place: scope.place(),
+        place: scope.schema_ref(),
         reason: reason.to_owned(),
     }
 }

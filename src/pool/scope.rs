@@ -1,6 +1,6 @@
 //! [`Scope`]: which schema a connection works in.
 
-use crate::error::Place;
+use crate::error::SchemaRef;
 use crate::schema_name::{quote_ident, SchemaName};
 
 /// The schema a checked-out connection is bound to.
@@ -29,10 +29,10 @@ pub enum Scope {
 
 impl Scope {
     /// The place this scope names, for error messages.
-    pub fn place(&self) -> Place {
+    pub fn schema_ref(&self) -> SchemaRef {
         match self.schema() {
-            None => Place::Public,
-            Some(s) => Place::Schema(s.as_str().to_owned()),
+            None => SchemaRef::Public,
+            Some(s) => SchemaRef::Schema(s.as_str().to_owned()),
         }
     }
 

@@ -20,7 +20,7 @@ use diesel::pg::PgConnection;
 use super::domain_name::DomainName;
 use super::listener::{Command, Settings, Worker};
 use super::rows::Tenant;
-use super::snapshot::{load, Snapshot};
+use super::snapshot::{load, RegistrySnapshot};
 use super::snapshot_cell::SnapshotCell;
 use crate::error::{Error, Result};
 
@@ -88,14 +88,14 @@ impl RegistryCache {
 
     /// The last snapshot, however old; cheap (one reference count). Route requests with
     /// [`fresh_snapshot`](Self::fresh_snapshot) instead.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub fn snapshot(&self) -> Arc<RegistrySnapshot> {
         self.shared.load()
     }
 
     /// The snapshot, if it was proven current within
     /// [`max_age`](RegistryCacheBuilder::max_age); otherwise [`Error::Unavailable`]
     /// (a 503 in the Rocket integration). Cheap: no database round trip.
-    pub fn fresh_snapshot(&self) -> Result<Arc<Snapshot>> {
+    pub fn fresh_snapshot(&self) -> Result<Arc<RegistrySnapshot>> {
         self.shared
             .fresh(self.max_age)
             .map_err(|age| Error::Unavailable {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use diesel::connection::{Connection, SimpleConnection};
 use diesel::pg::PgConnection;
 
-use super::snapshot::{load, Snapshot};
+use super::snapshot::{load, RegistrySnapshot};
 use crate::error::{Error, Result};
 
 /// The NOTIFY channel the registry triggers signal on.
@@ -41,7 +41,7 @@ enum Job {
 
 enum Reply {
     Changed(bool),
-    Loaded(Box<Snapshot>),
+    Loaded(Box<RegistrySnapshot>),
 }
 
 /// A listening connection on its own thread.
@@ -95,7 +95,7 @@ impl Link {
     }
 
     /// Loads the registry.
-    pub(crate) fn load(&self, deadline: Duration) -> Result<Snapshot> {
+    pub(crate) fn load(&self, deadline: Duration) -> Result<RegistrySnapshot> {
         match self.call(Job::Load, deadline)? {
             Reply::Loaded(snapshot) => Ok(*snapshot),
             Reply::Changed(_) => Err(unavailable("the listener answered out of turn".into())),

@@ -16,10 +16,11 @@ use serde::Serialize;
 
 use super::schema::tenants;
 use super::tenant_name::{tenant_name_key, validate_tenant_name};
-use crate::error::{shorten, Error, Place, Result};
+use crate::error::{shorten, Error, Result, SchemaRef};
 
 /// How the registry's stored name keys compare with the rule.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct NameKeys {
     /// Tenants whose stored key is not the one the rule computes; `migrate` re-keys them.
     pub stale: Vec<String>,
@@ -111,7 +112,7 @@ pub(crate) fn rekey(conn: &mut PgConnection) -> Result<usize> {
     if let Some(names) = report.collisions.first() {
         let listed: Vec<String> = names.iter().map(|n| format!("`{}`", shorten(n))).collect();
         return Err(Error::Migration {
-            place: Place::Public,
+            place: SchemaRef::Public,
             source: format!(
                 "tenants {} are the same name under the crate's case-insensitive rule \
                  (diesel_tenancy::tenant_name_key, Unicode {}); rename all but one (e.g. \

@@ -4,12 +4,14 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::domain_name::DomainName;
 use super::schema::{domains, tenants};
 use crate::error::{Error, Result};
 use crate::schema_name::SchemaName;
 
 /// A registered tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Tenant {
     /// Registry id.
     pub id: i64,
@@ -24,6 +26,7 @@ pub struct Tenant {
 /// A domain a tenant is reached at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable, Selectable)]
 #[diesel(table_name = domains, check_for_backend(diesel::pg::Pg))]
+#[non_exhaustive]
 pub struct Domain {
     /// Registry id.
     pub id: i64,
@@ -33,6 +36,37 @@ pub struct Domain {
     pub tenant_id: i64,
     /// Whether this is the tenant's primary domain (at most one per tenant).
     pub is_primary: bool,
+}
+
+impl Tenant {
+    /// A tenant row as the registry would return it, e.g. for a
+    /// [`RegistrySnapshot`](crate::RegistrySnapshot) or a
+    /// [`TenantLookup`](crate::resolve::TenantLookup) built in a test.
+    pub fn new(
+        id: i64,
+        name: impl Into<String>,
+        schema_name: SchemaName,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Tenant {
+            id,
+            name: name.into(),
+            schema_name,
+            created_at,
+        }
+    }
+}
+
+impl Domain {
+    /// A domain row as the registry would return it (`domain` as stored: normalized).
+    pub fn new(id: i64, domain: &DomainName, tenant_id: i64, is_primary: bool) -> Self {
+        Domain {
+            id,
+            domain: domain.to_string(),
+            tenant_id,
+            is_primary,
+        }
+    }
 }
 
 #[derive(Queryable, Selectable)]

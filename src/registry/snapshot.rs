@@ -1,4 +1,4 @@
-//! [`Snapshot`]: one consistent view of the registry, indexed for lookups, and how it is
+//! [`RegistrySnapshot`]: one consistent view of the registry, indexed for lookups, and how it is
 //! loaded.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use crate::pool::Scope;
 
 /// One consistent view of the registry: every tenant and domain, indexed.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub struct RegistrySnapshot {
     tenants: Vec<Arc<Tenant>>,
     domains: Vec<Domain>,
     by_name: HashMap<String, Arc<Tenant>>,
@@ -27,7 +27,7 @@ pub struct Snapshot {
     schema_oids: Option<HashMap<i64, u32>>,
 }
 
-impl Snapshot {
+impl RegistrySnapshot {
     /// Indexes `tenants` by name key ([`tenant_name_key`](crate::tenant_name_key)) and
     /// id, and `domains` by domain. Domains of tenants not in `tenants` are ignored.
     ///
@@ -56,7 +56,7 @@ impl Snapshot {
                 Some((d.domain.to_ascii_lowercase(), Arc::clone(tenant)))
             })
             .collect();
-        Snapshot {
+        RegistrySnapshot {
             tenants,
             domains,
             by_name,
@@ -117,14 +117,14 @@ impl Snapshot {
 /// transaction already open (a `TransactionLocal` checkout), in a savepoint of it, where
 /// the reads may see commits between them: a tenant whose schema OID is missing from the
 /// later read is then pinned to OID 0 and fails closed.
-pub(crate) fn load(conn: &mut PgConnection) -> Result<Snapshot> {
+pub(crate) fn load(conn: &mut PgConnection) -> Result<RegistrySnapshot> {
     use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
     let started = Instant::now();
     let read = |conn: &mut PgConnection| {
         let tenants = TenantRegistry::list(conn)?;
         let domains = TenantRegistry::list_domains(conn)?;
         let oids = schema_oids(conn)?;
-        Ok::<_, Error>(Snapshot::new(tenants, domains).with_schema_oids(oids))
+        Ok::<_, Error>(RegistrySnapshot::new(tenants, domains).with_schema_oids(oids))
     };
     let nested = !matches!(
         AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
@@ -188,7 +188,7 @@ mod tests {
             tenant_id,
             is_primary: true,
         };
-        let s = Snapshot::new(
+        let s = RegistrySnapshot::new(
             vec![tenant(1, "Demo1"), tenant(2, "Hôtel")],
             vec![domain(1, "demo1.localhost", 1), domain(2, "orphan.test", 9)],
         );

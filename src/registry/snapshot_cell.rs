@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::snapshot::Snapshot;
+use super::snapshot::RegistrySnapshot;
 
 /// The snapshot and the moment it was last proven current.
 #[derive(Debug, Default)]
 struct Current {
-    snapshot: Arc<Snapshot>,
+    snapshot: Arc<RegistrySnapshot>,
     /// Every registry change committed before this instant is in `snapshot`; `None`
     /// until the first load.
     as_of: Option<Instant>,
@@ -30,7 +30,7 @@ impl SnapshotCell {
     /// Keeps `snapshot`, loaded by a transaction that began after `as_of`, unless a
     /// snapshot begun later is already kept (loads through several connections may
     /// finish out of order).
-    pub(super) fn store(&self, snapshot: Snapshot, as_of: Instant) {
+    pub(super) fn store(&self, snapshot: RegistrySnapshot, as_of: Instant) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if current.as_of.is_some_and(|kept| kept > as_of) {
             return;
@@ -53,7 +53,7 @@ impl SnapshotCell {
         self.listening.store(listening, Ordering::Release);
     }
 
-    pub(super) fn load(&self) -> Arc<Snapshot> {
+    pub(super) fn load(&self) -> Arc<RegistrySnapshot> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(&current.snapshot)
     }
@@ -62,7 +62,7 @@ impl SnapshotCell {
     pub(super) fn fresh(
         &self,
         max_age: Duration,
-    ) -> std::result::Result<Arc<Snapshot>, Option<Duration>> {
+    ) -> std::result::Result<Arc<RegistrySnapshot>, Option<Duration>> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         let age = current.as_of.map(|as_of| as_of.elapsed());
         match age {

@@ -189,7 +189,7 @@ impl TenantRegistry {
             let key = tenant_name_key(name).into_owned();
             if let Some(first) = seen.insert(key, name) {
                 return Err(Error::Migration {
-                    place: crate::error::Place::Public,
+                    place: crate::error::SchemaRef::Public,
                     source: format!(
                         "tenants `{}` and `{}` are the same name under the crate's \
                          case-insensitive rule (diesel_tenancy::tenant_name_key); rename one \

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::error::shorten;
 use crate::registry::DomainName;
-use crate::registry::Snapshot;
+use crate::registry::RegistrySnapshot;
 use crate::registry::Tenant;
 
 /// The header the default chain reads the tenant name from.
@@ -95,9 +95,19 @@ impl fmt::Display for TenantRef {
 
 /// A request carried a tenant reference that cannot be read; answer 400 with `detail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Malformed {
     /// A message for the client, e.g. "malformed Tenant-Header: contains control characters".
     pub detail: String,
+}
+
+impl Malformed {
+    /// A refusal whose `detail` the client is sent (with 400).
+    pub fn new(detail: impl Into<String>) -> Self {
+        Malformed {
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A custom resolution rule, e.g. reading a tenant claim from a token.
@@ -108,7 +118,7 @@ pub trait TenantResolver: Send + Sync + 'static {
     fn resolve(&self, request: &dyn RequestParts) -> Result<Option<TenantRef>, Malformed>;
 }
 
-/// Where resolved names are looked up: the in-memory registry [`Snapshot`], or a test map.
+/// Where resolved names are looked up: the in-memory registry [`RegistrySnapshot`], or a test map.
 pub trait TenantLookup {
     /// The tenant with this name, compared case-insensitively.
     fn by_name(&self, name: &str) -> Option<Arc<Tenant>>;
@@ -118,15 +128,15 @@ pub trait TenantLookup {
     fn by_id(&self, id: i64) -> Option<Arc<Tenant>>;
 }
 
-impl TenantLookup for Snapshot {
+impl TenantLookup for RegistrySnapshot {
     fn by_name(&self, name: &str) -> Option<Arc<Tenant>> {
-        Snapshot::by_name(self, name)
+        RegistrySnapshot::by_name(self, name)
     }
     fn by_domain(&self, domain: &DomainName) -> Option<Arc<Tenant>> {
-        Snapshot::by_domain(self, domain)
+        RegistrySnapshot::by_domain(self, domain)
     }
     fn by_id(&self, id: i64) -> Option<Arc<Tenant>> {
-        Snapshot::by_id(self, id)
+        RegistrySnapshot::by_id(self, id)
     }
 }
 

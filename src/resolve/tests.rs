@@ -61,14 +61,14 @@ impl RequestParts for FakeRequest {
     }
 }
 
-fn registry() -> Snapshot {
+fn registry() -> RegistrySnapshot {
     let tenant = |id, name: &str| Tenant {
         id,
         name: name.into(),
         schema_name: SchemaName::derive_from(name).unwrap(),
         created_at: chrono::Utc::now(),
     };
-    Snapshot::new(
+    RegistrySnapshot::new(
         vec![tenant(1, "demo1"), tenant(2, "Demo 2")],
         vec![Domain {
             id: 1,
@@ -385,7 +385,7 @@ fn decided_again_against_a_newer_registry() {
     let named = chain.named(&req).unwrap();
     assert_eq!(name_of(chain.find_first(&named, &registry())), "demo1");
     assert_eq!(
-        name_of(chain.find_first(&named, &Snapshot::default())),
+        name_of(chain.find_first(&named, &RegistrySnapshot::default())),
         "<unknown tenant `demo1`>"
     );
 }

@@ -87,11 +87,7 @@ impl From<Error> for ApiError {
         match e {
             // A route proved stale names a tenant that is gone (deleted a moment ago).
             Error::UnknownTenant { .. } | Error::StaleRoute { .. } => ApiError::tenant_not_found(),
-            Error::Query(D::NotFound)
-            | Error::QueryIn {
-                source: D::NotFound,
-                ..
-            } => ApiError::new(Status::NotFound, "Not found"),
+            Error::Query(D::NotFound) => ApiError::new(Status::NotFound, "Not found"),
             Error::UnknownDomain { .. } => ApiError::new(Status::NotFound, e.to_string()),
             Error::InvalidTenantName { .. }
             | Error::InvalidDomain { .. }

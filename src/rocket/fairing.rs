@@ -344,7 +344,7 @@ impl Fairing for TenancyFairing {
                 log::error!(
                     "diesel-tenancy: cannot start tenancy for database `{}` ({}): {e}",
                     self.database,
-                    crate::database::redact(&url)
+                    crate::database_url::redact(&url)
                 );
                 Err(rocket)
             }

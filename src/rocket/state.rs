@@ -16,7 +16,7 @@ use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
-use crate::registry::{RegistryCache, Snapshot};
+use crate::registry::{RegistryCache, RegistrySnapshot};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
 
 /// The longest a request waits for the registry to be reloaded through the pool when
@@ -185,7 +185,7 @@ impl Tenancy {
 
     /// The cached registry if it is within its bound; otherwise reloaded through the
     /// pool (one reload at a time, each given 2 seconds); otherwise a 503.
-    pub async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+    pub async fn fresh_snapshot(&self) -> Result<Arc<RegistrySnapshot>, ApiError> {
         if let Ok(snapshot) = self.cache.fresh_snapshot() {
             return Ok(snapshot);
         }

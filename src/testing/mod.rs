@@ -97,6 +97,10 @@ mod template;
 mod tenancy;
 
 pub use database::{server_url, TestDatabase, DEFAULT_SERVER_URL, NAME_PREFIX};
+
+/// URL helpers for tests that name databases on the test server: the database a
+/// `postgres://` URL names, and the same URL naming another database.
+pub use crate::database_url::{database_name, with_database};
 pub use template::{drop_templates, TEMPLATE_PREFIX};
 pub use tenancy::{TestTenancy, TestTenancyBuilder};
 

@@ -20,7 +20,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 
-use crate::database::with_database;
+use crate::database_url::with_database;
 use crate::error::{Error, Result};
 use crate::migrate::SyncRouter;
 use crate::pool::TenantPoolBuilder;

@@ -68,9 +68,8 @@ impl TestDb {
         match TestDatabase::create(&base_url()) {
             Ok(db) => TestDb::from(db),
             Err(e) => panic!(
-                "no PostgreSQL to test against at {} ({}): start one, set DATABASE_URL, \
-                 or run scripts/test, which provides one",
-                diesel_tenancy::database::redact(&base_url()),
+                "no PostgreSQL to test against at DATABASE_URL ({}): start one, set \
+                 DATABASE_URL, or run scripts/test, which provides one",
                 e.to_string()
                     .split_whitespace()
                     .collect::<Vec<_>>()
@@ -97,7 +96,7 @@ impl TestDb {
     /// `attributes` (e.g. `"NOCREATEROLE"`), named after this database so that no
     /// parallel test shares it, dropped with the database; and a URL logging in as it.
     pub fn login_role(&self, suffix: &str, attributes: &str) -> (String, String) {
-        let db = diesel_tenancy::database::database_name(&self.url).expect("database name");
+        let db = diesel_tenancy::testing::database_name(&self.url).expect("database name");
         let name = format!("{db}_{suffix}");
         assert!(name.len() <= 63, "role name {name} too long");
         let mut admin = PgConnection::establish(&self.url).expect("admin connection");

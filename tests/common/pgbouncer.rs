@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel_tenancy::database::database_name;
+use diesel_tenancy::testing::database_name;
 
 pub struct PgBouncer {
     child: Child,

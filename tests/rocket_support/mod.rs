@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_tenancy::rocket::Tenancy;
-use diesel_tenancy::rocket::{catchers, ApiError, PublicDb, TenancyFairing, Tenant, TenantDb};
+use diesel_tenancy::rocket::{
+    catchers, ApiError, CurrentTenant, PublicDb, TenancyFairing, TenantDb,
+};
 use diesel_tenancy::{DomainName, NewTenant, SyncRouter, TenantRegistry};
 use rocket::figment::Figment;
 use rocket::http::{Header, Status};
@@ -53,7 +55,7 @@ async fn add(db: TenantDb, name: String) -> Result<Json<i64>, ApiError> {
 }
 
 #[get("/whoami")]
-fn whoami(tenant: Tenant) -> Json<Tenant> {
+fn whoami(tenant: CurrentTenant) -> Json<CurrentTenant> {
     Json(tenant)
 }
 
@@ -83,7 +85,7 @@ async fn tenants(db: PublicDb) -> Result<Json<Vec<String>>, ApiError> {
 }
 
 #[get("/maybe")]
-fn maybe(tenant: Option<Tenant>) -> String {
+fn maybe(tenant: Option<CurrentTenant>) -> String {
     tenant.map_or_else(|| "none".to_owned(), |t| t.name().to_owned())
 }
 
