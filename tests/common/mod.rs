@@ -2,10 +2,11 @@
 #![allow(dead_code)]
 
 pub mod attack;
-pub mod fault_proxy;
-pub mod pgbouncer;
-pub mod private_pg;
+pub mod hotels;
 pub mod sentinel;
+
+#[allow(unused_imports)]
+pub use test_support::{fault_proxy, pgbouncer, private_pg};
 
 use std::sync::Mutex;
 
@@ -20,33 +21,7 @@ pub const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
 
 /// Where the tests connect; any database on the server works, tests create their own.
 pub fn base_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
-}
-
-/// The host, port and user of the server [`base_url`] names (port 5432 unless given).
-pub fn server_of_base_url() -> (String, u16, String) {
-    let url = base_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let (user, host_port) = authority
-        .rsplit_once('@')
-        .unwrap_or(("postgres", authority));
-    let user = user.split(':').next().unwrap_or("postgres");
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().expect("a port number in DATABASE_URL")),
-        None => (host_port, 5432),
-    };
-    (host.to_owned(), port, user.to_owned())
-}
-
-/// True when the tests run as root (servers that refuse root then run as `postgres`).
-pub fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    test_support::database_url()
 }
 
 /// A database created for one test and dropped (with its connections) when dropped, also

@@ -1,4 +1,4 @@
-//! The panel's pages: one askama template each (`panel/templates/`), and what they show.
+//! The panel's pages: one askama template each (`templates/` of the hotel package), and what they show.
 
 use askama::Template;
 

@@ -1,45 +1,15 @@
-//! The seed's hotel service on `diesel-tenancy`: one PostgreSQL schema per tenant, the
-//! tenant chosen per request by `Tenant-Header` or the Host's registered domain.
-//!
-//! ```text
-//! cargo run --example hotel                      # find or start a database, migrate, serve
-//! cargo run --example hotel -- tenant create demo1
-//! cargo run --example hotel -- migrate --check
-//! ```
-//!
-//! See `examples/hotel/README.md` for the walkthrough and `config.rs` for the settings.
-
-mod admin;
-mod body;
-mod config;
-mod database;
-mod embedded_pg;
-mod health;
-mod hotels;
-mod media;
-mod model;
-mod oversize;
-mod panel;
-mod pg_server;
-mod picture;
-mod problem;
-mod seed;
-mod validate;
+//! The command line: `serve` (the default) or a management command of
+//! `diesel_tenancy::cli`, each on the database `database.rs` finds.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use diesel_tenancy::database::create_database_if_missing;
-use diesel_tenancy::rocket::TenancyFairing;
 use diesel_tenancy::{cli, SyncRouter, TenantPool, TenantPoolBuilder, TenantRoles};
-use rocket::{Build, Rocket};
 
-use crate::config::{MediaRoot, Settings};
-
-/// The hotels table, applied to every tenant schema and, with the public-tenant option,
-/// to `public`.
-const TENANT_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+use crate::config::Settings;
+use crate::service::{service, TENANT_MIGRATIONS};
+use crate::{database, seed};
 
 /// The seed's multi-tenant hotel service.
 #[derive(Parser)]
@@ -58,25 +28,8 @@ enum Command {
     Manage(cli::Command),
 }
 
-/// The service: every resource module adds its stage.
-fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
-    let mut tenancy = TenancyFairing::new(config::DATABASE, TENANT_MIGRATIONS).public_tenant(true);
-    if settings.tenant_roles {
-        tenancy = tenancy.tenant_roles(TenantRoles::new());
-    }
-    rocket::custom(settings.figment(database_url))
-        .attach(tenancy.hooks(seed::hooks(settings.seed_demo)))
-        .manage(MediaRoot(settings.media_root.clone()))
-        .attach(problem::stage())
-        .attach(health::stage())
-        .attach(admin::stage(settings.admin_token.clone()))
-        .attach(panel::stage(settings.admin_token.clone()))
-        .attach(hotels::stage())
-        .attach(media::stage())
-        .attach(oversize::stage())
-}
-
-fn main() -> ExitCode {
+/// Runs the command the process was started with; its exit code.
+pub fn run() -> ExitCode {
     let args = Hotel::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,
@@ -104,10 +57,11 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn serve(settings: &Settings, database_url: &str) -> ExitCode {
-    if let Err(e) = create_database_if_missing(database_url) {
-        return cli::fail(&e);
-    }
-    match rocket::execute(rocket(settings, database_url).launch()) {
+    let rocket = match service(settings, database_url) {
+        Ok(rocket) => rocket,
+        Err(e) => return cli::fail(&e),
+    };
+    match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => cli::fail(&e),
     }

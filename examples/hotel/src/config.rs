@@ -11,7 +11,7 @@
 //! | a demo hotel in every new tenant | `HOTEL_SEED_DEMO` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`) | `seed_demo` | off |
 //! | a database role per tenant (each request runs as its tenant's role) | `HOTEL_TENANT_ROLES` (as `HOTEL_SEED_DEMO`) | | off |
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rocket::data::ToByteUnit;
 use rocket::figment::Figment;
@@ -26,8 +26,12 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hotel
 /// server logs `postgres` in there before the `hotel` database exists.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 
-/// Where the embedded cluster lives unless `HOTEL_PG_DIR` says otherwise.
-const DEFAULT_EMBEDDED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.hotel");
+/// Where the embedded cluster lives unless `HOTEL_PG_DIR` says otherwise: `.hotel/` at
+/// the repository's root.
+fn default_embedded_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root).join(".hotel")
+}
 
 /// When to use the embedded cluster (without a database URL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,17 +66,20 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct MediaRoot(pub PathBuf);
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
+/// The variables the settings are read from: the process's environment, or a test's.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A variable of `env`, trimmed; `None` when unset or blank.
+fn var(env: Env<'_>, name: &str) -> Option<String> {
+    env(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
 /// An on/off switch from the environment (`1`/`true`/`yes`/`on` or
 /// `0`/`false`/`no`/`off`, any case), or `unset` when the variable is not set.
-fn switch(name: &str, unset: bool) -> Result<bool, String> {
-    match env(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+fn switch(env: Env<'_>, name: &str, unset: bool) -> Result<bool, String> {
+    match var(env, name).map(|v| v.to_ascii_lowercase()).as_deref() {
         None => Ok(unset),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off") => Ok(false),
@@ -83,14 +90,22 @@ fn switch(name: &str, unset: bool) -> Result<bool, String> {
 impl Settings {
     /// The settings, or a message naming the setting that is wrong.
     pub fn load() -> Result<Settings, String> {
-        let base = rocket::Config::figment();
+        Settings::from_env(&|name| std::env::var(name).ok(), rocket::Config::figment())
+    }
+
+    /// The settings from the variables `env` gives and the Rocket configuration `base`
+    /// (what [`load`](Self::load) reads from the process; the tests give their own).
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        base: Figment,
+    ) -> Result<Settings, String> {
         let from_rocket = |key: &str| {
             base.extract_inner::<String>(key)
                 .ok()
                 .filter(|v| !v.trim().is_empty())
         };
-        let database_url = env("DATABASE_URL").or_else(|| from_rocket("databases.hotel.url"));
-        let embedded = match env("HOTEL_EMBEDDED_PG").as_deref() {
+        let database_url = var(env, "DATABASE_URL").or_else(|| from_rocket("databases.hotel.url"));
+        let embedded = match var(env, "HOTEL_EMBEDDED_PG").as_deref() {
             None | Some("auto") => EmbeddedMode::Auto,
             Some("always") => EmbeddedMode::Always,
             Some("never") => EmbeddedMode::Never,
@@ -101,16 +116,17 @@ impl Settings {
             }
         };
         let embedded_dir =
-            PathBuf::from(env("HOTEL_PG_DIR").unwrap_or_else(|| DEFAULT_EMBEDDED_DIR.into()));
-        let media_root = env("MEDIA_ROOT")
+            var(env, "HOTEL_PG_DIR").map_or_else(default_embedded_dir, PathBuf::from);
+        let media_root = var(env, "MEDIA_ROOT")
             .or_else(|| from_rocket("media_root"))
             .unwrap_or_else(|| "./media".into());
-        let admin_token = env("HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
+        let admin_token = var(env, "HOTEL_ADMIN_TOKEN").or_else(|| from_rocket("admin_token"));
         let seed_demo = switch(
+            env,
             "HOTEL_SEED_DEMO",
             base.extract_inner::<bool>("seed_demo").unwrap_or(false),
         )?;
-        let tenant_roles = switch("HOTEL_TENANT_ROLES", false)?;
+        let tenant_roles = switch(env, "HOTEL_TENANT_ROLES", false)?;
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))

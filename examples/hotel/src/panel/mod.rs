@@ -5,7 +5,7 @@
 //! Mounted only when `HOTEL_ADMIN_TOKEN` is set, like the admin API: without it every
 //! `/admin` URL is a 404. Logging in with the token opens a server-side session
 //! (`session.rs`); every form carries that session's CSRF token. Pages are askama
-//! templates (`panel/templates/`), so every value is HTML-escaped.
+//! templates (`templates/` of the hotel package), so every value is HTML-escaped.
 
 mod domains;
 mod hotels;

@@ -11,7 +11,7 @@ pub struct PrivatePg {
 }
 
 fn run_as_postgres(program: &std::path::Path, args: &[&str]) -> bool {
-    let mut cmd = if super::is_root() {
+    let mut cmd = if crate::is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
         c
@@ -42,13 +42,10 @@ fn server_bin() -> PathBuf {
 impl PrivatePg {
     /// initdb + start on a free port (trust auth, fsync off: throwaway data).
     pub fn start() -> PrivatePg {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = crate::free_port();
         let dir = std::env::temp_dir().join(format!("dt_pg_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        if super::is_root() {
+        if crate::is_root() {
             let _ = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&dir)

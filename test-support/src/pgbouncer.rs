@@ -1,23 +1,16 @@
 //! A private PgBouncer in transaction pooling mode, in front of one test database.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel_tenancy::testing::database_name;
+use crate::{database_url, free_port, is_root, Server};
 
 pub struct PgBouncer {
     child: Child,
     dir: PathBuf,
     pub url: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// `PGBOUNCER`, else `pgbouncer` on `PATH`, else Debian's `/usr/sbin/pgbouncer` (not on
@@ -37,8 +30,13 @@ impl PgBouncer {
     /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
     /// of the database `db_url` names, and waits until it accepts connections.
     pub fn start(db_url: &str, pool_size: u32) -> PgBouncer {
-        let db = database_name(db_url).expect("database name").to_owned();
-        let (host, server_port, user) = super::server_of_base_url();
+        let db = Server::of(db_url).database;
+        let Server {
+            host,
+            port: server_port,
+            user,
+            ..
+        } = Server::of(&database_url());
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("dt_pgbouncer_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("pgbouncer dir");
@@ -60,7 +58,7 @@ impl PgBouncer {
         )
         .expect("pgbouncer.ini");
         let mut cmd = Command::new(program());
-        if super::is_root() {
+        if is_root() {
             // PgBouncer refuses to run as root; let it drop to the postgres user.
             let _ = Command::new("chmod")
                 .args(["-R", "a+rwX"])
