@@ -6,8 +6,7 @@
 //! the paths. A screenshot of the tenants page is left at
 //! `$CARGO_TARGET_TMPDIR/admin_tenants.png`.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -17,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use hotel_support::{Options, Server, TempDir, TOKEN};
 use serde_json::{json, Value};
+use support::{Http, Options, Server, TempDir, TOKEN};
 
 /// How long any one page change may take to show (a bound, not an expectation).
 const WAIT: Duration = Duration::from_secs(20);
@@ -47,10 +46,7 @@ impl Driver {
         let chromedriver = tool("CHROMEDRIVER", "/usr/bin/chromedriver");
         let scratch = TempDir::new("chromium");
         let log = std::fs::File::create(scratch.0.join("chromedriver.log")).expect("driver log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
+        let port = support::free_port();
         let child = Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
@@ -213,7 +209,7 @@ fn write_picture(dir: &Path) -> PathBuf {
 #[test]
 fn admin_panel_in_chromium() {
     // Drop order (reverse of declaration): browser, service, then the database.
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     let driver = Driver::start();
     let picture = write_picture(&driver.scratch.0);

@@ -1,19 +1,17 @@
-//! The admin panel's gate over plain HTTP against the running hotel service: off without
+//! The admin panel's gate over HTTP (`rocket::local`): off without
 //! a token, the login page for strangers, session cookies, and 403 for any form without
 //! the session's CSRF token.
 
-mod admin_panel_support;
-mod common;
-mod hotel_support;
+mod support;
 
-use admin_panel_support::{csrf_of, set_cookies, tenant_names, Visitor};
-use hotel_support::{image_bytes, Body, Options, Server, TOKEN};
 use serde_json::json;
+use support::panel::{csrf_of, set_cookies, tenant_names, Visitor};
+use support::{image_bytes, App, Body, Http, Options, TOKEN};
 
 #[test]
 fn off_without_a_token() {
-    let db = common::TestDb::new();
-    let server = Server::start(
+    let db = support::test_database();
+    let server = App::start(
         &db,
         Options {
             admin_token: None,
@@ -33,8 +31,8 @@ fn off_without_a_token() {
 
 #[test]
 fn strangers_get_the_login_page_and_nothing_else() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     let mut stranger = Visitor::new(&server);
 
@@ -115,8 +113,8 @@ fn strangers_get_the_login_page_and_nothing_else() {
 
 #[test]
 fn forms_need_the_sessions_csrf_token() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     let mut admin = Visitor::new(&server);
     let login_token = csrf_of(&admin.get("/admin").text());

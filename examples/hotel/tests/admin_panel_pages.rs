@@ -1,19 +1,17 @@
-//! The admin panel's pages over plain HTTP: escaping, inline mistakes, 404s, deleting
+//! The admin panel's pages over HTTP (`rocket::local`): escaping, inline mistakes, 404s, deleting
 //! with and without the schema, hotels with pictures and thumbnails, domains.
 
-mod admin_panel_support;
-mod common;
-mod hotel_support;
+mod support;
 
-use admin_panel_support::{hotel_form, tenant_names, Visitor};
 use diesel::prelude::*;
-use hotel_support::{image_bytes, Options, Server};
 use serde_json::json;
+use support::panel::{hotel_form, tenant_names, Visitor};
+use support::{image_bytes, App, Http, Options};
 
 #[test]
 fn pages_escape_data_and_report_mistakes() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     let mut admin = Visitor::new(&server);
     let csrf = admin.log_in();
 
@@ -82,8 +80,8 @@ fn pages_escape_data_and_report_mistakes() {
 
 #[test]
 fn deleting_keeps_the_schema_unless_asked() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("keep");
     server.create_tenant("gone");
     let mut admin = Visitor::new(&server);
@@ -101,7 +99,7 @@ fn deleting_keeps_the_schema_unless_asked() {
     assert!(admin.get("/admin").text().contains("dropped"));
     assert!(tenant_names(&server).is_empty());
 
-    let mut conn = PgConnection::establish(&db.url).expect("connect");
+    let mut conn = PgConnection::establish(db.url()).expect("connect");
     let schemas: Vec<String> = diesel::sql_query(
         "SELECT nspname AS name FROM pg_namespace WHERE nspname IN ('keep', 'gone')",
     )
@@ -121,8 +119,8 @@ struct Name {
 
 #[test]
 fn hotels_and_domains_through_the_panel() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     let mut admin = Visitor::new(&server);
     let csrf = admin.log_in();

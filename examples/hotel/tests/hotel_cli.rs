@@ -1,13 +1,12 @@
 //! The hotel binary's management commands against throwaway databases.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use hotel_support::{fresh_database, run_cli, Options, Server};
 use serde_json::{json, Value};
+use support::{fresh_database, run_cli, Http, Options, Server};
 
 struct Ran {
     code: Option<i32>,
@@ -55,7 +54,7 @@ fn json_out(url: &str, args: &[&str]) -> Value {
 #[test]
 fn migrate_on_a_fresh_database() {
     let db = fresh_database();
-    let url = db.url.as_str();
+    let url = db.url();
     // --check changes nothing, not even by creating the database.
     fails(url, &["migrate", "--check"], "does not exist");
 
@@ -83,7 +82,7 @@ fn migrate_on_a_fresh_database() {
 fn tenant_and_domain_commands() {
     // Registry commands work on a database that does not exist yet.
     let db = fresh_database();
-    let url = db.url.as_str();
+    let url = db.url();
     assert_eq!(ok(url, &["tenant", "list"]), "No tenants.\n");
 
     assert_eq!(
@@ -159,20 +158,20 @@ fn tenant_and_domain_commands() {
 #[test]
 fn usage() {
     let db = fresh_database();
-    let help = ok(&db.url, &["--help"]);
+    let help = ok(db.url(), &["--help"]);
     for command in ["serve", "migrate", "tenant", "domain"] {
         assert!(help.contains(command), "{help}");
     }
-    let ran = hotel(&db.url, &["tenant"]);
+    let ran = hotel(db.url(), &["tenant"]);
     assert_eq!(ran.code, Some(2));
     assert!(ran.err.contains("Usage"), "{}", ran.err);
-    let ran = hotel(&db.url, &["migrate", "--jobs", "0"]);
+    let ran = hotel(db.url(), &["migrate", "--jobs", "0"]);
     assert_eq!(ran.code, Some(2));
 }
 
 #[test]
 fn a_tenant_created_by_the_cli_is_served() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(
         &db,
         Options {
@@ -180,7 +179,7 @@ fn a_tenant_created_by_the_cli_is_served() {
             ..Options::default()
         },
     );
-    ok(&db.url, &["tenant", "create", "late"]);
+    ok(db.url(), &["tenant", "create", "late"]);
     // The service hears of it through NOTIFY: poll with a deadline.
     let deadline = Instant::now() + Duration::from_secs(10);
     let headers = [("Tenant-Header", "late")];

@@ -2,14 +2,13 @@
 //! first start with this machine's server programs, kept across restarts, stopped
 //! with the service (SIGTERM, as `kill` or Ctrl-C), shared with management commands.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hotel_support::{run_cli_embedded, Options, Server, TempDir};
 use serde_json::{json, Value};
+use support::{run_cli_embedded, Http, Options, Server, TempDir};
 
 /// The cluster's directory; on drop (also when the test fails) the server is stopped
 /// if it still runs and the directory removed.
@@ -50,7 +49,7 @@ impl Drop for PgDir {
                 .find(|p| p.exists());
             if let Some(pg_ctl) = pg_ctl {
                 let data = self.path().join("pgdata");
-                let mut cmd = if common::is_root() {
+                let mut cmd = if support::is_root() {
                     let mut c = Command::new("runuser");
                     c.args(["-u", "postgres", "--"]).arg(pg_ctl);
                     c
@@ -180,7 +179,7 @@ fn without_a_cluster_migrate_check_creates_nothing() {
 #[test]
 fn a_wrong_setting_is_named() {
     let scratch = TempDir::new("settings");
-    let out = hotel_support::hotel_command("", &scratch.0)
+    let out = support::hotel_command("", &scratch.0)
         .env_remove("DATABASE_URL")
         .env("HOTEL_EMBEDDED_PG", "sometimes")
         .args(["tenant", "list"])

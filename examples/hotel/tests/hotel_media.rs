@@ -1,11 +1,10 @@
-//! Pictures over real HTTP: upload, download, the cross-tenant 404, replacement, limits.
+//! Pictures over HTTP (`rocket::local`): upload, download, the cross-tenant 404, replacement, limits.
 
-mod common;
-mod hotel_support;
+mod support;
 
-use hotel_support::{image_bytes, Body, Options, Server};
 use image::ImageFormat;
 use serde_json::json;
+use support::{image_bytes, App, Body, Http, Options};
 
 const DEMO1: [(&str, &str); 1] = [("Tenant-Header", "demo1")];
 const DEMO2: [(&str, &str); 1] = [("Tenant-Header", "demo2")];
@@ -23,8 +22,8 @@ fn upload(file_name: &str, bytes: &[u8]) -> Body {
 
 #[test]
 fn upload_download_and_isolation() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     server.create_tenant("demo2");
 
@@ -151,8 +150,8 @@ fn upload_download_and_isolation() {
 
 #[test]
 fn pictures_are_checked() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     let invalid = json!({"picture": [
         "Upload a valid image. The file you uploaded was either not an image or a corrupted image."

@@ -3,17 +3,16 @@
 //! server is back the service answers 200 again within 5 s. Figures are printed and
 //! written to `$CARGO_TARGET_TMPDIR/outage_report.txt` (see RELIABILITY.md).
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::private_pg::PrivatePg;
-use common::TestDb;
-use hotel_support::{try_request, Options, Server};
+use diesel_tenancy::testing::TestDatabase;
 use serde_json::json;
+use support::{http, Http, Options, Server};
+use test_support::private_pg::PrivatePg;
 
 /// One request's outcome: when it was sent, how long it took, its status (0 = no answer).
 #[derive(Clone, Copy, Debug)]
@@ -28,7 +27,7 @@ const CLIENTS: usize = 4;
 #[test]
 fn a_database_restart_under_load_gives_503_then_recovers() {
     let pg = PrivatePg::start();
-    let db = TestDb::reserve(&pg.url("hotel"));
+    let db = TestDatabase::reserve(&pg.url("hotel")).expect("a database name");
     let server = Server::start(
         &db,
         Options {
@@ -52,7 +51,7 @@ fn a_database_restart_under_load_gives_503_then_recovers() {
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
-                    let status = try_request(
+                    let status = http::request(
                         server.port,
                         "GET",
                         "/hotels/",
@@ -171,7 +170,7 @@ fn an_exhausted_pool_answers_503_not_a_hang() {
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
 
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(
         &db,
         Options {
@@ -187,7 +186,7 @@ fn an_exhausted_pool_answers_503_not_a_hang() {
 
     // Another session locks demo1's table: requests that reach it hold their pooled
     // connection while they wait, until both connections of the pool are taken.
-    let mut locker = diesel::PgConnection::establish(&db.url).unwrap();
+    let mut locker = diesel::PgConnection::establish(db.url()).unwrap();
     locker
         .batch_execute("BEGIN; LOCK TABLE demo1.hotels IN ACCESS EXCLUSIVE MODE")
         .unwrap();
@@ -195,7 +194,7 @@ fn an_exhausted_pool_answers_503_not_a_hang() {
     let blocked: Vec<_> = (0..2)
         .map(|_| {
             std::thread::spawn(move || {
-                try_request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None)
+                http::request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None)
                     .map(|r| r.status)
             })
         })
@@ -208,7 +207,7 @@ fn an_exhausted_pool_answers_503_not_a_hang() {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let mut probe = diesel::PgConnection::establish(&db.url).unwrap();
+        let mut probe = diesel::PgConnection::establish(db.url()).unwrap();
         let waiting: N = diesel::RunQueryDsl::get_result(
             diesel::sql_query(
                 "SELECT count(*) AS n FROM pg_stat_activity \
@@ -228,7 +227,8 @@ fn an_exhausted_pool_answers_503_not_a_hang() {
     }
     let t0 = Instant::now();
     // `Server::get` refuses any 5xx; this request is expected to get one.
-    let third = try_request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None).unwrap();
+    let third =
+        http::request(port, "GET", "/hotels/", &[("Tenant-Header", "demo1")], None).unwrap();
     let waited = t0.elapsed();
     assert_eq!(third.status, 503, "{}", third.text());
     assert!(third.json()["detail"].is_string());

@@ -4,17 +4,15 @@
 //! cap) before answering, so the client gets the 413 and its JSON instead of a broken
 //! pipe or a reset.
 
-mod admin_panel_support;
-mod common;
-mod hotel_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use admin_panel_support::{hotel_form, Visitor};
-use hotel_support::{Body, Options, Response, Server, TOKEN};
 use serde_json::{json, Value};
+use support::panel::{hotel_form, Visitor};
+use support::{Body, Http, Options, Response, Server, TOKEN};
 
 const MIB: usize = 1024 * 1024;
 
@@ -59,7 +57,7 @@ fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body)?;
     raw.extend_from_slice(&body);
-    hotel_support::parse_response(&raw)
+    support::http::parse_response(&raw)
 }
 
 /// Connects, writes `head` and all of `body` (failing on any write error), then reads
@@ -100,7 +98,7 @@ fn too_large(r: &Response) {
 
 #[test]
 fn json_bodies_over_the_limit_are_read_then_answered() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     server.create_tenant("demo1");
     let body = json_8mib();
@@ -178,7 +176,7 @@ type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, u16, Value);
 
 #[test]
 fn bodies_refused_for_other_reasons_are_read_then_answered() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     let body = json_8mib();
     let json = ("Content-Type", "application/json");
@@ -241,7 +239,7 @@ fn bodies_refused_for_other_reasons_are_read_then_answered() {
 
 #[test]
 fn multipart_bodies_over_a_limit_are_read_then_answered() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     server.create_tenant("demo1");
     let demo1 = ("Tenant-Header", "demo1");
@@ -268,7 +266,7 @@ fn multipart_bodies_over_a_limit_are_read_then_answered() {
 
 #[test]
 fn admin_panel_forms_over_the_limit_are_read_then_answered() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     server.create_tenant("demo1");
     let mut admin = Visitor::new(&server);
@@ -299,7 +297,7 @@ fn admin_panel_forms_over_the_limit_are_read_then_answered() {
 
 #[test]
 fn expect_continue_and_bodies_over_the_drain_cap() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     let server = Server::start(&db, Options::default());
     server.create_tenant("demo1");
     let json = ("Content-Type", "application/json");

@@ -1,12 +1,12 @@
-//! The seed's proof of concept over real HTTP against the running hotel service.
+//! The seed's proof of concept over HTTP, the service driven through `rocket::local`.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use hotel_support::{fresh_database, Options, Server};
+use diesel_tenancy::testing::TestDatabase;
 use serde_json::{json, Value};
+use support::{fresh_database, App, Http, Options};
 
 const DEMO1: [(&str, &str); 1] = [("Tenant-Header", "demo1")];
 const DEMO2: [(&str, &str); 1] = [("Tenant-Header", "demo2")];
@@ -42,8 +42,8 @@ fn proof_of_concept() {
 #[test]
 fn proof_of_concept_with_tenant_roles() {
     let db = proof_of_concept_with(true);
-    let mut conn = PgConnection::establish(&db.url).expect("connect");
-    let role = format!("{}_demo1", db.role_group());
+    let mut conn = PgConnection::establish(db.url()).expect("connect");
+    let role = format!("{}_demo1", support::role_group(db.url()));
     let denied = conn
         .batch_execute(&format!("SET ROLE \"{role}\"; SELECT * FROM demo2.hotels"))
         .expect_err("demo1's role read demo2's hotels");
@@ -51,10 +51,10 @@ fn proof_of_concept_with_tenant_roles() {
     conn.batch_execute("RESET ROLE").expect("reset");
 }
 
-fn proof_of_concept_with(tenant_roles: bool) -> common::TestDb {
+fn proof_of_concept_with(tenant_roles: bool) -> TestDatabase {
     // The service creates this database itself, then migrates it: nothing else is needed.
     let db = fresh_database();
-    let server = Server::start(&db, options(tenant_roles));
+    let server = App::start(&db, options(tenant_roles));
 
     // Create tenants demo1 and demo2 through the admin API.
     let demo1 = server.create_tenant("demo1");
@@ -98,7 +98,7 @@ fn proof_of_concept_with(tenant_roles: bool) -> common::TestDb {
     assert_eq!(server.get("/hotels/2/", &DEMO2).status, 404);
 
     // The rows really are in two schemas.
-    let mut conn = PgConnection::establish(&db.url).expect("connect");
+    let mut conn = PgConnection::establish(db.url()).expect("connect");
     let mut count = |schema: &str| -> i64 {
         diesel::sql_query(format!("SELECT count(*) AS n FROM {schema}.hotels"))
             .get_result::<Count>(&mut conn)
@@ -127,8 +127,8 @@ fn model_viewset_semantics_with_tenant_roles() {
 }
 
 fn model_viewset_semantics_with(tenant_roles: bool) {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, options(tenant_roles));
+    let db = support::test_database();
+    let server = App::start(&db, options(tenant_roles));
     server.create_tenant("acme");
     let acme = [("Tenant-Header", "ACME")]; // names compare case-insensitively
 
@@ -194,8 +194,8 @@ fn public_tenant_and_domains_with_tenant_roles() {
 }
 
 fn public_tenant_and_domains_with(tenant_roles: bool) {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, options(tenant_roles));
+    let db = support::test_database();
+    let server = App::start(&db, options(tenant_roles));
     let public = [("Tenant-Header", "Public")];
 
     // `public` is the default tenant: it holds hotels too.
@@ -248,24 +248,24 @@ fn public_tenant_and_domains_with(tenant_roles: bool) {
 /// roles at launch and serves them as before.
 #[test]
 fn tenant_roles_turned_on_later_are_made_at_launch() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, options(false));
+    let db = support::test_database();
+    let server = App::start(&db, options(false));
     server.create_tenant("demo1");
     let made = server.json("POST", "/hotels/", &DEMO1, hotel("Ritz", "Paris"));
     assert_eq!(made.status, 201, "{}", made.text());
     drop(server);
-    assert!(common::TestDb::roles_like(&db.role_group()).is_empty());
+    assert!(support::roles_like(&support::role_group(db.url())).is_empty());
 
     let mut roles_on = options(false);
     roles_on
         .env
         .push(("ROCKET_TENANCY", "{tenant_roles=true}".into()));
-    let server = Server::start(&db, roles_on);
+    let server = App::start(&db, roles_on);
     let list = server.get("/hotels/", &DEMO1);
     assert_eq!((list.status, ids(&list.json())), (200, vec![1]));
-    let group = db.role_group();
+    let group = support::role_group(db.url());
     assert_eq!(
-        common::TestDb::roles_like(&group),
+        support::roles_like(&group),
         vec![group.clone(), format!("{group}_demo1")]
     );
 }

@@ -2,15 +2,16 @@
 //! name two hosts or two tenants are refused with 400 before any tenant is chosen, and a
 //! forwarded host is read only from a trusted proxy.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use hotel_support::{fresh_database, parse_response, Options, Response, Server};
+use diesel_tenancy::testing::TestDatabase;
 use serde_json::json;
+use support::http::parse_response;
+use support::{fresh_database, Http, Options, Response, Server};
 
 /// Sends `head` (request line and headers, CRLF-separated, without the blank line) as is.
 fn raw(server: &Server, head: &str) -> Response {
@@ -36,7 +37,7 @@ fn who(server: &Server, head: &str) -> String {
 }
 
 /// demo1 and demo2, each with its domain and one hotel named after it.
-fn serve(trusted_proxies: Option<&str>) -> (common::TestDb, Server) {
+fn serve(trusted_proxies: Option<&str>) -> (TestDatabase, Server) {
     let db = fresh_database();
     let mut options = Options::default();
     if let Some(list) = trusted_proxies {

@@ -2,15 +2,13 @@
 //! when `HOTEL_SEED_DEMO` is on, on every creation path (admin API, admin panel, the
 //! `tenant create` command), and `tenant sql` reads every tenant.
 
-mod admin_panel_support;
-mod common;
-mod hotel_support;
+mod support;
 
-use admin_panel_support::Visitor;
-use hotel_support::{hotel_command, Options, Server, TempDir};
 use serde_json::{json, Value};
+use support::panel::Visitor;
+use support::{hotel_command, App, Http, Options, TempDir};
 
-fn hotels(server: &Server, tenant: &str) -> Value {
+fn hotels(server: &dyn Http, tenant: &str) -> Value {
     let r = server.get("/hotels/", &[("Tenant-Header", tenant)]);
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
@@ -35,21 +33,21 @@ fn cli(url: &str, on: &str, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn new_tenants_start_empty_by_default() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("plain");
     assert_eq!(hotels(&server, "plain"), json!([]));
 }
 
 #[test]
 fn with_the_switch_every_creation_path_seeds_a_demo_hotel() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     // Made before the service starts, so its registry cache has them at launch.
-    let made = cli(&db.url, "yes", &["tenant", "create", "by-cli"]);
+    let made = cli(db.url(), "yes", &["tenant", "create", "by-cli"]);
     assert!(made.status.success(), "{made:?}");
-    let made = cli(&db.url, "off", &["tenant", "create", "unseeded"]);
+    let made = cli(db.url(), "off", &["tenant", "create", "unseeded"]);
     assert!(made.status.success(), "{made:?}");
-    let server = Server::start(&db, seeding("1"));
+    let server = App::start(&db, seeding("1"));
 
     server.create_tenant("by-api");
     let mut admin = Visitor::new(&server);
@@ -77,7 +75,7 @@ fn with_the_switch_every_creation_path_seeds_a_demo_hotel() {
 
     // `tenant sql` sees every tenant's seed in one command.
     let counted = cli(
-        &db.url,
+        db.url(),
         "0",
         &[
             "tenant",
@@ -112,8 +110,8 @@ fn with_the_switch_every_creation_path_seeds_a_demo_hotel() {
 
 #[test]
 fn a_bad_switch_value_is_refused() {
-    let db = common::TestDb::new();
-    let ran = cli(&db.url, "maybe", &["tenant", "list"]);
+    let db = support::test_database();
+    let ran = cli(db.url(), "maybe", &["tenant", "list"]);
     assert_eq!(ran.status.code(), Some(2));
     let err = String::from_utf8_lossy(&ran.stderr);
     assert!(err.contains("HOTEL_SEED_DEMO is \"maybe\""), "{err}");

@@ -5,30 +5,30 @@
 //! traffic going through a fault proxy: a half-open or refused listener never makes the
 //! service serve an old route past its bound, and its own admin writes show at once.
 
-mod common;
-mod hotel_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::fault_proxy::{Fault, FaultProxy, Who};
-use common::{server_of_base_url, TestDb, TENANT};
 use diesel::prelude::*;
+use diesel_tenancy::testing::{server_url, TestDatabase};
 use diesel_tenancy::{NewTenant, SchemaName, SyncRouter, TenantPool};
-use hotel_support::{fresh_database, try_request, Options, Server};
+use hotel::TENANT_MIGRATIONS as TENANT;
 use serde_json::json;
+use support::{fresh_database, http, Http, Options, Server};
+use test_support::fault_proxy::{Fault, FaultProxy, Who};
 
 /// The bound the service is started with (`tenancy.max_registry_age`).
 const MAX_AGE: Duration = Duration::from_secs(2);
 
 /// A router of this test process (not the service's): its changes reach the service only
 /// through the registry's change feed.
-fn outside(db: &TestDb) -> SyncRouter {
+fn outside(db: &TestDatabase) -> SyncRouter {
     let pool = TenantPool::builder()
         .max_size(2)
         .min_idle(Some(0))
-        .build(&db.url)
+        .build(db.url())
         .expect("pool");
     SyncRouter::new(pool, TENANT)
 }
@@ -72,7 +72,7 @@ fn load(
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let r =
-                        try_request(port, "GET", "/hotels/", &[("Tenant-Header", tenant)], None)
+                        http::request(port, "GET", "/hotels/", &[("Tenant-Header", tenant)], None)
                             .expect("request");
                     let text = r.text();
                     let mut seen = seen.lock().unwrap();
@@ -184,9 +184,9 @@ fn a_tenant_deleted_and_recreated_on_its_schema_under_load_never_serves_the_new_
 }
 
 /// The service with its database traffic through `proxy` and a short bound.
-fn through_proxy(db: &TestDb) -> (FaultProxy, Server) {
-    let proxy = FaultProxy::start(server_of_base_url().1);
-    let url = proxy.url(&db.url);
+fn through_proxy(db: &TestDatabase) -> (FaultProxy, Server) {
+    let proxy = FaultProxy::start(test_support::Server::of(&server_url()).port);
+    let url = proxy.url(db.url());
     let options = Options {
         env: vec![(
             "ROCKET_TENANCY",
@@ -236,7 +236,7 @@ fn a_dead_feed_never_serves_an_old_route_past_the_bound() {
         let acked = Instant::now();
         loop {
             let asked = Instant::now();
-            let r = try_request(
+            let r = http::request(
                 server.port,
                 "GET",
                 "/hotels/",
@@ -292,7 +292,7 @@ fn a_dead_feed_never_serves_an_old_route_past_the_bound() {
         loop {
             let asked = Instant::now();
             let r =
-                try_request(server.port, "GET", "/hotels/", &[("Host", &domain)], None).unwrap();
+                http::request(server.port, "GET", "/hotels/", &[("Host", &domain)], None).unwrap();
             assert!(r.status < 500, "{fault:?}: {} {}", r.status, r.text());
             if r.text().contains("FOREIGN ROW") {
                 break; // `again`'s row: the new owner.

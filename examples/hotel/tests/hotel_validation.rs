@@ -1,11 +1,10 @@
-//! The validation cases over real HTTP: 400, 401, 404, 409, 413, 415, and never a 500
-//! (every request goes through `Server::send`, which fails the test on any 5xx).
+//! The validation cases over HTTP (`rocket::local`): 400, 401, 404, 409, 413, 415, and
+//! never a 500 (every request goes through `Http::send`, which fails the test on any 5xx).
 
-mod common;
-mod hotel_support;
+mod support;
 
-use hotel_support::{Body, Options, Server, TOKEN};
 use serde_json::{json, Value};
+use support::{App, Body, Http, Options, TOKEN};
 
 const DEMO1: [(&str, &str); 1] = [("Tenant-Header", "demo1")];
 const REQUIRED: &str = "This field is required.";
@@ -18,8 +17,8 @@ fn full() -> Value {
 
 #[test]
 fn hotel_fields() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
     let post = |body: Value| server.json("POST", "/hotels/", &DEMO1, body);
 
@@ -79,8 +78,8 @@ fn hotel_fields() {
 
 #[test]
 fn bodies_and_routes() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
     server.create_tenant("demo1");
 
     // Malformed JSON: 400 with a detail.
@@ -186,10 +185,10 @@ fn bodies_and_routes() {
 
 #[test]
 fn admin_api_needs_its_token() {
-    let db = common::TestDb::new();
+    let db = support::test_database();
     // Without HOTEL_ADMIN_TOKEN the admin API does not exist.
     {
-        let off = Server::start(
+        let off = App::start(
             &db,
             Options {
                 admin_token: None,
@@ -206,7 +205,7 @@ fn admin_api_needs_its_token() {
             assert_eq!(r.status, 404, "{method} {path}");
         }
     }
-    let server = Server::start(&db, Options::default());
+    let server = App::start(&db, Options::default());
     let r = server.get("/tenants", &[]);
     assert_eq!(r.status, 401);
     assert_eq!(
@@ -235,8 +234,8 @@ fn admin_api_needs_its_token() {
 
 #[test]
 fn admin_api_statuses() {
-    let db = common::TestDb::new();
-    let server = Server::start(&db, Options::default());
+    let db = support::test_database();
+    let server = App::start(&db, Options::default());
 
     let r = server.admin("POST", "/tenants", Some(json!({})));
     assert_eq!((r.status, r.json()), (400, json!({"name": [REQUIRED]})));

@@ -1,11 +1,11 @@
-//! Support for the admin panel tests: a cookie-keeping HTTP client and form helpers.
-#![allow(dead_code)]
+//! The admin panel's visitor: a cookie-keeping client, as a browser would be, and the
+//! panel's forms.
 
-use crate::hotel_support::{Body, Response, Server, TOKEN};
+use super::{Body, Http, Response, TOKEN};
 
 /// A cookie-keeping client, as a browser would be.
 pub struct Visitor<'a> {
-    server: &'a Server,
+    server: &'a dyn Http,
     pub cookies: Vec<(String, String)>,
 }
 
@@ -47,7 +47,7 @@ pub fn set_cookies(r: &Response) -> Vec<&str> {
 }
 
 impl<'a> Visitor<'a> {
-    pub fn new(server: &'a Server) -> Self {
+    pub fn new(server: &'a dyn Http) -> Self {
         Visitor {
             server,
             cookies: Vec::new(),
@@ -109,7 +109,7 @@ impl<'a> Visitor<'a> {
     }
 }
 
-pub fn tenant_names(server: &Server) -> Vec<String> {
+pub fn tenant_names(server: &dyn Http) -> Vec<String> {
     let list = server.admin("GET", "/tenants", None).json();
     list.as_array()
         .expect("a list")
