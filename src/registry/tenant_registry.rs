@@ -249,7 +249,7 @@ fn conflict(e: DieselError, name: &str, schema: &str) -> Error {
         Some(_) => Error::TenantExists {
             name: shorten(name),
         },
-        None => Error::Query(e),
+        None => Error::from(e),
     }
 }
 
@@ -258,6 +258,6 @@ fn domain_conflict(e: DieselError, domain: &DomainName) -> Error {
         Some(_) => Error::DomainExists {
             domain: domain.to_string(),
         },
-        None => Error::Query(e),
+        None => Error::from(e),
     }
 }

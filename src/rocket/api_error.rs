@@ -108,7 +108,7 @@ impl From<Error> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        ApiError::from(Error::Query(e))
+        ApiError::from(Error::from(e))
     }
 }
 
