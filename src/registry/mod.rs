@@ -33,6 +33,8 @@ pub use name_keys::NameKeys;
 pub use rows::{Domain, Tenant};
 pub use snapshot::RegistrySnapshot;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
+
+pub(crate) use tenant_name::{names_public, read_name, NameShape};
 pub use tenant_registry::TenantRegistry;
 
 #[cfg(feature = "rocket")]

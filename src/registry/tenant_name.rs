@@ -39,30 +39,56 @@ pub const MAX_TENANT_NAME_LEN: usize = 255;
 /// assert!(validate_tenant_name("\u{A7CB}").is_err()); // assigned in Unicode 16
 /// ```
 pub fn validate_tenant_name(name: &str) -> Result<&str> {
-    let trimmed = trim(name);
-    let reason = if trimmed.is_empty() {
-        Some("a tenant name cannot be empty")
-    } else if trimmed.len() > MAX_TENANT_NAME_LEN {
-        Some("a tenant name is at most 255 bytes")
-    } else if trimmed.chars().any(char::is_control) {
-        Some("a tenant name cannot contain control characters")
-    } else if !trimmed.chars().all(is_allowed) {
-        Some(
+    let checked = match read_name(name) {
+        Err(NameShape::Empty) => Err("a tenant name cannot be empty"),
+        Err(NameShape::TooLong) => Err("a tenant name is at most 255 bytes"),
+        Err(NameShape::Control) => Err("a tenant name cannot contain control characters"),
+        Ok(trimmed) if !trimmed.chars().all(is_allowed) => Err(
             "a tenant name may only use letters, marks, numbers, punctuation, symbols and \
              spaces of Unicode 15.0 (no invisible, private-use or newer characters, no `İ`)",
-        )
-    } else if tenant_name_key(trimmed) == "public" {
-        Some("`public` names the public schema and cannot be a tenant name")
-    } else {
-        None
+        ),
+        Ok(trimmed) if names_public(trimmed) => {
+            Err("`public` names the public schema and cannot be a tenant name")
+        }
+        Ok(trimmed) => Ok(trimmed),
     };
-    match reason {
-        Some(reason) => Err(Error::InvalidTenantName {
-            name: shorten(name),
-            reason,
-        }),
-        None => Ok(trimmed),
+    checked.map_err(|reason| Error::InvalidTenantName {
+        name: shorten(name),
+        reason,
+    })
+}
+
+/// Why a text cannot be a tenant name, whatever its characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameShape {
+    /// Nothing but white space.
+    Empty,
+    /// Over [`MAX_TENANT_NAME_LEN`] bytes once trimmed.
+    TooLong,
+    /// A control character.
+    Control,
+}
+
+/// The shape every tenant name has, registered or carried by a request: `name` trimmed
+/// of White_Space, not empty, at most [`MAX_TENANT_NAME_LEN`] bytes, without control
+/// characters. [`validate_tenant_name`] adds the repertoire; a request's name that has
+/// the shape is looked up (and found or not) by [`tenant_name_key`].
+pub(crate) fn read_name(name: &str) -> std::result::Result<&str, NameShape> {
+    let trimmed = trim(name);
+    if trimmed.is_empty() {
+        Err(NameShape::Empty)
+    } else if trimmed.len() > MAX_TENANT_NAME_LEN {
+        Err(NameShape::TooLong)
+    } else if trimmed.chars().any(char::is_control) {
+        Err(NameShape::Control)
+    } else {
+        Ok(trimmed)
     }
+}
+
+/// Whether `name` is `public` (in any case), which always names the public scope.
+pub(crate) fn names_public(name: &str) -> bool {
+    tenant_name_key(name) == "public"
 }
 
 /// The key two tenant names are compared by: the name trimmed of white space, each

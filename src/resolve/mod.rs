@@ -32,12 +32,10 @@ use crate::error::shorten;
 use crate::registry::DomainName;
 use crate::registry::RegistrySnapshot;
 use crate::registry::Tenant;
+use crate::registry::{names_public, read_name, NameShape};
 
 /// The header the default chain reads the tenant name from.
 pub const DEFAULT_HEADER: &str = "Tenant-Header";
-
-/// Longest tenant name a request may carry (after trimming), in bytes.
-pub const MAX_NAME_BYTES: usize = 255;
 
 mod host;
 mod trusted_proxies;
@@ -348,8 +346,11 @@ fn from_header(name: &str, values: &[&[u8]]) -> Result<Option<TenantRef>, Malfor
     }
 }
 
-/// Validates a tenant name taken from a request: UTF-8, trimmed, no control characters,
-/// at most [`MAX_NAME_BYTES`]. `public` in any case is [`TenantRef::Public`].
+/// Reads a tenant name taken from a request: UTF-8, then the shape every tenant name has
+/// (trimmed, not empty, no control characters, at most
+/// [`MAX_TENANT_NAME_LEN`](crate::MAX_TENANT_NAME_LEN) bytes: the registry's own rule).
+/// `public` in any case is [`TenantRef::Public`]. Whether the name is registered is the
+/// lookup's question.
 ///
 /// ```
 /// use diesel_tenancy::resolve::{parse_name, TenantRef};
@@ -364,17 +365,14 @@ pub fn parse_name(raw: &[u8], source: &str) -> Result<TenantRef, Malformed> {
         detail: format!("malformed {source}: {why}"),
     };
     let text = std::str::from_utf8(raw).map_err(|_| bad("not valid UTF-8"))?;
-    let name = text.trim();
-    if name.is_empty() {
-        return Err(bad("empty"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(bad("contains control characters"));
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(bad("longer than 255 bytes"));
-    }
-    if name.eq_ignore_ascii_case("public") {
+    let name = read_name(text).map_err(|shape| {
+        bad(match shape {
+            NameShape::Empty => "empty",
+            NameShape::Control => "contains control characters",
+            NameShape::TooLong => "longer than 255 bytes",
+        })
+    })?;
+    if names_public(name) {
         return Ok(TenantRef::Public);
     }
     Ok(TenantRef::Name(name.to_owned()))
