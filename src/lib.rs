@@ -40,7 +40,8 @@ pub use pool::{
 };
 pub use registry::{
     schema, tenant_name_key, validate_tenant_name, Domain, DomainName, NameKeys, RegistryCache,
-    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantRegistry, MAX_TENANT_NAME_LEN,
+    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantRegistry, TenantWithDomains,
+    MAX_TENANT_NAME_LEN,
 };
 pub use schema_name::{SchemaName, SchemaRules};
 

@@ -112,3 +112,46 @@ fn a_missing_registry_is_a_typed_error() {
     router.migrate_shared().unwrap();
     assert_eq!(pool.with_public(TenantRegistry::list).unwrap(), vec![]);
 }
+
+/// Listings show each tenant with its domains, the primary first and then by name, in
+/// the shape the CLI and the example's admin API print.
+#[test]
+fn tenants_are_listed_with_their_domains_primary_first() {
+    let db = TestDb::new();
+    let router = db.router(2);
+    let domain = |d: &str| DomainName::new(d).unwrap();
+    router
+        .create_tenant(&NewTenant {
+            name: "Zeta".into(),
+            domains: vec![
+                domain("c.zeta.test"),
+                domain("a.zeta.test"),
+                domain("b.zeta.test"),
+            ],
+            ..NewTenant::default()
+        })
+        .unwrap();
+    router.create_tenant(&NewTenant::named("alpha")).unwrap();
+    let listed = router
+        .pool()
+        .with_public(|c| {
+            TenantRegistry::set_primary(c, &domain("b.zeta.test"))?;
+            TenantRegistry::list_with_domains(c)
+        })
+        .unwrap();
+    let shown: Vec<(&str, Vec<&str>)> = listed
+        .iter()
+        .map(|l| (l.tenant.name.as_str(), l.domain_names()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("alpha", vec![]),
+            ("Zeta", vec!["b.zeta.test", "a.zeta.test", "c.zeta.test"])
+        ]
+    );
+    let json = serde_json::to_value(&listed[1]).unwrap();
+    assert_eq!(json["schema_name"], "zeta");
+    assert_eq!(json["domains"][0], "b.zeta.test");
+    assert!(json["created_at"].as_str().unwrap().ends_with("+00:00"));
+}

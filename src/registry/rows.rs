@@ -69,6 +69,45 @@ impl Domain {
     }
 }
 
+/// A tenant with its domains, the primary one first and the others by name: what a
+/// listing of tenants shows ([`TenantRegistry::list_with_domains`](crate::TenantRegistry::list_with_domains)).
+///
+/// It serializes as the management CLI and the hotel example's admin API show a tenant:
+/// `{"name", "schema_name", "domains": ["…"], "created_at": "<RFC 3339>"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TenantWithDomains {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its domains, primary first.
+    pub domains: Vec<Domain>,
+}
+
+impl TenantWithDomains {
+    /// `tenant` with `domains` (any order; they are put primary first, then by name).
+    pub fn new(tenant: Tenant, mut domains: Vec<Domain>) -> Self {
+        domains.sort_by(|a, b| (!a.is_primary, &a.domain).cmp(&(!b.is_primary, &b.domain)));
+        TenantWithDomains { tenant, domains }
+    }
+
+    /// The domain names, primary first.
+    pub fn domain_names(&self) -> Vec<&str> {
+        self.domains.iter().map(|d| d.domain.as_str()).collect()
+    }
+}
+
+impl Serialize for TenantWithDomains {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TenantWithDomains", 4)?;
+        st.serialize_field("name", &self.tenant.name)?;
+        st.serialize_field("schema_name", self.tenant.schema_name.as_str())?;
+        st.serialize_field("domains", &self.domain_names())?;
+        st.serialize_field("created_at", &self.tenant.created_at.to_rfc3339())?;
+        st.end()
+    }
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = tenants, check_for_backend(diesel::pg::Pg))]
 pub(super) struct TenantRow {

@@ -1,10 +1,12 @@
 //! [`TenantRegistry`]: tenants and their domains, stored in `public`.
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::domain_name::DomainName;
-use super::rows::{Domain, Tenant, TenantRow};
+use super::rows::{Domain, Tenant, TenantRow, TenantWithDomains};
 use super::schema::{domains, tenants};
 use super::tenant_name::{tenant_name_key, validate_tenant_name};
 use crate::error::{shorten, Error, Result};
@@ -104,6 +106,28 @@ impl TenantRegistry {
             .order((domains::is_primary.desc(), domains::domain))
             .select(Domain::as_select())
             .load(conn)?)
+    }
+
+    /// Every tenant, ordered by name, each with its domains (primary first), in two
+    /// queries.
+    pub fn list_with_domains(conn: &mut PgConnection) -> Result<Vec<TenantWithDomains>> {
+        let mut domains: HashMap<i64, Vec<Domain>> = HashMap::new();
+        for domain in Self::list_domains(conn)? {
+            domains.entry(domain.tenant_id).or_default().push(domain);
+        }
+        Ok(Self::list(conn)?
+            .into_iter()
+            .map(|tenant| {
+                let own = domains.remove(&tenant.id).unwrap_or_default();
+                TenantWithDomains::new(tenant, own)
+            })
+            .collect())
+    }
+
+    /// `tenant` with its domains (primary first).
+    pub fn with_domains(conn: &mut PgConnection, tenant: Tenant) -> Result<TenantWithDomains> {
+        let domains = Self::domains_of(conn, &tenant)?;
+        Ok(TenantWithDomains::new(tenant, domains))
     }
 
     /// Renames a tenant; its schema keeps its name. Runs no hooks:

@@ -75,22 +75,10 @@ impl<'r> FromRequest<'r> for Admin {
     }
 }
 
-/// A tenant as the admin API shows it.
-fn tenant_json(tenant: &Tenant, domains: Vec<String>) -> Value {
-    json!({
-        "name": tenant.name,
-        "schema_name": tenant.schema_name.as_str(),
-        "domains": domains,
-        "created_at": tenant.created_at.to_rfc3339(),
-    })
-}
-
+/// A tenant as the admin API shows it: with its domains, primary first.
 fn described(conn: &mut PgConnection, tenant: Tenant) -> Result<Value, Problem> {
-    let domains = TenantRegistry::domains_of(conn, &tenant)?
-        .into_iter()
-        .map(|d| d.domain)
-        .collect();
-    Ok(tenant_json(&tenant, domains))
+    let listed = TenantRegistry::with_domains(conn, tenant)?;
+    Ok(json!(listed))
 }
 
 /// A registry miss is the resource's 404, not the tenant-resolution 400.
@@ -225,20 +213,8 @@ async fn create_tenant(
 #[get("/tenants")]
 async fn list_tenants(admin: Result<Admin, Problem>, db: PublicDb) -> Result<Json<Value>, Problem> {
     admin?;
-    db.run(|conn| {
-        let domains = TenantRegistry::list_domains(conn)?;
-        let tenants = TenantRegistry::list(conn)?;
-        let list = tenants
-            .iter()
-            .map(|t| {
-                let mut own: Vec<_> = domains.iter().filter(|d| d.tenant_id == t.id).collect();
-                own.sort_by_key(|d| (!d.is_primary, d.domain.clone()));
-                tenant_json(t, own.into_iter().map(|d| d.domain.clone()).collect())
-            })
-            .collect();
-        Ok(Json(Value::Array(list)))
-    })
-    .await
+    db.run(|conn| Ok(Json(json!(TenantRegistry::list_with_domains(conn)?))))
+        .await
 }
 
 #[get("/tenants/<name>")]

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use diesel_tenancy::rocket::Tenancy;
-use diesel_tenancy::{Error, SchemaName, Tenant, TenantPool, TenantRegistry};
+use diesel_tenancy::{Error, SchemaName, Tenant, TenantPool, TenantRegistry, TenantWithDomains};
 use rocket::form::FromForm;
 use rocket::http::{CookieJar, Status};
 use rocket::{get, post, Route, State};
@@ -68,13 +68,22 @@ fn count_hotels(pool: &TenantPool, tenants: &[&Tenant]) -> HashMap<String, i64> 
         .unwrap_or_default()
 }
 
-fn row(tenant: &Tenant, domains: Vec<DomainRow>, counts: &HashMap<String, i64>) -> TenantRow {
+/// A tenant's row of the panel: its domains (primary first) and its hotel count.
+fn row(listed: TenantWithDomains, counts: &HashMap<String, i64>) -> TenantRow {
+    let tenant = &listed.tenant;
     TenantRow {
         name: tenant.name.clone(),
         schema: tenant.schema_name.as_str().to_owned(),
-        domains,
         hotels: counts.get(tenant.schema_name.as_str()).copied(),
         created: tenant.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        domains: listed
+            .domains
+            .iter()
+            .map(|d| DomainRow {
+                domain: d.domain.clone(),
+                is_primary: d.is_primary,
+            })
+            .collect(),
     }
 }
 
@@ -82,27 +91,11 @@ fn row(tenant: &Tenant, domains: Vec<DomainRow>, counts: &HashMap<String, i64>) 
 async fn tenant_rows(tenancy: &Tenancy) -> Result<Vec<TenantRow>, PanelError> {
     let pool = pool(tenancy)?;
     let rows = blocking(move || {
-        let (tenants, domains) = pool.with_public(|c| {
-            Ok::<_, Problem>((TenantRegistry::list(c)?, TenantRegistry::list_domains(c)?))
-        })?;
-        let counts = count_hotels(&pool, &tenants.iter().collect::<Vec<_>>());
-        let mut by_tenant: HashMap<i64, Vec<DomainRow>> = HashMap::new();
-        // list_domains is ordered by tenant then domain; primary goes first below.
-        for d in domains {
-            by_tenant.entry(d.tenant_id).or_default().push(DomainRow {
-                domain: d.domain,
-                is_primary: d.is_primary,
-            });
-        }
-        let rows = tenants
-            .iter()
-            .map(|t| {
-                let mut own = by_tenant.remove(&t.id).unwrap_or_default();
-                own.sort_by_key(|d| !d.is_primary);
-                row(t, own, &counts)
-            })
-            .collect();
-        Ok(rows)
+        let listed =
+            pool.with_public(|c| Ok::<_, Problem>(TenantRegistry::list_with_domains(c)?))?;
+        let tenants: Vec<&Tenant> = listed.iter().map(|l| &l.tenant).collect();
+        let counts = count_hotels(&pool, &tenants);
+        Ok(listed.into_iter().map(|l| row(l, &counts)).collect())
     })
     .await?;
     Ok(rows)
@@ -112,16 +105,10 @@ async fn tenant_rows(tenancy: &Tenancy) -> Result<Vec<TenantRow>, PanelError> {
 async fn tenant_row(tenancy: &Tenancy, tenant: Tenant) -> Result<TenantRow, PanelError> {
     let pool = pool(tenancy)?;
     let row = blocking(move || {
-        let domains =
-            pool.with_public(|c| Ok::<_, Problem>(TenantRegistry::domains_of(c, &tenant)?))?;
-        let domains = domains
-            .into_iter()
-            .map(|d| DomainRow {
-                domain: d.domain,
-                is_primary: d.is_primary,
-            })
-            .collect();
-        Ok(row(&tenant, domains, &count_hotels(&pool, &[&tenant])))
+        let listed =
+            pool.with_public(|c| Ok::<_, Problem>(TenantRegistry::with_domains(c, tenant)?))?;
+        let counts = count_hotels(&pool, &[&listed.tenant]);
+        Ok(row(listed, &counts))
     })
     .await?;
     Ok(row)
