@@ -23,6 +23,7 @@ pub mod resolve;
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
 pub mod rocket;
 mod schema_name;
+mod schema_union;
 mod sql;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -44,6 +45,7 @@ pub use registry::{
     MAX_TENANT_NAME_LEN,
 };
 pub use schema_name::{SchemaName, SchemaRules};
+pub use schema_union::SchemaUnion;
 
 pub use diesel;
 pub use diesel_migrations;

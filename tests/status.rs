@@ -7,7 +7,7 @@ use common::hotels::exec;
 use common::{TestDb, TENANT};
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use diesel_tenancy::{Error, NewTenant, SyncRouter};
+use diesel_tenancy::{Error, NewTenant, SchemaUnion, SyncRouter};
 
 #[test]
 fn status_reports_orphans_both_ways() {
@@ -68,4 +68,44 @@ fn status_counts_the_relation_files_of_tenant_schemas_against_the_server_file_li
         Some(setting.max_files_per_process.parse().unwrap())
     );
     assert!(!status.file_limit_exceeded());
+}
+
+/// `SchemaUnion` (which status uses for the tracking tables) reads a table in every
+/// schema that has it, and leaves out a schema whose table is gone instead of failing.
+#[test]
+fn a_schema_union_reads_the_schemas_that_have_the_table() {
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Count {
+        #[diesel(sql_type = Text)]
+        schema_name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let db = TestDb::new();
+    let router = db.router(2);
+    let schemas: Vec<_> = ["one", "two", "three"]
+        .iter()
+        .map(|n| {
+            router
+                .create_tenant(&NewTenant::named(*n))
+                .unwrap()
+                .schema_name
+        })
+        .collect();
+    let pool = router.pool();
+    pool.with_tenant(&schemas[0], |c| {
+        exec(
+            c,
+            "INSERT INTO hotels (name, location, description) VALUES ('a', 'b', 'c')",
+        )
+    })
+    .unwrap();
+    pool.with_public(|c| exec(c, "DROP TABLE two.hotels"))
+        .unwrap();
+    let counts: Vec<Count> = pool
+        .with_public(|c| SchemaUnion::new("hotels", "count(*) AS n").load(c, &schemas))
+        .unwrap();
+    let mut counts: Vec<(String, i64)> = counts.into_iter().map(|c| (c.schema_name, c.n)).collect();
+    counts.sort();
+    assert_eq!(counts, [("one".to_owned(), 1), ("three".to_owned(), 0)]);
 }

@@ -4,25 +4,18 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel::query_builder::SqlQuery;
 use diesel::sql_types::{Array, BigInt, Text};
 
 use super::report::{MigrationStatus, TenantStatus};
 use crate::error::{Error, Result};
 use crate::pool::TenantPool;
 use crate::registry::TenantRegistry;
-use crate::schema_name::{quote_ident, SchemaName};
-
-/// Tracking tables read per query; keeps each `UNION ALL` statement a sane size.
-const CHUNK: usize = 500;
+use crate::schema_name::SchemaName;
+use crate::schema_union::SchemaUnion;
 
 /// Connections that read tracking tables at once.
 const READERS: usize = 4;
-
-#[derive(QueryableByName)]
-struct SchemaRow {
-    #[diesel(sql_type = Text)]
-    schema_name: String,
-}
 
 #[derive(QueryableByName)]
 struct CatalogRow {
@@ -130,24 +123,17 @@ pub(super) fn status(
     }
 }
 
-/// Reads the tracking tables of `chunks` on one pooled connection.
-fn read_chunks(pool: &TenantPool, chunks: &[&[SchemaName]]) -> Result<Vec<VersionRow>> {
+/// Diesel's tracking table in every schema: its versions.
+fn tracking() -> SchemaUnion {
+    SchemaUnion::new("__diesel_schema_migrations", "version::text AS version")
+}
+
+/// Runs `statements` (reads of tracking tables) on one pooled connection.
+fn read_all(pool: &TenantPool, statements: &[SqlQuery]) -> Result<Vec<VersionRow>> {
     pool.with_public(|conn| {
         let mut rows = Vec::new();
-        for chunk in chunks {
-            let sql = chunk
-                .iter()
-                .map(|s| {
-                    format!(
-                        "SELECT '{name}'::text AS schema_name, version::text AS version \
-                         FROM {ident}.__diesel_schema_migrations",
-                        name = s.as_str(),
-                        ident = quote_ident(s.as_str())
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
-            rows.extend(diesel::sql_query(sql).load::<VersionRow>(conn)?);
+        for statement in statements {
+            rows.extend(statement.clone().load::<VersionRow>(conn)?);
         }
         Ok(rows)
     })
@@ -161,16 +147,9 @@ fn missing(expected: &[String], applied: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
+/// Every schema that has a tracking table (registered or not), in one catalog query.
 fn tracked_schemas(conn: &mut PgConnection) -> Result<Vec<String>> {
-    Ok(diesel::sql_query(
-        "SELECT n.nspname::text AS schema_name FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relname = '__diesel_schema_migrations' AND c.relkind IN ('r', 'p')",
-    )
-    .load::<SchemaRow>(conn)?
-    .into_iter()
-    .map(|r| r.schema_name)
-    .collect())
+    tracking().present(conn, None)
 }
 
 /// One catalog query: which tenant schemas exist, the relation files of the first one
@@ -198,23 +177,28 @@ fn tenant_catalog(conn: &mut PgConnection, names: &[&str]) -> Result<TenantCatal
     })
 }
 
-/// Applied versions of each schema, one `UNION ALL` query per [`CHUNK`] schemas, the
-/// chunks spread over up to [`READERS`] pooled connections at once.
+/// Applied versions of each schema (each has a tracking table), one `UNION ALL` query per
+/// 500 schemas ([`SchemaUnion`]), the queries spread over up to [`READERS`] pooled
+/// connections at once.
 fn applied_versions(
     pool: &TenantPool,
     schemas: &[SchemaName],
 ) -> Result<HashMap<String, BTreeSet<String>>> {
-    let chunks: Vec<&[SchemaName]> = schemas.chunks(CHUNK).collect();
+    let statements = tracking().statements(schemas);
     let readers = READERS
         .min(pool.max_size() as usize)
-        .min(chunks.len())
+        .min(statements.len())
         .max(1);
     let rows: Vec<Result<Vec<VersionRow>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..readers)
             .map(|r| {
-                let mine: Vec<&[SchemaName]> =
-                    chunks.iter().skip(r).step_by(readers).copied().collect();
-                scope.spawn(move || read_chunks(pool, &mine))
+                let mine: Vec<SqlQuery> = statements
+                    .iter()
+                    .skip(r)
+                    .step_by(readers)
+                    .cloned()
+                    .collect();
+                scope.spawn(move || read_all(pool, &mine))
             })
             .collect();
         handles

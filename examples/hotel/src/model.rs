@@ -1,7 +1,10 @@
 //! The `hotels` table of every tenant schema (the crate's `migrations_tenant/` set).
 
+use std::collections::HashMap;
+
 use diesel::prelude::*;
 use diesel::PgConnection;
+use diesel_tenancy::{SchemaName, SchemaUnion};
 use serde::Serialize;
 
 diesel::table! {
@@ -73,56 +76,21 @@ pub fn list(conn: &mut PgConnection) -> QueryResult<Vec<Hotel>> {
 #[derive(QueryableByName)]
 struct SchemaCount {
     #[diesel(sql_type = diesel::sql_types::Text)]
-    schema: String,
+    schema_name: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     n: i64,
 }
 
-/// Hotels per schema, for many tenants in two queries (not one per tenant): the catalog
-/// says which of the schemas have a `hotels` table, then one `UNION ALL` counts them all.
-/// Schemas without the table (dropped by hand) are absent from the result. Run it on a
-/// public-scoped connection; every name is schema-qualified.
+/// Hotels per schema, for many tenants in two queries (not one per tenant)
+/// ([`SchemaUnion`]). Schemas without the table (dropped by hand) are absent from the
+/// result. Run it on a public-scoped connection; every name is schema-qualified.
 pub fn count_by_schema(
     conn: &mut PgConnection,
-    schemas: &[&diesel_tenancy::SchemaName],
-) -> QueryResult<std::collections::HashMap<String, i64>> {
-    use diesel::sql_types::{Array, Text};
-    let names: Vec<&str> = schemas.iter().map(|s| s.as_str()).collect();
-    #[derive(QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = Text)]
-        schema: String,
-    }
-    let present: std::collections::HashSet<String> = diesel::sql_query(
-        "SELECT n.nspname::text AS schema FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.relname = 'hotels' AND c.relkind = 'r' AND n.nspname = ANY($1)",
-    )
-    .bind::<Array<Text>, _>(&names)
-    .load::<Name>(conn)?
-    .into_iter()
-    .map(|r| r.schema)
-    .collect();
-    let parts: Vec<String> = schemas
-        .iter()
-        .filter(|s| present.contains(s.as_str()))
-        .map(|s| {
-            // A SchemaName holds only [a-z0-9_]: safe as a literal and as an identifier.
-            format!(
-                "SELECT '{}'::text AS schema, count(*) AS n FROM {}.hotels",
-                s.as_str(),
-                s.quoted()
-            )
-        })
-        .collect();
-    if parts.is_empty() {
-        return Ok(Default::default());
-    }
-    Ok(diesel::sql_query(parts.join(" UNION ALL "))
-        .load::<SchemaCount>(conn)?
-        .into_iter()
-        .map(|r| (r.schema, r.n))
-        .collect())
+    schemas: &[SchemaName],
+) -> diesel_tenancy::Result<HashMap<String, i64>> {
+    let counts: Vec<SchemaCount> =
+        SchemaUnion::new("hotels", "count(*) AS n").load(conn, schemas)?;
+    Ok(counts.into_iter().map(|c| (c.schema_name, c.n)).collect())
 }
 
 pub fn get(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Hotel>> {

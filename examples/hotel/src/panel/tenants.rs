@@ -62,7 +62,7 @@ pub fn sentence(message: &str) -> String {
 /// Hotels per schema for `tenants`, in two queries; a schema that cannot be counted
 /// (e.g. dropped by hand) is missing from the map, and the error is logged.
 fn count_hotels(pool: &TenantPool, tenants: &[&Tenant]) -> HashMap<String, i64> {
-    let schemas: Vec<&SchemaName> = tenants.iter().map(|t| &t.schema_name).collect();
+    let schemas: Vec<SchemaName> = tenants.iter().map(|t| t.schema_name.clone()).collect();
     pool.with_public(|c| model::count_by_schema(c, &schemas).map_err(Problem::from))
         .map_err(|e| log::warn!("counting hotels: {e:?}"))
         .unwrap_or_default()
