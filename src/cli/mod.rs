@@ -70,6 +70,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use crate::error::Error;
+
 use crate::migrate::SyncRouter;
 
 /// The management commands. Flatten into an application's own [`Subcommand`] enum.
@@ -331,6 +333,27 @@ fn run_with(
         let _ = writeln!(err, "error: {}", one_line(problem));
     }
     done.outcome
+}
+
+/// The line for a command over tenants where some failed: "<what> failed for 2 of 5
+/// tenant(s); first: tenant `a`: <error>"; `None` when `failures` is empty.
+fn first_failure<'a>(
+    what: &str,
+    total: usize,
+    mut failures: impl Iterator<Item = (&'a str, &'a Error)>,
+) -> Option<String> {
+    let (tenant, error) = failures.next()?;
+    Some(format!(
+        "{what} failed for {} of {total} tenant(s); first: tenant `{tenant}`: {error}",
+        1 + failures.count()
+    ))
+}
+
+/// `value` as pretty JSON and a newline. (The crate's types serialize with string keys
+/// only, so `to_value` cannot fail for them.)
+fn json_text(value: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    format!("{value:#}\n")
 }
 
 /// Collapses a message onto one line.

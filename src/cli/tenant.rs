@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{DomainCommand, Done, TenantCommand};
+use super::{json_text, DomainCommand, Done, TenantCommand};
 use crate::error::Result;
 use crate::migrate::{NewTenant, SyncRouter};
 use crate::registry::DomainName;
@@ -98,13 +98,6 @@ fn list(router: &SyncRouter, json: bool) -> Result<Done> {
         ["NAME", "SCHEMA", "CREATED", "DOMAINS"],
         &rows,
     )))
-}
-
-/// `value` as pretty JSON and a newline. (The crate's types serialize with string keys
-/// only, so `to_value` cannot fail for them.)
-fn json_text(value: &impl serde::Serialize) -> String {
-    let value = serde_json::to_value(value).unwrap_or(Value::Null);
-    format!("{value:#}\n")
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.

@@ -34,6 +34,9 @@ impl MigrateOptions {
 }
 
 /// What migrating one tenant did.
+///
+/// It serializes as the `migrate --json` command prints it: `{"tenant", "schema",
+/// "applied", "error" (text or null), "duration_ms"}`.
 #[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct TenantReport {
@@ -44,12 +47,22 @@ pub struct TenantReport {
     /// Versions applied (empty on failure: the tenant was rolled back whole).
     pub applied: Vec<String>,
     /// Time taken.
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
     /// Why it failed, if it did.
     #[serde(serialize_with = "error_text")]
     pub error: Option<Error>,
 }
 
+/// A duration as whole milliseconds, as the reports serialize it.
+pub(crate) fn millis<S: serde::Serializer>(
+    d: &Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// An error as its message, as the reports serialize it.
 pub(crate) fn error_text<S: serde::Serializer>(
     e: &Option<Error>,
     s: S,
@@ -86,7 +99,11 @@ impl Outcome for TenantReport {
 }
 
 /// What [`SyncRouter::migrate_all`](crate::SyncRouter::migrate_all) did.
-#[derive(Debug, Serialize)]
+///
+/// It serializes as the `migrate --json` command prints it (which adds
+/// `shared_applied`): `{"tenants": [TenantReport…], "migrated", "failed", "up_to_date",
+/// "duration_ms"}`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct MigrateReport {
     /// One entry per tenant that was attempted.
@@ -95,6 +112,29 @@ pub struct MigrateReport {
     pub up_to_date: usize,
     /// Wall time.
     pub duration: Duration,
+}
+
+impl Serialize for MigrateReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let failed = self.failures().count();
+        let mut st = s.serialize_struct("MigrateReport", 5)?;
+        st.serialize_field("tenants", &self.tenants)?;
+        st.serialize_field("migrated", &(self.tenants.len() - failed))?;
+        st.serialize_field("failed", &failed)?;
+        st.serialize_field("up_to_date", &self.up_to_date)?;
+        st.serialize_field("duration_ms", &Millis(self.duration))?;
+        st.end()
+    }
+}
+
+/// A duration serialized as whole milliseconds.
+pub(crate) struct Millis(pub(crate) Duration);
+
+impl Serialize for Millis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        millis(&self.0, s)
+    }
 }
 
 impl MigrateReport {
@@ -205,6 +245,38 @@ pub(crate) fn file_status(
 #[cfg(test)]
 mod tests {
     use super::file_status as status;
+    use super::*;
+    use crate::schema_name::SchemaName;
+
+    #[test]
+    fn a_migration_report_has_one_json_shape() {
+        let tenant =
+            |name: &str| Tenant::new(1, name, SchemaName::new(name).unwrap(), chrono::Utc::now());
+        let report = MigrateReport {
+            tenants: vec![
+                TenantReport::new(&tenant("a"), Ok(vec!["1".into()]), Duration::from_millis(7)),
+                TenantReport::new(
+                    &tenant("b"),
+                    Err(Error::Config("no".into())),
+                    Duration::from_micros(2500),
+                ),
+            ],
+            up_to_date: 3,
+            duration: Duration::from_millis(1234),
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "tenants": [
+                    {"tenant": "a", "schema": "a", "applied": ["1"], "error": null, "duration_ms": 7},
+                    {"tenant": "b", "schema": "b", "applied": [], "error": "invalid configuration: no",
+                     "duration_ms": 2},
+                ],
+                "migrated": 1, "failed": 1, "up_to_date": 3, "duration_ms": 1234,
+            })
+        );
+    }
 
     #[test]
     fn the_file_limit_is_exceeded_only_past_the_server_setting() {

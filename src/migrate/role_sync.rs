@@ -7,6 +7,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::report::Millis;
 use super::role_provision::{ensure_tenant_role, existing_roles, sync_shared_grants, Context};
 use crate::error::{Error, Result};
 use crate::pool::{lock, TenantPool};
@@ -30,6 +31,9 @@ fn without_role(
 }
 
 /// What [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles) did for one tenant.
+///
+/// It serializes as the `tenant roles --json` command prints it: `{"tenant", "schema",
+/// "role", "created", "error" (text or null), "duration_ms"}`.
 #[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct TenantRoleReport {
@@ -42,6 +46,7 @@ pub struct TenantRoleReport {
     /// Whether the role was created (otherwise it existed and was granted again).
     pub created: bool,
     /// Time taken.
+    #[serde(rename = "duration_ms", serialize_with = "super::report::millis")]
     pub duration: Duration,
     /// Why it failed, if it did (nothing was changed for that tenant).
     #[serde(serialize_with = "super::report::error_text")]
@@ -49,13 +54,31 @@ pub struct TenantRoleReport {
 }
 
 /// What [`SyncRouter::sync_tenant_roles`](crate::SyncRouter::sync_tenant_roles) did.
-#[derive(Debug, Serialize)]
+///
+/// It serializes as the `tenant roles --json` command prints it: `{"tenants":
+/// [TenantRoleReport…], "created", "failed", "duration_ms"}`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct RoleReport {
     /// One entry per registered tenant, in name order.
     pub tenants: Vec<TenantRoleReport>,
     /// Wall time.
     pub duration: Duration,
+}
+
+impl Serialize for RoleReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("RoleReport", 4)?;
+        st.serialize_field("tenants", &self.tenants)?;
+        st.serialize_field(
+            "created",
+            &self.tenants.iter().filter(|t| t.created).count(),
+        )?;
+        st.serialize_field("failed", &self.failures().count())?;
+        st.serialize_field("duration_ms", &Millis(self.duration))?;
+        st.end()
+    }
 }
 
 impl RoleReport {
