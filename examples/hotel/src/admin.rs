@@ -13,7 +13,7 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome};
 use rocket::response::status::Created;
 use rocket::serde::json::{json, Json, Value};
-use rocket::{delete, get, post, routes, Request, State};
+use rocket::{delete, get, post, routes, uri, Request, State};
 
 use crate::body::JsonObject;
 use crate::problem::Problem;
@@ -92,9 +92,8 @@ pub fn not_found_on_miss(e: Error) -> Problem {
 /// Reloads this process's registry cache after a domain change, so the change applies
 /// to the next request here (other processes follow through NOTIFY). A failure only
 /// delays that, so it is logged, not answered.
-pub fn refresh(tenancy: &Tenancy) {
-    let result = rocket::tokio::task::block_in_place(|| tenancy.refresh_blocking());
-    if let Err(e) = result {
+pub async fn refresh(tenancy: &Tenancy) {
+    if let Err(e) = tenancy.refresh().await {
         log::warn!("registry cache refresh after a domain change: {e}");
     }
 }
@@ -127,8 +126,8 @@ fn string_field<'a>(
     None
 }
 
-fn parse_new_tenant(body: JsonObject) -> Result<NewTenant, Problem> {
-    let body = body.0?;
+fn parse_new_tenant(body: Result<JsonObject, Problem>) -> Result<NewTenant, Problem> {
+    let JsonObject(body) = body?;
     let mut errors = FieldErrors::new();
     let name = string_field(&body, "name", true, &mut errors);
     let schema = string_field(&body, "schema_name", false, &mut errors);
@@ -197,7 +196,7 @@ pub fn check_new_tenant(
 #[post("/tenants", data = "<body>")]
 async fn create_tenant(
     admin: Result<Admin, Problem>,
-    body: JsonObject,
+    body: Result<JsonObject, Problem>,
     tenancy: &State<Tenancy>,
 ) -> Result<Created<Json<Value>>, Problem> {
     admin?;
@@ -206,7 +205,7 @@ async fn create_tenant(
     let tenant = tenancy.create_tenant(new).await?;
     let pool = tenancy.pool()?;
     let value = blocking(move || pool.with_public(|conn| described(conn, tenant))).await?;
-    let location = format!("/tenants/{}", value["name"].as_str().unwrap_or_default());
+    let location = uri!(get_tenant(value["name"].as_str().unwrap_or_default())).to_string();
     Ok(Created::new(location).body(Json(value)))
 }
 
@@ -256,12 +255,12 @@ async fn delete_tenant(
 async fn add_domain(
     admin: Result<Admin, Problem>,
     name: &str,
-    body: JsonObject,
+    body: Result<JsonObject, Problem>,
     db: PublicDb,
     tenancy: &State<Tenancy>,
 ) -> Result<Created<Json<Value>>, Problem> {
     admin?;
-    let body = body.0?;
+    let JsonObject(body) = body?;
     let mut errors = FieldErrors::new();
     let domain = string_field(&body, "domain", true, &mut errors).and_then(|d| {
         DomainName::new(d)
@@ -293,8 +292,8 @@ async fn add_domain(
             }))
         })
         .await?;
-    refresh(tenancy);
-    let location = format!("/domains/{}", value["domain"].as_str().unwrap_or_default());
+    refresh(tenancy).await;
+    let location = uri!(remove_domain(value["domain"].as_str().unwrap_or_default())).to_string();
     Ok(Created::new(location).body(Json(value)))
 }
 
@@ -309,6 +308,6 @@ async fn remove_domain(
     let domain = DomainName::new(domain).map_err(|_| Problem::not_found())?;
     db.run(move |conn| TenantRegistry::remove_domain(conn, &domain).map_err(not_found_on_miss))
         .await?;
-    refresh(tenancy);
+    refresh(tenancy).await;
     Ok(Status::NoContent)
 }

@@ -21,19 +21,25 @@ pub enum PictureInput {
     Set(Picture),
 }
 
-/// A validated hotel body.
+/// A validated hotel body: the data guard of a POST, PUT or PATCH on hotels (all fields
+/// for POST and PUT, any of them for PATCH). Take it as `Result<HotelInput, Problem>`
+/// to answer its exact error.
 #[derive(Debug)]
 pub struct HotelInput {
     pub text: Text,
     pub picture: PictureInput,
 }
 
-/// The body of a POST, PUT or PATCH on hotels: never fails as a guard, so the handler
-/// can answer the exact error.
-pub struct HotelBody(pub Result<HotelInput, Problem>);
+/// A JSON object body (the admin API); take it as `Result<JsonObject, Problem>`.
+pub struct JsonObject(pub serde_json::Map<String, Value>);
 
-/// A JSON object body (the admin API): never fails as a guard either.
-pub struct JsonObject(pub Result<serde_json::Map<String, Value>, Problem>);
+/// A data guard's outcome for `result`: the value, or the problem with its status.
+fn outcome<'r, T>(result: Result<T, Problem>) -> Outcome<'r, T, Problem> {
+    match result {
+        Ok(value) => Outcome::Success(value),
+        Err(problem) => Outcome::Error((problem.status(), problem)),
+    }
+}
 
 fn mode(req: &Request<'_>) -> Mode {
     if req.method() == Method::Patch {
@@ -118,7 +124,7 @@ fn too_large(limit: rocket::data::ByteUnit) -> Problem {
 
 #[rocket::async_trait]
 impl<'r> FromData<'r> for JsonObject {
-    type Error = std::convert::Infallible;
+    type Error = Problem;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
         let result = match kind_or_discard(req, data, false).await {
@@ -129,13 +135,13 @@ impl<'r> FromData<'r> for JsonObject {
             },
             Err(e) => Err(e),
         };
-        Outcome::Success(JsonObject(result))
+        outcome(result.map(JsonObject))
     }
 }
 
 #[rocket::async_trait]
-impl<'r> FromData<'r> for HotelBody {
-    type Error = std::convert::Infallible;
+impl<'r> FromData<'r> for HotelInput {
+    type Error = Problem;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
         let result = match kind_or_discard(req, data, true).await {
@@ -143,7 +149,7 @@ impl<'r> FromData<'r> for HotelBody {
             Ok((Kind::Form, data)) => from_form(req, data).await,
             Err(e) => Err(e),
         };
-        Outcome::Success(HotelBody(result))
+        outcome(result)
     }
 }
 

@@ -11,9 +11,9 @@ use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::response::status::Created;
 use rocket::serde::json::Json;
-use rocket::{delete, get, patch, post, put, routes, State};
+use rocket::{delete, get, patch, post, put, routes, uri, State};
 
-use crate::body::{HotelBody, HotelInput, PictureInput};
+use crate::body::{HotelInput, PictureInput};
 use crate::config::MediaRoot;
 use crate::model::{self, Changes, Hotel, NewHotel};
 use crate::picture;
@@ -28,11 +28,6 @@ pub fn stage() -> AdHoc {
     })
 }
 
-/// A hotel id from the path; anything else is a 404, as in DRF.
-fn parse_id(raw: &str) -> Result<i64, Problem> {
-    raw.parse::<i64>().map_err(|_| Problem::not_found())
-}
-
 #[get("/hotels")]
 async fn list(db: TenantDb) -> Result<Json<Vec<Hotel>>, Problem> {
     db.run(|conn| model::list(conn).map_err(Problem::from))
@@ -40,9 +35,9 @@ async fn list(db: TenantDb) -> Result<Json<Vec<Hotel>>, Problem> {
         .map(Json)
 }
 
+/// A segment that is not an id forwards, and the service answers 404 (`problem.rs`).
 #[get("/hotels/<id>")]
-async fn retrieve(db: TenantDb, id: &str) -> Result<Json<Hotel>, Problem> {
-    let id = parse_id(id)?;
+async fn retrieve(db: TenantDb, id: i64) -> Result<Json<Hotel>, Problem> {
     db.run(move |conn| model::get(conn, id).map_err(Problem::from))
         .await?
         .map(Json)
@@ -57,20 +52,23 @@ type TenantOf = Result<TenantDb, ApiError>;
 #[post("/hotels", data = "<body>")]
 async fn create(
     db: TenantOf,
-    body: HotelBody,
+    body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Created<Json<Hotel>>, Problem> {
     let db = db?;
-    let hotel = insert(&Rows::Request(db), body.0?, &media.0).await?;
-    let location = format!("/hotels/{}/", hotel.id);
+    let hotel = insert(&Rows::Request(db), body?, &media.0).await?;
+    // DRF's URLs end with a slash (the routes match with or without it).
+    let location = uri!(retrieve(hotel.id));
+    let location = location.map_path(|p| format!("{p}/")).unwrap_or(location);
+    let location = location.to_string();
     Ok(Created::new(location).body(Json(hotel)))
 }
 
 #[put("/hotels/<id>", data = "<body>")]
 async fn replace(
     db: TenantOf,
-    id: &str,
-    body: HotelBody,
+    id: i64,
+    body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Json<Hotel>, Problem> {
     update(db, id, body, &media.0).await
@@ -79,8 +77,8 @@ async fn replace(
 #[patch("/hotels/<id>", data = "<body>")]
 async fn partial_update(
     db: TenantOf,
-    id: &str,
-    body: HotelBody,
+    id: i64,
+    body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Json<Hotel>, Problem> {
     update(db, id, body, &media.0).await
@@ -89,20 +87,16 @@ async fn partial_update(
 /// PUT and PATCH: the body guard already applied the mode (all fields or any subset).
 async fn update(
     db: TenantOf,
-    id: &str,
-    body: HotelBody,
+    id: i64,
+    body: Result<HotelInput, Problem>,
     media: &Path,
 ) -> Result<Json<Hotel>, Problem> {
     let db = db?;
-    let id = parse_id(id)?;
-    change(&Rows::Request(db), id, body.0?, media)
-        .await
-        .map(Json)
+    change(&Rows::Request(db), id, body?, media).await.map(Json)
 }
 
 #[delete("/hotels/<id>")]
-async fn destroy(db: TenantDb, id: &str, media: &State<MediaRoot>) -> Result<Status, Problem> {
-    let id = parse_id(id)?;
+async fn destroy(db: TenantDb, id: i64, media: &State<MediaRoot>) -> Result<Status, Problem> {
     remove(&Rows::Request(db), id, &media.0).await?;
     Ok(Status::NoContent)
 }

@@ -1,9 +1,10 @@
 //! `/media/<path>`: uploaded pictures, served only within the tenant that owns them.
 
+use std::path::PathBuf;
+
 use diesel_tenancy::rocket::CurrentTenant;
 use rocket::fairing::AdHoc;
 use rocket::fs::NamedFile;
-use rocket::http::uri::{fmt::Path, Segments};
 use rocket::{get, routes, State};
 
 use crate::config::MediaRoot;
@@ -16,14 +17,15 @@ pub fn stage() -> AdHoc {
     })
 }
 
-/// Looks only under `MEDIA_ROOT/<the request's schema>/`: another tenant's file is a 404.
+/// Looks only under `MEDIA_ROOT/<the request's schema>/`: another tenant's file is a 404
+/// (a path Rocket refuses, with `..` or a hidden segment, forwards: 404 too).
 #[get("/media/<path..>")]
-async fn serve(
+pub async fn serve(
     tenant: CurrentTenant,
-    path: Segments<'_, Path>,
+    path: PathBuf,
     media: &State<MediaRoot>,
 ) -> Result<NamedFile, Problem> {
-    let relative = path.collect::<Vec<_>>().join("/");
+    let relative = path.to_string_lossy();
     let file =
         picture::resolve(&media.0, tenant.schema(), &relative).ok_or_else(Problem::not_found)?;
     NamedFile::open(file)

@@ -178,7 +178,7 @@ pub fn resolve(media_root: &Path, schema: &str, relative: &str) -> Option<PathBu
 
 /// The URL path a client fetches a stored picture from.
 pub fn url(relative: &str) -> String {
-    format!("/media/{relative}")
+    rocket::uri!(crate::media::serve(std::path::PathBuf::from(relative))).to_string()
 }
 
 #[cfg(test)]

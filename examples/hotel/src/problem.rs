@@ -95,11 +95,18 @@ pub fn stage() -> rocket::fairing::AdHoc {
     rocket::fairing::AdHoc::on_ignite("JSON errors", |rocket| async {
         rocket
             .register("/", diesel_tenancy::rocket::catchers())
-            .register("/", rocket::catchers![not_found])
+            .register("/", rocket::catchers![not_found, unparsed_segment])
     })
 }
 
 #[rocket::catch(404)]
 fn not_found() -> Problem {
+    Problem::not_found()
+}
+
+/// A path segment that is not what its route takes (`/hotels/abc/`: not an id) makes the
+/// route forward, and Rocket then answers 422; as in DRF, there is no such resource: 404.
+#[rocket::catch(422)]
+fn unparsed_segment() -> Problem {
     Problem::not_found()
 }

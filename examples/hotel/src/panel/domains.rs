@@ -24,8 +24,8 @@ pub fn routes() -> Vec<Route> {
 struct DomainForm {
     csrf: Option<String>,
     domain: Option<String>,
-    /// A checkbox: present means on.
-    primary: Option<String>,
+    /// A checkbox, off unless ticked.
+    primary: bool,
 }
 
 impl CsrfForm for DomainForm {
@@ -37,16 +37,16 @@ impl CsrfForm for DomainForm {
 #[post("/tenants/<schema>/domains", data = "<form>")]
 async fn add_domain(
     schema: &str,
-    form: Posted<DomainForm>,
+    form: Result<Posted<DomainForm>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
+    let Posted { session, form } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
     let input = form.domain.unwrap_or_default().trim().to_owned();
     let (status, message) = match check_domain(&input) {
         Err(message) => (Status::BadRequest, message),
-        Ok(domain) => match register(tenancy, &tenant, domain, form.primary.is_some()).await? {
+        Ok(domain) => match register(tenancy, &tenant, domain, form.primary).await? {
             Err(taken) => (Status::Conflict, taken),
             Ok(row) => {
                 let text = format!("Domain {} added to “{}”.", row.domain, tenant.name);
@@ -87,7 +87,7 @@ async fn register(
     .await?;
     match added {
         Ok(row) => {
-            admin::refresh(tenancy);
+            admin::refresh(tenancy).await;
             Ok(Ok(row))
         }
         Err(e @ Error::DomainExists { .. }) => Ok(Err(sentence(&e.to_string()))),
@@ -118,12 +118,12 @@ enum DomainChange {
 /// a 404), refreshes the registry cache, and goes back to the tenant's page.
 async fn change_domain(
     schema: &str,
-    form: Posted<DomainRef>,
+    form: Result<Posted<DomainRef>, PanelError>,
     change: DomainChange,
     sessions: &Sessions,
     tenancy: &Tenancy,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
+    let Posted { session, form } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
     let domain = DomainName::new(form.domain.as_deref().unwrap_or_default())
         .map_err(|_| PanelError::NotFound)?;
@@ -144,7 +144,7 @@ async fn change_domain(
         })
     })
     .await?;
-    admin::refresh(tenancy);
+    admin::refresh(tenancy).await;
     let text = match change {
         DomainChange::MakePrimary => {
             format!("{shown} is now the primary domain of “{}”.", tenant.name)
@@ -158,7 +158,7 @@ async fn change_domain(
 #[post("/tenants/<schema>/domains/primary", data = "<form>")]
 async fn set_primary(
     schema: &str,
-    form: Posted<DomainRef>,
+    form: Result<Posted<DomainRef>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
 ) -> Result<Reply, PanelError> {
@@ -168,7 +168,7 @@ async fn set_primary(
 #[post("/tenants/<schema>/domains/remove", data = "<form>")]
 async fn remove_domain(
     schema: &str,
-    form: Posted<DomainRef>,
+    form: Result<Posted<DomainRef>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
 ) -> Result<Reply, PanelError> {

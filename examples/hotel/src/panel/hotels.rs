@@ -2,11 +2,12 @@
 //! the same validation and storage code as the `/hotels` API, plus the pictures and
 //! their thumbnails for logged-in admins.
 
+use std::path::PathBuf;
+
 use diesel_tenancy::rocket::Tenancy;
 use diesel_tenancy::Tenant;
 use rocket::form::{self, FromForm};
 use rocket::fs::{NamedFile, TempFile};
-use rocket::http::uri::{fmt::Path as UriPath, Segments};
 use rocket::http::{ContentType, Header, Status};
 use rocket::response::{self, Responder};
 use rocket::{get, post, Request, Route, State};
@@ -14,7 +15,7 @@ use rocket::{get, post, Request, Route, State};
 use super::pages::{Errors, HotelInput, HotelPage, Layout, PictureLinks};
 use super::session::{AdminSession, CsrfForm, CsrfOnly, Flash, Posted, Sessions};
 use super::tenants::{find_tenant, pool, tenant_url};
-use super::{Html, PanelError, Reply, BASE};
+use super::{Html, PanelError, Reply};
 use crate::body::{self, HotelForm, PictureInput};
 use crate::config::MediaRoot;
 use crate::hotels::{self, Rows};
@@ -33,20 +34,17 @@ pub fn routes() -> Vec<Route> {
 
 /// Where the panel shows a stored picture (`relative` as stored in the row).
 pub fn picture_url(schema: &str, relative: &str) -> String {
-    format!("{BASE}/tenants/{schema}/media/{relative}")
+    panel_uri!(full_picture(schema, PathBuf::from(relative)))
 }
 
+/// Where the panel shows a stored picture's thumbnail.
 pub fn thumb_url(schema: &str, relative: &str) -> String {
-    format!("{BASE}/tenants/{schema}/thumbs/{relative}")
+    panel_uri!(thumbnail(schema, PathBuf::from(relative)))
 }
 
+/// The edit page of a hotel.
 fn hotel_url(schema: &str, id: i64) -> String {
-    format!("{BASE}/tenants/{schema}/hotels/{id}")
-}
-
-/// A hotel id from the path; anything else is a 404.
-fn parse_id(raw: &str) -> Result<i64, PanelError> {
-    raw.parse().map_err(|_| PanelError::NotFound)
+    panel_uri!(edit(schema, id))
 }
 
 fn rows(tenancy: &Tenancy, tenant: &Tenant) -> Result<Rows, PanelError> {
@@ -76,7 +74,7 @@ fn form_page(
         id: hotel.map(|h| h.id),
         action: match hotel {
             Some(h) => hotel_url(schema, h.id),
-            None => format!("{BASE}/tenants/{schema}/hotels"),
+            None => panel_uri!(create(schema)),
         },
         picture: hotel
             .and_then(|h| h.picture.as_deref())
@@ -113,13 +111,12 @@ async fn new(
 #[get("/tenants/<schema>/hotels/<id>", rank = 2)]
 async fn edit(
     schema: &str,
-    id: &str,
+    id: i64,
     session: Result<AdminSession, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
 ) -> Result<Html, PanelError> {
     let session = session?;
-    let id = parse_id(id)?;
     let tenant = find_tenant(tenancy, schema).await?;
     let hotel = load(&rows(tenancy, &tenant)?, id).await?;
     let input = HotelInput {
@@ -147,7 +144,8 @@ struct PanelHotelForm<'r> {
     location: form::Result<'r, String>,
     description: form::Result<'r, String>,
     picture: form::Result<'r, TempFile<'r>>,
-    clear_picture: Option<String>,
+    /// A checkbox, off unless ticked: remove the current picture.
+    clear_picture: bool,
 }
 
 impl CsrfForm for PanelHotelForm<'_> {
@@ -169,7 +167,7 @@ fn sent(form: &PanelHotelForm<'_>) -> HotelInput {
 /// Validates the form with the API's rules; `Err(Ok(errors))` are field messages for
 /// the page, `Err(Err(_))` anything else (e.g. 413).
 async fn check(form: PanelHotelForm<'_>) -> Result<body::HotelInput, Result<Errors, PanelError>> {
-    let clear = form.clear_picture.is_some();
+    let clear = form.clear_picture;
     let fields = HotelForm {
         name: form.name,
         location: form.location,
@@ -203,12 +201,12 @@ fn with_errors(
 #[post("/tenants/<schema>/hotels", data = "<form>")]
 async fn create(
     schema: &str,
-    form: Posted<PanelHotelForm<'_>>,
+    form: Result<Posted<PanelHotelForm<'_>>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
+    let Posted { session, form } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
     let input = sent(&form);
     let failure = match check(form).await {
@@ -229,14 +227,13 @@ async fn create(
 #[post("/tenants/<schema>/hotels/<id>", data = "<form>")]
 async fn update(
     schema: &str,
-    id: &str,
-    form: Posted<PanelHotelForm<'_>>,
+    id: i64,
+    form: Result<Posted<PanelHotelForm<'_>>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
-    let id = parse_id(id)?;
+    let Posted { session, form } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
     let rows = rows(tenancy, &tenant)?;
     let input = sent(&form);
@@ -265,14 +262,13 @@ async fn update(
 #[post("/tenants/<schema>/hotels/<id>/delete", data = "<form>")]
 async fn delete(
     schema: &str,
-    id: &str,
-    form: Posted<CsrfOnly>,
+    id: i64,
+    form: Result<Posted<CsrfOnly>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,
 ) -> Result<Reply, PanelError> {
-    let (session, _) = form.0?;
-    let id = parse_id(id)?;
+    let Posted { session, .. } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
     let deleted = hotels::remove(&rows(tenancy, &tenant)?, id, &media.0).await?;
     let text = format!("Hotel “{}” deleted.", deleted.name);
@@ -283,14 +279,14 @@ async fn delete(
 /// The file of a stored picture of a registered tenant, for a logged-in admin.
 async fn stored_file(
     schema: &str,
-    path: Segments<'_, UriPath>,
+    path: PathBuf,
     session: Result<AdminSession, PanelError>,
     tenancy: &Tenancy,
     media: &MediaRoot,
-) -> Result<std::path::PathBuf, PanelError> {
+) -> Result<PathBuf, PanelError> {
     session?;
     let tenant = find_tenant(tenancy, schema).await?;
-    let relative = path.collect::<Vec<_>>().join("/");
+    let relative = path.to_string_lossy();
     picture::resolve(&media.0, tenant.schema_name.as_str(), &relative).ok_or(PanelError::NotFound)
 }
 
@@ -298,7 +294,7 @@ async fn stored_file(
 #[get("/tenants/<schema>/media/<path..>")]
 async fn full_picture(
     schema: &str,
-    path: Segments<'_, UriPath>,
+    path: PathBuf,
     session: Result<AdminSession, PanelError>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,
@@ -323,7 +319,7 @@ impl<'r> Responder<'r, 'static> for Thumbnail {
 #[get("/tenants/<schema>/thumbs/<path..>")]
 async fn thumbnail(
     schema: &str,
-    path: Segments<'_, UriPath>,
+    path: PathBuf,
     session: Result<AdminSession, PanelError>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,

@@ -7,6 +7,13 @@
 //! (`session.rs`); every form carries that session's CSRF token. Pages are askama
 //! templates (`templates/` of the hotel package), so every value is HTML-escaped.
 
+/// The URL of a panel route, `uri!` under the panel's mount point ([`BASE`]).
+macro_rules! panel_uri {
+    ($($route:tt)*) => {
+        rocket::uri!("/admin", $($route)*).to_string()
+    };
+}
+
 mod domains;
 mod hotels;
 mod pages;
@@ -40,7 +47,7 @@ pub fn stage(token: Option<String>) -> AdHoc {
             .mount(BASE, tenants::routes())
             .mount(BASE, domains::routes())
             .mount(BASE, hotels::routes())
-            .register(BASE, catchers![error_page])
+            .register(BASE, catchers![error_page, unparsed_segment])
     })
 }
 
@@ -53,6 +60,14 @@ fn stylesheet() -> RawCss<&'static str> {
 #[catch(default)]
 fn error_page(status: Status, _req: &Request<'_>) -> Html {
     PanelError::Status(status, default_message(status).into()).page()
+}
+
+/// A path segment that is not what its route takes (a hotel id that is not a number, a
+/// picture path with `..`) makes the route forward, and Rocket then answers 422: there
+/// is no such page.
+#[catch(422)]
+fn unparsed_segment() -> Html {
+    PanelError::NotFound.page()
 }
 
 fn default_message(status: Status) -> &'static str {
@@ -137,13 +152,22 @@ pub enum PanelError {
 }
 
 impl PanelError {
-    fn page(&self) -> Html {
-        let (status, message) = match self {
+    /// The status its page is sent with.
+    pub fn status(&self) -> Status {
+        self.parts().0
+    }
+
+    fn parts(&self) -> (Status, &str) {
+        match self {
             PanelError::LoginNeeded => (Status::Unauthorized, "Log in first."),
             PanelError::Forbidden => (Status::Forbidden, default_message(Status::Forbidden)),
             PanelError::NotFound => (Status::NotFound, default_message(Status::NotFound)),
             PanelError::Status(status, message) => (*status, message.as_str()),
-        };
+        }
+    }
+
+    fn page(&self) -> Html {
+        let (status, message) = self.parts();
         let page = pages::ErrorPage {
             code: status.code,
             reason: status.reason_lossy(),

@@ -200,12 +200,24 @@ async fn parse_form<'r, T: FromForm<'r>>(
 }
 
 /// A form posted by a logged-in admin with the session's CSRF token: the session is
-/// checked before the body is read, then the token (in constant time).
-pub struct Posted<T>(pub Result<(AdminSession, T), PanelError>);
+/// checked before the body is read, then the token (in constant time). Take it as
+/// `Result<Posted<T>, PanelError>` to answer the refusal as a page.
+pub struct Posted<T> {
+    pub session: AdminSession,
+    pub form: T,
+}
+
+/// A data guard's outcome for `result`: the value, or the refusal with its status.
+fn outcome<'r, T>(result: Result<T, PanelError>) -> DataOutcome<'r, T, PanelError> {
+    match result {
+        Ok(value) => Outcome::Success(value),
+        Err(refusal) => Outcome::Error((refusal.status(), refusal)),
+    }
+}
 
 #[rocket::async_trait]
 impl<'r, T: FromForm<'r> + CsrfForm> FromData<'r> for Posted<T> {
-    type Error = std::convert::Infallible;
+    type Error = PanelError;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
         let session = match AdminSession::from_request(req).await {
@@ -213,18 +225,18 @@ impl<'r, T: FromForm<'r> + CsrfForm> FromData<'r> for Posted<T> {
             _ => {
                 // Refused unread, but read to its end first (see `oversize`).
                 crate::oversize::discard(req, data).await;
-                return Outcome::Success(Posted(Err(PanelError::Forbidden)));
+                return outcome(Err(PanelError::Forbidden));
             }
         };
         let result = parse_form::<T>(req, data).await.and_then(|form| {
             let presented = form.csrf().unwrap_or_default().as_bytes();
             if validate::same_secret(presented, session.csrf.as_bytes()) {
-                Ok((session, form))
+                Ok(Posted { session, form })
             } else {
                 Err(PanelError::Forbidden)
             }
         });
-        Outcome::Success(Posted(result))
+        outcome(result)
     }
 }
 
@@ -266,30 +278,30 @@ pub fn login_page(
     Html::render(&Login { csrf, error }, status)
 }
 
+/// The login form: its data guard reads it as every panel form is read (a body over its
+/// limit is read to its end, then refused), without a session to check.
 #[derive(FromForm)]
 struct LoginForm {
     csrf: Option<String>,
     token: Option<String>,
 }
 
-struct LoginPost(Result<LoginForm, PanelError>);
-
 #[rocket::async_trait]
-impl<'r> FromData<'r> for LoginPost {
-    type Error = std::convert::Infallible;
+impl<'r> FromData<'r> for LoginForm {
+    type Error = PanelError;
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> DataOutcome<'r, Self> {
-        Outcome::Success(LoginPost(parse_form(req, data).await))
+        outcome(parse_form(req, data).await)
     }
 }
 
 #[post("/login", data = "<form>")]
 fn login(
-    form: LoginPost,
+    form: Result<LoginForm, PanelError>,
     cookies: &CookieJar<'_>,
     sessions: &State<Sessions>,
 ) -> Result<Reply, PanelError> {
-    let form = form.0?;
+    let form = form?;
     let expected = cookies
         .get(LOGIN_COOKIE)
         .map(|c| c.value().to_owned())
@@ -323,11 +335,11 @@ fn login(
 
 #[post("/logout", data = "<form>")]
 fn logout(
-    form: Posted<CsrfOnly>,
+    form: Result<Posted<CsrfOnly>, PanelError>,
     cookies: &CookieJar<'_>,
     sessions: &State<Sessions>,
 ) -> Result<Reply, PanelError> {
-    let (session, _) = form.0?;
+    let Posted { session, .. } = form?;
     sessions.close(&session);
     cookies.remove(Cookie::build(SESSION_COOKIE).path(BASE));
     Ok(Reply::SeeOther(BASE.into()))

@@ -30,7 +30,7 @@ pub fn routes() -> Vec<Route> {
 
 /// The page of one tenant.
 pub fn tenant_url(schema: &str) -> String {
-    format!("{BASE}/tenants/{schema}")
+    panel_uri!(show(schema))
 }
 
 pub fn pool(tenancy: &Tenancy) -> Result<TenantPool, PanelError> {
@@ -211,11 +211,11 @@ fn check_tenant_form(input: &TenantInput) -> Result<diesel_tenancy::NewTenant, E
 
 #[post("/tenants", data = "<form>")]
 async fn create(
-    form: Posted<TenantForm>,
+    form: Result<Posted<TenantForm>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
+    let Posted { session, form } = form?;
     let trimmed = |s: Option<String>| s.unwrap_or_default().trim().to_owned();
     let input = TenantInput {
         name: trimmed(form.name),
@@ -331,8 +331,8 @@ async fn confirm_delete(
 #[derive(FromForm)]
 struct DeleteForm {
     csrf: Option<String>,
-    /// A checkbox, off unless ticked: present means drop the schema too.
-    drop_schema: Option<String>,
+    /// A checkbox, off unless ticked: drop the schema too.
+    drop_schema: bool,
 }
 
 impl CsrfForm for DeleteForm {
@@ -344,14 +344,14 @@ impl CsrfForm for DeleteForm {
 #[post("/tenants/<schema>/delete", data = "<form>")]
 async fn delete(
     schema: &str,
-    form: Posted<DeleteForm>,
+    form: Result<Posted<DeleteForm>, PanelError>,
     sessions: &State<Sessions>,
     tenancy: &State<Tenancy>,
     media: &State<MediaRoot>,
 ) -> Result<Reply, PanelError> {
-    let (session, form) = form.0?;
+    let Posted { session, form } = form?;
     let tenant = find_tenant(tenancy, schema).await?;
-    let drop_schema = form.drop_schema.is_some();
+    let drop_schema = form.drop_schema;
     let deleted = tenancy
         .delete_tenant(tenant.name.clone(), drop_schema)
         .await
