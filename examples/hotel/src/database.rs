@@ -107,11 +107,8 @@ mod tests {
 
     #[test]
     fn a_closed_port_is_no_server() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        // Nothing listens there once the listener above is gone.
+        // Nothing listens on a free port.
+        let port = test_support::free_port();
         let err = probe(&format!(
             "postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
         ))
