@@ -7,7 +7,7 @@
 //! cargo run -p hotel -- migrate --check
 //! ```
 //!
-//! `main.rs` runs [`run`] (`commands.rs`); the service is [`rocket`] (`service.rs`), one
+//! `main.rs` runs [`run`] (`commands.rs`); the service is [`rocket()`](fn@rocket) (`service.rs`), one
 //! stage per resource module. The tests (`tests/`) drive it through `rocket::local`, or
 //! run the binary where the process is the point. See `README.md` for the walkthrough
 //! and `config.rs` for the settings.
