@@ -15,16 +15,8 @@ use rocket::local::blocking::Client;
 use rocket::serde::json::Json;
 use rocket::{get, post, routes, Build, Rocket};
 
+pub use crate::common::hotels::hotels;
 use crate::common::TENANT;
-
-diesel::table! {
-    hotels (id) {
-        id -> BigInt,
-        name -> Varchar,
-        location -> Varchar,
-        description -> Varchar,
-    }
-}
 
 #[get("/hotels")]
 async fn list(db: TenantDb) -> Result<Json<Vec<String>>, ApiError> {
