@@ -16,7 +16,7 @@
 # per target (sides alternate order each round); the ratio is the median of the rounds' ratios.
 # Bodies and statuses are checked by bench/lua/*.lua (CHECK lines in the raw outputs).
 #
-# It builds the release examples, creates its own databases and media dir, seeds them
+# It builds the release hotel service and bench_baseline, creates its own databases and media dir, seeds them
 # (demo1: 2 hotels, demo2: 1, as the peer's bench/seed_demo.py; then t0001..t1000 with one
 # hotel each, named after the tenant, through the service's admin API), and at exit stops
 # every process it started and drops its databases.
@@ -114,10 +114,11 @@ wait_http() {  # wait_http URL [curl args...]: up to 60 s for a 2xx
 
 # ---------------------------------------------------------------- build
 if [ -z "${SKIP_BUILD:-}" ]; then
-  log "building release examples into $TARGET_DIR"
-  (cd "$REPO" && cargo build --release --example hotel --example bench_baseline)
+  log "building the release hotel service and bench_baseline into $TARGET_DIR"
+  (cd "$REPO" && cargo build --release -p hotel &&
+    cargo build --release --features rocket --example bench_baseline)
 fi
-HOTEL_BIN="$TARGET_DIR/release/examples/hotel"
+HOTEL_BIN="$TARGET_DIR/release/hotel"
 BASE_BIN="$TARGET_DIR/release/examples/bench_baseline"
 
 # ---------------------------------------------------------------- CPU accounting

@@ -21,7 +21,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use diesel_tenancy::database::{create_database_if_missing, drop_database, with_database};
+use diesel_tenancy::database::{create_database_if_missing, drop_database};
+use diesel_tenancy::testing::with_database;
 use diesel_tenancy::{
     Error, MigrateOptions, NewTenant, SchemaName, SyncRouter, TenantPool, TenantRoles,
 };

@@ -8,22 +8,23 @@ pub type MigrationError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// `Result` with [`enum@Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where something happened: the public schema or one tenant's schema.
+/// A schema named in an error: the public schema or one tenant's schema, by name.
 ///
-/// Used in error messages so that every failure names the tenant it concerns.
+/// Every failure names the schema (and so the tenant) it concerns. Unlike a
+/// [`Scope`](crate::Scope), which a connection is checked out into, it only names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Place {
+pub enum SchemaRef {
     /// The `public` schema (shared tables, tenant registry).
     Public,
     /// A tenant schema, by its schema name.
     Schema(String),
 }
 
-impl fmt::Display for Place {
+impl fmt::Display for SchemaRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Place::Public => f.write_str("the public schema"),
-            Place::Schema(s) => write!(f, "tenant schema `{s}`"),
+            SchemaRef::Public => f.write_str("the public schema"),
+            SchemaRef::Schema(s) => write!(f, "tenant schema `{s}`"),
         }
     }
 }
@@ -98,6 +99,19 @@ pub enum Error {
         domain: String,
     },
 
+    /// The tenant registry's tables (`public.tenants`, `public.domains`) do not exist: the
+    /// database has not been set up. Run the shared migrations first
+    /// ([`SyncRouter::migrate_shared`](crate::SyncRouter::migrate_shared), the `migrate`
+    /// command, or the Rocket fairing's launch).
+    #[error(
+        "the tenant registry is missing: {table} does not exist (did you forget to run \
+         `migrate`? the shared migrations create it)"
+    )]
+    RegistryMissing {
+        /// The registry table a query did not find.
+        table: &'static str,
+    },
+
     /// A tenant with this name (compared case-insensitively) already exists.
     #[error("a tenant named `{name}` already exists")]
     TenantExists {
@@ -132,14 +146,14 @@ pub enum Error {
     #[error("cannot change the scope of a connection to {wanted} inside an open transaction")]
     ScopeChangeInTransaction {
         /// The scope that was asked for.
-        wanted: Place,
+        wanted: SchemaRef,
     },
 
     /// Setting `search_path` failed; the connection was discarded.
     #[error("could not set search_path for {place}: {source}")]
     SetScope {
         /// The scope being entered.
-        place: Place,
+        place: SchemaRef,
         /// The database error.
         #[source]
         source: diesel::result::Error,
@@ -152,7 +166,7 @@ pub enum Error {
     #[error("no connection could be proven clean for {place}: {reason}")]
     UncleanSession {
         /// The scope being entered.
-        place: Place,
+        place: SchemaRef,
         /// What the last failed proof reported.
         reason: String,
     },
@@ -179,7 +193,7 @@ pub enum Error {
     #[error("tenant role `{role}` cannot be used for {place}: {reason}")]
     TenantRole {
         /// The scope being entered.
-        place: Place,
+        place: SchemaRef,
         /// The tenant role.
         role: String,
         /// What PostgreSQL or the role proof reported.
@@ -209,21 +223,11 @@ pub enum Error {
     #[error("query failed: {0}")]
     Query(#[source] diesel::result::Error),
 
-    /// A query failed while working in a given schema.
-    #[error("while working in {place}: {source}")]
-    QueryIn {
-        /// Where the query ran.
-        place: Place,
-        /// The database error.
-        #[source]
-        source: diesel::result::Error,
-    },
-
     /// A migration failed; everything it did in that schema was rolled back.
     #[error("while migrating {place}: {source}")]
     Migration {
         /// The schema being migrated.
-        place: Place,
+        place: SchemaRef,
         /// The harness error.
         #[source]
         source: MigrationError,
@@ -271,7 +275,7 @@ pub enum Error {
     #[error("{by} broke the transaction it ran in, in {place}: {reason}")]
     TransactionBroken {
         /// Where it ran.
-        place: Place,
+        place: SchemaRef,
         /// What ran, e.g. "the after-create hook".
         by: String,
         /// What it did to the transaction.
@@ -294,9 +298,27 @@ pub enum Error {
 }
 
 impl From<diesel::result::Error> for Error {
+    /// [`Error::RegistryMissing`] for a query that met a missing registry table,
+    /// [`Error::Query`] for anything else.
     fn from(e: diesel::result::Error) -> Self {
-        Error::Query(e)
+        match registry_table_missing(&e) {
+            Some(table) => Error::RegistryMissing { table },
+            None => Error::Query(e),
+        }
     }
+}
+
+/// The registry table `e` says does not exist, if it says so: PostgreSQL's
+/// `relation "public.tenants" does not exist` (the registry's queries name their tables
+/// schema-qualified). Diesel reports no SQLSTATE, so this reads the message; a server
+/// with `lc_messages` in another language keeps the plain [`Error::Query`].
+fn registry_table_missing(e: &diesel::result::Error) -> Option<&'static str> {
+    let diesel::result::Error::DatabaseError(_, info) = e else {
+        return None;
+    };
+    ["public.tenants", "public.domains", "public.tenant_spares"]
+        .into_iter()
+        .find(|table| info.message() == format!("relation \"{table}\" does not exist"))
 }
 
 impl From<r2d2::Error> for Error {
@@ -317,9 +339,7 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Pool(_) | Error::Connection(_) | Error::Unavailable { .. } => true,
-            Error::Query(e)
-            | Error::SetScope { source: e, .. }
-            | Error::QueryIn { source: e, .. } => connection_lost(e),
+            Error::Query(e) | Error::SetScope { source: e, .. } => connection_lost(e),
             _ => false,
         }
     }

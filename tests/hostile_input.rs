@@ -194,12 +194,12 @@ mod resolution {
     }
 
     fn demo1() -> One {
-        One(Arc::new(Tenant {
-            id: 1,
-            name: "demo1".into(),
-            schema_name: SchemaName::new("demo1").unwrap(),
-            created_at: chrono::Utc::now(),
-        }))
+        One(Arc::new(Tenant::new(
+            1,
+            "demo1",
+            SchemaName::new("demo1").unwrap(),
+            chrono::Utc::now(),
+        )))
     }
 
     fn header_bytes() -> impl Strategy<Value = Vec<u8>> {

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::{Fault, FaultProxy, Who};
-use common::{server_of_base_url, TestDb};
+use common::TestDb;
 use diesel::prelude::*;
 use diesel_tenancy::{DomainName, NewTenant, RegistryCache, SyncRouter};
 
@@ -59,7 +59,7 @@ fn bench() -> Bench {
         })
         .unwrap();
     let b = router.create_tenant(&NewTenant::named("b")).unwrap();
-    let proxy = FaultProxy::start(server_of_base_url().1);
+    let proxy = FaultProxy::start(test_support::Server::of(&common::base_url()).port);
     let max_age = max_age();
     let cache = RegistryCache::builder()
         .max_age(max_age)

@@ -28,7 +28,7 @@ fn uses_db(_db: diesel_tenancy::rocket::TenantDb) {}
 fn uses_public(_db: diesel_tenancy::rocket::PublicDb) {}
 
 #[get("/tenant")]
-fn uses_tenant(_t: Option<diesel_tenancy::rocket::Tenant>) {}
+fn uses_tenant(_t: Option<diesel_tenancy::rocket::CurrentTenant>) {}
 
 #[test]
 fn launching_the_guards_without_the_fairing_aborts() {
@@ -42,7 +42,10 @@ fn launching_the_guards_without_the_fairing_aborts() {
             let names: Vec<&str> = sentries.iter().map(|s| s.type_name).collect();
             assert!(names.iter().any(|n| n.ends_with("TenantDb")), "{names:?}");
             assert!(names.iter().any(|n| n.ends_with("PublicDb")), "{names:?}");
-            assert!(names.iter().any(|n| n.ends_with("Tenant>")), "{names:?}");
+            assert!(
+                names.iter().any(|n| n.ends_with("CurrentTenant>")),
+                "{names:?}"
+            );
         }
         other => panic!("expected a sentinel abort, got {other:?}"),
     }

@@ -6,7 +6,7 @@ mod rocket_support;
 
 use common::TestDb;
 use diesel::prelude::*;
-use diesel_tenancy::rocket::{ApiError, Tenant};
+use diesel_tenancy::rocket::{ApiError, CurrentTenant};
 use diesel_tenancy::ManagedConnection;
 use rocket::http::Status;
 use rocket::local::blocking::Client;
@@ -18,7 +18,7 @@ use rocket_sync_db_pools::database;
 struct Db(ManagedConnection);
 
 #[get("/sync/hotels")]
-async fn sync_hotels(db: Db, tenant: Tenant) -> Result<String, ApiError> {
+async fn sync_hotels(db: Db, tenant: CurrentTenant) -> Result<String, ApiError> {
     let scope = tenant.scope().clone();
     db.run(move |c| {
         c.with_scope(&scope, |conn| {

@@ -9,10 +9,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use common::TENANT;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use diesel_tenancy::database::{database_name, with_database};
 use diesel_tenancy::testing::{
-    server_url, AsyncTenantClient, TenantClient, TestDatabase, TestTenancy, NAME_PREFIX,
-    TEMPLATE_PREFIX,
+    database_name, server_url, with_database, AsyncTenantClient, TenantClient, TestDatabase,
+    TestTenancy, NAME_PREFIX, TEMPLATE_PREFIX,
 };
 use diesel_tenancy::{DomainName, Error, NewTenant, TenantHooks, TenantRegistry};
 use rocket::http::Status;

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::progress::{self, Bar};
-use super::{Done, MigrateArgs, Outcome};
+use super::{first_failure, Done, MigrateArgs, Outcome};
 use crate::error::Result;
 use crate::migrate::SyncRouter;
-use crate::report::{MigrateOptions, MigrateReport, Status, TenantStatus};
+use crate::migrate::{MigrateOptions, MigrateReport, MigrationStatus, TenantStatus};
 
 /// Migrated tenants listed one per line in the human summary; more are counted only.
 const LISTED: usize = 50;
@@ -47,45 +47,22 @@ fn summarize(
     report: &MigrateReport,
     took: Duration,
 ) -> Done {
-    let failed: Vec<_> = report.failures().collect();
     let output = if args.output.json {
-        let tenants: Vec<Value> = report
-            .tenants
-            .iter()
-            .map(|t| {
-                json!({
-                    "tenant": t.tenant,
-                    "schema": t.schema,
-                    "applied": t.applied,
-                    "error": t.error.as_ref().map(ToString::to_string),
-                    "duration_ms": t.duration.as_millis() as u64,
-                })
-            })
-            .collect();
-        let value = json!({
-            "shared_applied": shared,
-            "tenants": tenants,
-            "migrated": report.tenants.len() - failed.len(),
-            "failed": failed.len(),
-            "up_to_date": report.up_to_date,
-            "duration_ms": took.as_millis() as u64,
-        });
+        let mut value = serde_json::to_value(report).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut value {
+            fields.insert("shared_applied".into(), json!(shared));
+            // The whole command's time, the shared migrations included.
+            fields.insert("duration_ms".into(), json!(took.as_millis() as u64));
+        }
         format!("{value:#}\n")
     } else {
         human_summary(shared, report, took)
     };
-    let problem = failed.first().map(|first| {
-        let mut line = format!(
-            "migration failed for {} of {} tenant(s); first: tenant `{}`: {}",
-            failed.len(),
-            report.tenants.len(),
-            first.tenant,
-            first
-                .error
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        );
+    let failures = report
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.tenant.as_str(), t.error.as_ref()?)));
+    let problem = first_failure("migration", report.tenants.len(), failures).map(|mut line| {
         if !args.keep_going {
             line.push_str(" (stopped at the first failure; --keep-going migrates the others)");
         }
@@ -142,7 +119,7 @@ fn human_summary(shared: &[String], report: &MigrateReport, took: Duration) -> S
 }
 
 /// The tenants `--tenant`/`--skip` select that have something pending.
-fn selected<'a>(args: &MigrateArgs, status: &'a Status) -> Result<Vec<&'a TenantStatus>> {
+fn selected<'a>(args: &MigrateArgs, status: &'a MigrationStatus) -> Result<Vec<&'a TenantStatus>> {
     status.pending_tenants(&args.tenants, &args.skip)
 }
 
@@ -188,7 +165,7 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
     })
 }
 
-fn human_check(status: &Status, tenants: &[&TenantStatus]) -> String {
+fn human_check(status: &MigrationStatus, tenants: &[&TenantStatus]) -> String {
     let mut out = String::new();
     if !status.shared_pending.is_empty() {
         let _ = writeln!(
@@ -277,7 +254,7 @@ fn name_key_lines(out: &mut String, keys: &crate::NameKeys) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::file_status as status;
+    use crate::migrate::report::file_status as status;
 
     #[test]
     fn the_check_reports_name_keys_to_recompute_and_collisions() {

@@ -71,6 +71,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::error::Error;
+
 use crate::migrate::SyncRouter;
 
 /// The management commands. Flatten into an application's own [`Subcommand`] enum.
@@ -237,11 +238,11 @@ impl Command {
 
 /// What a command produced before it is written out.
 pub(crate) struct Done {
-    pub(crate) outcome: Outcome,
+    outcome: Outcome,
     /// Text or JSON for stdout.
-    pub(crate) output: String,
+    output: String,
     /// A one-line reason, for a command that ran but did not fully succeed.
-    pub(crate) problem: Option<String>,
+    problem: Option<String>,
 }
 
 impl Done {
@@ -317,7 +318,7 @@ fn run_with(
     let done = match result {
         Ok(done) => done,
         Err(e) => {
-            let _ = writeln!(err, "error: {}", one_line(&describe(&e)));
+            let _ = writeln!(err, "error: {}", one_line(&e.to_string()));
             return Outcome::Failed;
         }
     };
@@ -334,16 +335,25 @@ fn run_with(
     done.outcome
 }
 
-/// The error's message, with a hint when the registry tables are missing.
-fn describe(e: &Error) -> String {
-    let text = e.to_string();
-    if text.contains("relation \"public.tenants\" does not exist")
-        || text.contains("relation \"public.domains\" does not exist")
-    {
-        format!("{text} (the tenant registry is missing: did you forget to run `migrate`?)")
-    } else {
-        text
-    }
+/// The line for a command over tenants where some failed: "<what> failed for 2 of 5
+/// tenant(s); first: tenant `a`: <error>"; `None` when `failures` is empty.
+fn first_failure<'a>(
+    what: &str,
+    total: usize,
+    mut failures: impl Iterator<Item = (&'a str, &'a Error)>,
+) -> Option<String> {
+    let (tenant, error) = failures.next()?;
+    Some(format!(
+        "{what} failed for {} of {total} tenant(s); first: tenant `{tenant}`: {error}",
+        1 + failures.count()
+    ))
+}
+
+/// `value` as pretty JSON and a newline. (The crate's types serialize with string keys
+/// only, so `to_value` cannot fail for them.)
+fn json_text(value: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    format!("{value:#}\n")
 }
 
 /// Collapses a message onto one line.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::batch::{BatchOptions, Outcome, Progress};
+use crate::migrate::{BatchOptions, Outcome, Progress};
 
 /// Cells in the bar.
 const WIDTH: usize = 30;

@@ -2,29 +2,18 @@
 
 use std::fmt::Write as _;
 
-use serde_json::json;
-
-use super::{Done, Outcome};
+use super::{first_failure, json_text, Done, Outcome};
 use crate::error::Result;
+use crate::migrate::RoleReport;
 use crate::migrate::SyncRouter;
-use crate::role_sync::RoleReport;
 
 pub(super) fn run(router: &SyncRouter, json: bool) -> Result<Done> {
     let report = router.sync_tenant_roles()?;
-    let failed: Vec<_> = report.failures().collect();
-    let problem = failed.first().map(|first| {
-        format!(
-            "tenant roles failed for {} of {} tenant(s); first: tenant `{}`: {}",
-            failed.len(),
-            report.tenants.len(),
-            first.tenant,
-            first
-                .error
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
-        )
-    });
+    let failures = report
+        .tenants
+        .iter()
+        .filter_map(|t| Some((t.tenant.as_str(), t.error.as_ref()?)));
+    let problem = first_failure("tenant roles", report.tenants.len(), failures);
     Ok(Done {
         outcome: if problem.is_some() {
             Outcome::Failed
@@ -32,33 +21,11 @@ pub(super) fn run(router: &SyncRouter, json: bool) -> Result<Done> {
             Outcome::Success
         },
         output: if json {
-            format!("{:#}\n", json_of(&report))
+            json_text(&report)
         } else {
             human(&report)
         },
         problem,
-    })
-}
-
-fn json_of(report: &RoleReport) -> serde_json::Value {
-    let tenants: Vec<_> = report
-        .tenants
-        .iter()
-        .map(|t| {
-            json!({
-                "tenant": t.tenant,
-                "schema": t.schema,
-                "role": t.role,
-                "created": t.created,
-                "error": t.error.as_ref().map(ToString::to_string),
-            })
-        })
-        .collect();
-    json!({
-        "tenants": tenants,
-        "created": report.tenants.iter().filter(|t| t.created).count(),
-        "failed": report.failures().count(),
-        "duration_ms": report.duration.as_millis() as u64,
     })
 }
 

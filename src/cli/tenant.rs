@@ -2,39 +2,14 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{DomainCommand, Done, TenantCommand};
-use crate::domain_name::DomainName;
+use super::{json_text, DomainCommand, Done, TenantCommand};
 use crate::error::Result;
 use crate::migrate::{NewTenant, SyncRouter};
-use crate::registry::{Domain, Tenant, TenantRegistry};
+use crate::registry::DomainName;
+use crate::registry::TenantRegistry;
 use crate::schema_name::SchemaName;
-
-/// A tenant with its domain names, primary first.
-struct Listed {
-    tenant: Tenant,
-    domains: Vec<String>,
-}
-
-impl Listed {
-    fn json(&self) -> Value {
-        json!({
-            "name": self.tenant.name,
-            "schema_name": self.tenant.schema_name.as_str(),
-            "domains": self.domains,
-            "created_at": self.tenant.created_at.to_rfc3339(),
-        })
-    }
-}
-
-fn with_domains(conn: &mut diesel::PgConnection, tenant: Tenant) -> Result<Listed> {
-    let domains = TenantRegistry::domains_of(conn, &tenant)?
-        .into_iter()
-        .map(|d| d.domain)
-        .collect();
-    Ok(Listed { tenant, domains })
-}
 
 pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRouter) -> Result<Done> {
     match command {
@@ -80,44 +55,27 @@ fn create(
     let tenant = router.create_tenant(&new)?;
     let listed = router
         .pool()
-        .with_public(|conn| with_domains(conn, tenant))?;
+        .with_public(|conn| TenantRegistry::with_domains(conn, tenant))?;
     Ok(Done::ok(if json {
-        format!("{:#}\n", listed.json())
+        json_text(&listed)
     } else {
         let mut text = format!(
             "Created tenant `{}` in schema `{}`",
             listed.tenant.name, listed.tenant.schema_name
         );
         if !listed.domains.is_empty() {
-            let _ = write!(text, " (domains: {})", listed.domains.join(", "));
+            let _ = write!(text, " (domains: {})", listed.domain_names().join(", "));
         }
         text + ".\n"
     }))
 }
 
 fn list(router: &SyncRouter, json: bool) -> Result<Done> {
-    let tenants = router.pool().with_public(|conn| {
-        let domains = TenantRegistry::list_domains(conn)?;
-        Ok::<_, crate::Error>(
-            TenantRegistry::list(conn)?
-                .into_iter()
-                .map(|tenant| {
-                    let mut mine: Vec<&Domain> = domains
-                        .iter()
-                        .filter(|d| d.tenant_id == tenant.id)
-                        .collect();
-                    mine.sort_by_key(|d| (!d.is_primary, d.domain.clone()));
-                    Listed {
-                        domains: mine.into_iter().map(|d| d.domain.clone()).collect(),
-                        tenant,
-                    }
-                })
-                .collect::<Vec<_>>(),
-        )
-    })?;
+    let tenants = router
+        .pool()
+        .with_public(TenantRegistry::list_with_domains)?;
     if json {
-        let all: Vec<Value> = tenants.iter().map(Listed::json).collect();
-        return Ok(Done::ok(format!("{:#}\n", Value::Array(all))));
+        return Ok(Done::ok(json_text(&tenants)));
     }
     if tenants.is_empty() {
         return Ok(Done::ok("No tenants.\n".into()));
@@ -132,7 +90,7 @@ fn list(router: &SyncRouter, json: bool) -> Result<Done> {
                     .created_at
                     .format("%Y-%m-%d %H:%M:%S UTC")
                     .to_string(),
-                t.domains.join(", "),
+                t.domain_names().join(", "),
             ]
         })
         .collect();
@@ -195,9 +153,9 @@ fn rename(router: &SyncRouter, old: &str, new: &str, json: bool) -> Result<Done>
     let tenant = router.rename_tenant(old, new)?;
     let listed = router
         .pool()
-        .with_public(|conn| with_domains(conn, tenant))?;
+        .with_public(|conn| TenantRegistry::with_domains(conn, tenant))?;
     Ok(Done::ok(if json {
-        format!("{:#}\n", listed.json())
+        json_text(&listed)
     } else {
         format!(
             "Renamed tenant `{}` to `{}`; schema `{}` unchanged.\n",

@@ -15,10 +15,10 @@ use serde_json::value::RawValue;
 
 use super::progress::{self, Bar};
 use super::Done;
-use crate::batch::Selection;
-use crate::each_tenant::{EachReport, TenantRun};
 use crate::error::{Error, Result};
+use crate::migrate::Selection;
 use crate::migrate::SyncRouter;
+use crate::migrate::{EachReport, TenantRun};
 use crate::registry::TenantRegistry;
 
 /// `tenant sql`: run SQL in each selected tenant's scope.

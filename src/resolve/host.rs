@@ -14,13 +14,13 @@
 
 use super::trusted_proxies::TrustedProxies;
 use super::{Malformed, RequestParts};
-use crate::domain_name::DomainName;
+use crate::registry::DomainName;
 
 /// The host and port of a valid authority, host lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Authority {
-    pub(crate) host: String,
-    pub(crate) port: Option<u16>,
+    host: String,
+    port: Option<u16>,
 }
 
 impl Authority {

@@ -61,14 +61,14 @@ impl RequestParts for FakeRequest {
     }
 }
 
-fn registry() -> Snapshot {
+fn registry() -> RegistrySnapshot {
     let tenant = |id, name: &str| Tenant {
         id,
         name: name.into(),
         schema_name: SchemaName::derive_from(name).unwrap(),
         created_at: chrono::Utc::now(),
     };
-    Snapshot::new(
+    RegistrySnapshot::new(
         vec![tenant(1, "demo1"), tenant(2, "Demo 2")],
         vec![Domain {
             id: 1,
@@ -385,7 +385,33 @@ fn decided_again_against_a_newer_registry() {
     let named = chain.named(&req).unwrap();
     assert_eq!(name_of(chain.find_first(&named, &registry())), "demo1");
     assert_eq!(
-        name_of(chain.find_first(&named, &Snapshot::default())),
+        name_of(chain.find_first(&named, &RegistrySnapshot::default())),
         "<unknown tenant `demo1`>"
+    );
+}
+
+#[test]
+fn a_request_names_a_tenant_by_the_registrys_own_shape_rule() {
+    let long = "é".repeat(128); // 256 bytes, 128 characters
+    let edge = "x".repeat(crate::MAX_TENANT_NAME_LEN);
+    for name in [
+        "",
+        " \u{2003} ",
+        "a\u{1}b",
+        "a\u{85}b",
+        long.as_str(),
+        edge.as_str(),
+        " Demo1 ",
+    ] {
+        let registry = crate::validate_tenant_name(name).is_ok();
+        let request = parse_name(name.as_bytes(), "Tenant-Header").is_ok();
+        assert_eq!(request, registry, "{name:?}");
+    }
+    // The repertoire is the registry's business: such a name is looked up and not found.
+    assert!(crate::validate_tenant_name("a\u{200B}b").is_err());
+    assert!(parse_name("a\u{200B}b".as_bytes(), "Tenant-Header").is_ok());
+    assert_eq!(
+        parse_name(" Public\u{2003}".as_bytes(), "h"),
+        Ok(TenantRef::Public)
     );
 }

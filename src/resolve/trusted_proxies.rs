@@ -62,6 +62,7 @@ impl Range {
 
 /// A trusted-proxy entry that is not an address or `address/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InvalidProxy(pub String);
 
 impl fmt::Display for InvalidProxy {

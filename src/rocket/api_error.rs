@@ -10,7 +10,7 @@ use ::rocket::{Catcher, Request};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::hooks::Refusal;
+use crate::migrate::Refusal;
 
 /// The detail sent when no tenant was resolved or the one named is not registered.
 pub const TENANT_NOT_FOUND: &str = "Tenant not found";
@@ -87,11 +87,7 @@ impl From<Error> for ApiError {
         match e {
             // A route proved stale names a tenant that is gone (deleted a moment ago).
             Error::UnknownTenant { .. } | Error::StaleRoute { .. } => ApiError::tenant_not_found(),
-            Error::Query(D::NotFound)
-            | Error::QueryIn {
-                source: D::NotFound,
-                ..
-            } => ApiError::new(Status::NotFound, "Not found"),
+            Error::Query(D::NotFound) => ApiError::new(Status::NotFound, "Not found"),
             Error::UnknownDomain { .. } => ApiError::new(Status::NotFound, e.to_string()),
             Error::InvalidTenantName { .. }
             | Error::InvalidDomain { .. }
@@ -112,7 +108,7 @@ impl From<Error> for ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(e: diesel::result::Error) -> Self {
-        ApiError::from(Error::Query(e))
+        ApiError::from(Error::from(e))
     }
 }
 

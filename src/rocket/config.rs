@@ -1,30 +1,31 @@
 //! The fairing's settings: code defaults, overridden by Rocket's figment configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::rocket::figment::Figment;
 use serde::Deserialize;
 
-use crate::manager::PoolMode;
-use crate::resolve::TrustedProxies;
+use crate::pool::{PoolMode, TenantPoolBuilder, TenantRoles};
+use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
 
 /// Settings that code sets on [`TenancyFairing`](super::TenancyFairing) and that
 /// `Rocket.toml` or `ROCKET_*` variables can override.
 #[derive(Debug, Clone)]
-pub(crate) struct Options {
-    pub(crate) pool_size: Option<u32>,
-    pub(crate) timeout: Duration,
-    pub(crate) mode: Option<PoolMode>,
-    pub(crate) header: Option<String>,
-    pub(crate) host: bool,
-    pub(crate) path_prefix: Option<String>,
-    pub(crate) migrate_tenants: bool,
-    pub(crate) public_tenant: bool,
-    pub(crate) migrate_jobs: usize,
-    pub(crate) trusted_proxies: TrustedProxies,
-    pub(crate) max_registry_age: Duration,
+pub(super) struct Options {
+    pool_size: Option<u32>,
+    timeout: Duration,
+    mode: Option<PoolMode>,
+    header: Option<String>,
+    host: bool,
+    path_prefix: Option<String>,
+    migrate_tenants: bool,
+    public_tenant: bool,
+    migrate_jobs: usize,
+    trusted_proxies: TrustedProxies,
+    max_registry_age: Duration,
     /// `Some`: the configuration turns tenant roles on or off, whatever code said.
-    pub(crate) tenant_roles: Option<bool>,
+    tenant_roles: Option<bool>,
 }
 
 impl Default for Options {
@@ -40,9 +41,106 @@ impl Default for Options {
             public_tenant: false,
             migrate_jobs: 1,
             trusted_proxies: TrustedProxies::none(),
-            max_registry_age: crate::registry_cache::DEFAULT_MAX_AGE,
+            max_registry_age: crate::registry::DEFAULT_MAX_AGE,
             tenant_roles: None,
         }
+    }
+}
+
+impl Options {
+    pub(super) fn set_header(&mut self, name: Option<String>) {
+        self.header = name;
+    }
+
+    /// Turns the header rule off, or on with its name (the default name if none).
+    pub(super) fn enable_header(&mut self, enabled: bool) {
+        self.header = match (enabled, self.header.take()) {
+            (false, _) => None,
+            (true, Some(name)) => Some(name),
+            (true, None) => Some(crate::resolve::DEFAULT_HEADER.to_owned()),
+        };
+    }
+
+    pub(super) fn set_host(&mut self, enabled: bool) {
+        self.host = enabled;
+    }
+
+    pub(super) fn set_path_prefix(&mut self, prefix: String) {
+        self.path_prefix = Some(prefix);
+    }
+
+    pub(super) fn set_trusted_proxies(&mut self, proxies: TrustedProxies) {
+        self.trusted_proxies = proxies;
+    }
+
+    pub(super) fn set_max_registry_age(&mut self, max_age: Duration) {
+        self.max_registry_age = max_age;
+    }
+
+    pub(super) fn set_migrate_tenants(&mut self, enabled: bool) {
+        self.migrate_tenants = enabled;
+    }
+
+    pub(super) fn set_migrate_jobs(&mut self, jobs: usize) {
+        self.migrate_jobs = jobs.max(1);
+    }
+
+    pub(super) fn set_public_tenant(&mut self, enabled: bool) {
+        self.public_tenant = enabled;
+    }
+
+    /// The resolver chain these options describe, with `custom` rules after the others.
+    pub(super) fn chain(&self, custom: &[Arc<dyn TenantResolver>]) -> ResolverChain {
+        let mut chain = ResolverChain::new().trusted_proxies(self.trusted_proxies.clone());
+        if let Some(header) = &self.header {
+            chain = chain.header(header.clone());
+        }
+        if self.host {
+            chain = chain.host();
+        }
+        if let Some(prefix) = &self.path_prefix {
+            chain = chain.path_prefix(prefix.clone());
+        }
+        custom
+            .iter()
+            .fold(chain, |chain, r| chain.custom_shared(Arc::clone(r)))
+    }
+
+    /// `base` with what the configuration says of the pool: its checkout timeout, size,
+    /// mode and tenant roles (`true` turns on `TenantRoles::new()` unless code set roles).
+    pub(super) fn pool_builder(&self, base: TenantPoolBuilder) -> TenantPoolBuilder {
+        let mut builder = base.connection_timeout(self.timeout);
+        if let Some(size) = self.pool_size {
+            builder = builder.max_size(size);
+        }
+        if let Some(mode) = self.mode {
+            builder = builder.mode(mode);
+        }
+        match self.tenant_roles {
+            Some(true) if !builder.has_tenant_roles() => builder.tenant_roles(TenantRoles::new()),
+            Some(false) => builder.without_tenant_roles(),
+            _ => builder,
+        }
+    }
+
+    pub(super) fn public_tenant(&self) -> bool {
+        self.public_tenant
+    }
+
+    pub(super) fn migrate_tenants(&self) -> bool {
+        self.migrate_tenants
+    }
+
+    pub(super) fn migrate_jobs(&self) -> usize {
+        self.migrate_jobs
+    }
+
+    pub(super) fn max_registry_age(&self) -> Duration {
+        self.max_registry_age
+    }
+
+    pub(super) fn path_prefix(&self) -> Option<&str> {
+        self.path_prefix.as_deref()
     }
 }
 
@@ -97,7 +195,7 @@ struct TenancySection {
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
 /// returns the database URL and the merged options, or a message for the launch log.
-pub(crate) fn read(
+pub(super) fn read(
     figment: &Figment,
     database: &str,
     defaults: &Options,
@@ -148,11 +246,11 @@ pub(crate) fn read(
     if let Some(secs) = tenancy.max_registry_age {
         o.max_registry_age = Duration::try_from_secs_f64(secs)
             .ok()
-            .filter(|d| *d >= crate::registry_cache::MIN_MAX_AGE)
+            .filter(|d| *d >= crate::registry::MIN_MAX_AGE)
             .ok_or_else(|| {
                 format!(
                     "`tenancy.max_registry_age` is {secs}: give seconds, at least {:?}",
-                    crate::registry_cache::MIN_MAX_AGE
+                    crate::registry::MIN_MAX_AGE
                 )
             })?;
     }

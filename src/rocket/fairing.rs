@@ -12,15 +12,15 @@ use diesel::pg::Pg;
 use super::config::{self, Options};
 use super::state::{blocking, Release, Tenancy};
 use crate::error::{Error, Result};
-use crate::hooks::TenantHooks;
+use crate::migrate::MigrateOptions;
+use crate::migrate::Source;
 use crate::migrate::SyncRouter;
-use crate::migration_set::Source;
+use crate::migrate::TenantHooks;
+use crate::pool::TenantRoles;
 use crate::pool::{TenantPool, TenantPoolBuilder};
-use crate::registry_cache::RegistryCache;
-use crate::report::MigrateOptions;
-use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
+use crate::registry::RegistryCache;
+use crate::resolve::{TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
-use crate::tenant_roles::TenantRoles;
 
 /// The fairing that sets up tenancy for a Rocket application.
 ///
@@ -86,24 +86,20 @@ impl TenancyFairing {
     /// The name of the header carrying the tenant name. Defaults to `Tenant-Header`.
     /// Config key: `tenancy.header` (a name, or `false` to turn the rule off).
     pub fn header_name(mut self, name: impl Into<String>) -> Self {
-        self.options.header = Some(name.into());
+        self.options.set_header(Some(name.into()));
         self
     }
 
     /// Whether the tenant header rule is on. Defaults to `true`.
     pub fn header_enabled(mut self, enabled: bool) -> Self {
-        self.options.header = match (enabled, self.options.header.take()) {
-            (false, _) => None,
-            (true, Some(name)) => Some(name),
-            (true, None) => Some(crate::resolve::DEFAULT_HEADER.to_owned()),
-        };
+        self.options.enable_header(enabled);
         self
     }
 
     /// Whether the request's host is matched against registered domains. Defaults to
     /// `true`. Config key: `tenancy.host`.
     pub fn host(mut self, enabled: bool) -> Self {
-        self.options.host = enabled;
+        self.options.set_host(enabled);
         self
     }
 
@@ -112,7 +108,7 @@ impl TenancyFairing {
     /// Defaults to off. Config key: `tenancy.path_prefix` (a prefix, `true` for `t`,
     /// or `false`).
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.options.path_prefix = Some(prefix.into());
+        self.options.set_path_prefix(prefix.into());
         self
     }
 
@@ -121,7 +117,7 @@ impl TenancyFairing {
     /// those headers are ignored). Defaults to none. Config key: `tenancy.trusted_proxies`
     /// (a list of addresses or CIDR ranges, e.g. `["10.0.0.0/8", "::1"]`).
     pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
-        self.options.trusted_proxies = proxies;
+        self.options.set_trusted_proxies(proxies);
         self
     }
 
@@ -129,7 +125,7 @@ impl TenancyFairing {
     /// [`RegistryCacheBuilder::max_age`](crate::RegistryCacheBuilder::max_age)).
     /// Defaults to 5 seconds. Config key: `tenancy.max_registry_age` (seconds).
     pub fn max_registry_age(mut self, max_age: Duration) -> Self {
-        self.options.max_registry_age = max_age;
+        self.options.set_max_registry_age(max_age);
         self
     }
 
@@ -142,14 +138,14 @@ impl TenancyFairing {
     /// Whether pending tenant migrations are applied at launch. Defaults to `true`.
     /// Config key: `tenancy.migrate_tenants`.
     pub fn migrate_tenants(mut self, enabled: bool) -> Self {
-        self.options.migrate_tenants = enabled;
+        self.options.set_migrate_tenants(enabled);
         self
     }
 
     /// Tenants migrated at once at launch. Defaults to 1. Config key:
     /// `tenancy.migrate_jobs`.
     pub fn migrate_jobs(mut self, jobs: usize) -> Self {
-        self.options.migrate_jobs = jobs.max(1);
+        self.options.set_migrate_jobs(jobs);
         self
     }
 
@@ -157,7 +153,7 @@ impl TenancyFairing {
     /// accept an explicit `public`. Defaults to `false`. Config key:
     /// `tenancy.public_tenant`.
     pub fn public_tenant(mut self, enabled: bool) -> Self {
-        self.options.public_tenant = enabled;
+        self.options.set_public_tenant(enabled);
         self
     }
 
@@ -200,22 +196,6 @@ impl TenancyFairing {
         self
     }
 
-    fn chain(&self, o: &Options) -> ResolverChain {
-        let mut chain = ResolverChain::new().trusted_proxies(o.trusted_proxies.clone());
-        if let Some(header) = &o.header {
-            chain = chain.header(header.clone());
-        }
-        if o.host {
-            chain = chain.host();
-        }
-        if let Some(prefix) = &o.path_prefix {
-            chain = chain.path_prefix(prefix.clone());
-        }
-        self.resolvers
-            .iter()
-            .fold(chain, |chain, r| chain.custom_shared(Arc::clone(r)))
-    }
-
     fn setup(&self) -> Setup {
         Setup {
             tenant: Arc::clone(&self.tenant),
@@ -239,21 +219,9 @@ struct Setup {
 impl Setup {
     /// Everything ignite does that blocks: pool, migrations, cache.
     fn build(self, url: &str, o: &Options) -> Result<(SyncRouter, RegistryCache)> {
-        let mut builder = self.pool.clone().connection_timeout(o.timeout);
-        if let Some(size) = o.pool_size {
-            builder = builder.max_size(size);
-        }
-        if let Some(mode) = o.mode {
-            builder = builder.mode(mode);
-        }
-        builder = match o.tenant_roles {
-            Some(true) if !builder.has_tenant_roles() => builder.tenant_roles(TenantRoles::new()),
-            Some(false) => builder.without_tenant_roles(),
-            _ => builder,
-        };
-        let pool = builder.build(url)?;
+        let pool = o.pool_builder(self.pool).build(url)?;
         let mut router = SyncRouter::new(pool, SharedSource(self.tenant))
-            .public_tenant(o.public_tenant)
+            .public_tenant(o.public_tenant())
             .schema_rules(self.rules)
             .hooks(self.hooks);
         for source in self.shared {
@@ -264,9 +232,9 @@ impl Setup {
             "diesel-tenancy: shared migrations applied: {}",
             applied.len()
         );
-        if o.migrate_tenants {
+        if o.migrate_tenants() {
             let options = MigrateOptions {
-                jobs: o.migrate_jobs,
+                jobs: o.migrate_jobs(),
                 keep_going: true,
                 ..MigrateOptions::default()
             };
@@ -292,10 +260,10 @@ impl Setup {
             );
         }
         if router.pool().tenant_roles().is_some() {
-            launch_roles(&router, o.migrate_tenants)?;
+            launch_roles(&router, o.migrate_tenants())?;
         }
         let cache = RegistryCache::builder()
-            .max_age(o.max_registry_age)
+            .max_age(o.max_registry_age())
             .start(url)?;
         Ok((router, cache))
     }
@@ -364,14 +332,19 @@ impl Fairing for TenancyFairing {
         let built = blocking(move || setup.build(&url2, &options2)).await;
         match built {
             Ok((router, cache)) => {
-                let chain = self.chain(&options);
-                Ok(rocket.manage(Tenancy::new(router, cache, chain, options.path_prefix)))
+                let chain = options.chain(&self.resolvers);
+                Ok(rocket.manage(Tenancy::new(
+                    router,
+                    cache,
+                    chain,
+                    options.path_prefix().map(str::to_owned),
+                )))
             }
             Err(e) => {
                 log::error!(
                     "diesel-tenancy: cannot start tenancy for database `{}` ({}): {e}",
                     self.database,
-                    crate::database::redact(&url)
+                    crate::database_url::redact(&url)
                 );
                 Err(rocket)
             }

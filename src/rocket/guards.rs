@@ -1,4 +1,4 @@
-//! The request guards: [`Tenant`], [`TenantDb`] and [`PublicDb`].
+//! The request guards: [`CurrentTenant`], [`TenantDb`] and [`PublicDb`].
 
 use std::sync::Arc;
 
@@ -12,10 +12,10 @@ use super::api_error::{stash, ApiError};
 use super::state::{blocking, Decided, Routing, Tenancy};
 use crate::error::Error;
 use crate::pool::Routed;
+use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry;
 use crate::resolve::{Resolution, TenantRef};
-use crate::scope::Scope;
 
 /// The tenant a request resolved to, resolved once per request from the cached
 /// registry (no database round trip).
@@ -23,21 +23,21 @@ use crate::scope::Scope;
 /// On a tenant route it fails with 400 `{"detail":"Tenant not found"}` when no tenant
 /// was named or the one named is not registered, and with 400 and a specific detail
 /// when the tenant header is malformed. `public` is accepted only with the public-tenant
-/// option on; it is then the public scope. Use `Option<Tenant>` on routes where a
+/// option on; it is then the public scope. Use `Option<CurrentTenant>` on routes where a
 /// tenant is optional.
 #[derive(Debug, Clone)]
-pub struct Tenant {
+pub struct CurrentTenant {
     scope: Scope,
     record: Option<Arc<registry::Tenant>>,
     /// What the request named, to decide again against a newer registry.
     named: Arc<[TenantRef]>,
 }
 
-impl Tenant {
+impl CurrentTenant {
     /// Takes the route's pinned scope and what the request named.
     fn routed(mut self, decided: &Decided) -> Self {
-        self.named = Arc::clone(&decided.named);
-        if let Some(scope) = &decided.scope {
+        self.named = Arc::clone(decided.named());
+        if let Some(scope) = decided.scope() {
             self.scope = scope.clone();
         }
         self
@@ -79,14 +79,14 @@ impl Tenant {
     pub(crate) fn from_resolution(
         resolution: &Resolution,
         public_tenant: bool,
-    ) -> Result<Tenant, ApiError> {
+    ) -> Result<CurrentTenant, ApiError> {
         match resolution {
-            Resolution::Tenant(t) => Ok(Tenant {
+            Resolution::Tenant(t) => Ok(CurrentTenant {
                 scope: Scope::Tenant(t.schema_name.clone()),
                 record: Some(Arc::clone(t)),
                 named: Arc::from([]),
             }),
-            Resolution::Public if public_tenant => Ok(Tenant {
+            Resolution::Public if public_tenant => Ok(CurrentTenant {
                 scope: Scope::Public,
                 record: None,
                 named: Arc::from([]),
@@ -97,10 +97,10 @@ impl Tenant {
     }
 }
 
-impl Serialize for Tenant {
+impl Serialize for CurrentTenant {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Tenant", 3)?;
+        let mut st = s.serialize_struct("CurrentTenant", 3)?;
         st.serialize_field("id", &self.id())?;
         st.serialize_field("name", self.name())?;
         st.serialize_field("schema", self.schema())?;
@@ -124,7 +124,7 @@ fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
 }
 
 #[::rocket::async_trait]
-impl<'r> FromRequest<'r> for Tenant {
+impl<'r> FromRequest<'r> for CurrentTenant {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
@@ -139,7 +139,7 @@ impl<'r> FromRequest<'r> for Tenant {
             Ok(decided) => decided,
             Err(e) => return fail(request, e.clone()),
         };
-        match Tenant::from_resolution(&decided.resolution, tenancy.is_public_tenant()) {
+        match CurrentTenant::from_resolution(decided.resolution(), tenancy.is_public_tenant()) {
             Ok(tenant) => Outcome::Success(tenant.routed(decided)),
             Err(e) => fail(request, e),
         }
@@ -157,27 +157,27 @@ fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
     true
 }
 
-impl Sentinel for Tenant {
+impl Sentinel for CurrentTenant {
     fn abort(rocket: &Rocket<Ignite>) -> bool {
-        abort_without_fairing(rocket, "Tenant")
+        abort_without_fairing(rocket, "CurrentTenant")
     }
 }
 
 /// A database handle scoped to the request's tenant.
 ///
-/// It fails like [`Tenant`]. Its connection is checked out only inside
+/// It fails like [`CurrentTenant`]. Its connection is checked out only inside
 /// [`run`](Self::run), on a blocking thread, and is already scoped to the tenant
 /// (`search_path` = the tenant's schema alone, or `public` for the public tenant).
 #[derive(Debug, Clone)]
 pub struct TenantDb {
     pool: TenantPool,
-    tenant: Tenant,
+    tenant: CurrentTenant,
     routing: Routing,
 }
 
 impl TenantDb {
     /// The tenant this handle is scoped to.
-    pub fn tenant(&self) -> &Tenant {
+    pub fn tenant(&self) -> &CurrentTenant {
         &self.tenant
     }
 
@@ -232,7 +232,7 @@ impl<'r> FromRequest<'r> for TenantDb {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        let tenant = match Tenant::from_request(request).await {
+        let tenant = match CurrentTenant::from_request(request).await {
             Outcome::Success(tenant) => tenant,
             Outcome::Error(e) => return Outcome::Error(e),
             Outcome::Forward(s) => return Outcome::Forward(s),

@@ -49,7 +49,7 @@
 //!    ```rust,no_run
 //!    use diesel::prelude::*;
 //!    use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-//!    use diesel_tenancy::rocket::{catchers, ApiError, PublicDb, TenancyFairing, Tenant, TenantDb};
+//!    use diesel_tenancy::rocket::{catchers, ApiError, CurrentTenant, PublicDb, TenancyFairing, TenantDb};
 //!    use diesel_tenancy::TenantRegistry;
 //!    use rocket::serde::json::Json;
 //!    use rocket::{get, routes};
@@ -73,7 +73,7 @@
 //!
 //!    /// The resolved tenant: `{"id":1,"name":"demo1","schema":"demo1"}`.
 //!    #[get("/tenant")]
-//!    fn whoami(tenant: Tenant) -> Json<Tenant> {
+//!    fn whoami(tenant: CurrentTenant) -> Json<CurrentTenant> {
 //!        Json(tenant)
 //!    }
 //!
@@ -119,7 +119,7 @@
 //! created again on its schema name) a moment ago is 400 "Tenant not found", never
 //! another tenant's rows ([`TenantDb::run`]).
 //!
-//! | request | [`Tenant`] / [`TenantDb`] | [`PublicDb`] |
+//! | request | [`CurrentTenant`] / [`TenantDb`] | [`PublicDb`] |
 //! |---|---|---|
 //! | a registered tenant (any case, trimmed) | that tenant | `public` |
 //! | `public` (any case) | 400 `Tenant not found`; `public` with the public-tenant option | `public` |
@@ -146,7 +146,7 @@
 //!
 //! ```rust,no_run
 //! use diesel::prelude::*;
-//! use diesel_tenancy::rocket::{ApiError, Tenant};
+//! use diesel_tenancy::rocket::{ApiError, CurrentTenant};
 //! use diesel_tenancy::ManagedConnection;
 //! use rocket::get;
 //! use rocket_sync_db_pools::database;
@@ -155,7 +155,7 @@
 //! struct Db(ManagedConnection);
 //!
 //! #[get("/count")]
-//! async fn count(db: Db, tenant: Tenant) -> Result<String, ApiError> {
+//! async fn count(db: Db, tenant: CurrentTenant) -> Result<String, ApiError> {
 //!     let scope = tenant.scope().clone();
 //!     let n = db
 //!         .run(move |c| {
@@ -170,7 +170,7 @@
 //! # fn main() {}
 //! ```
 //!
-//! Launching a route that uses [`Tenant`], [`TenantDb`] or [`PublicDb`] without the
+//! Launching a route that uses [`CurrentTenant`], [`TenantDb`] or [`PublicDb`] without the
 //! fairing aborts with an error naming the missing fairing (the guards are `Sentinel`s).
 
 mod api_error;
@@ -179,12 +179,10 @@ mod fairing;
 mod guards;
 mod state;
 mod sync_db_pools;
-#[cfg(feature = "testing")]
-pub(crate) mod test_client;
 
 pub use api_error::{catchers, ApiError, TENANT_NOT_FOUND};
 pub use fairing::TenancyFairing;
-pub use guards::{PublicDb, Tenant, TenantDb};
+pub use guards::{CurrentTenant, PublicDb, TenantDb};
 pub use state::Tenancy;
 
 pub use ::rocket;

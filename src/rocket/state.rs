@@ -13,11 +13,11 @@ use ::rocket::Request;
 use super::api_error::ApiError;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
+use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
-use crate::registry_cache::{RegistryCache, Snapshot};
+use crate::registry::{RegistryCache, RegistrySnapshot};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
-use crate::scope::Scope;
 
 /// The longest a request waits for the registry to be reloaded through the pool when
 /// the cache's change feed is down; then it gets 503.
@@ -122,10 +122,12 @@ impl Tenancy {
         &self.cache
     }
 
-    /// The cache, shared, for work on another thread.
+    /// Reloads the registry through the cache's own listener connection, on a blocking
+    /// thread (the tenant test clients start from a registry that has their tenant).
     #[cfg(feature = "testing")]
-    pub(crate) fn cache_handle(&self) -> Arc<RegistryCache> {
-        Arc::clone(&self.cache)
+    pub(crate) async fn refresh_listener(&self) -> Result<()> {
+        let cache = Arc::clone(&self.cache);
+        blocking(move || cache.refresh()).await
     }
 
     /// Whether `public` also holds the tenant tables, so tenant routes accept `public`.
@@ -183,7 +185,7 @@ impl Tenancy {
 
     /// The cached registry if it is within its bound; otherwise reloaded through the
     /// pool (one reload at a time, each given 2 seconds); otherwise a 503.
-    pub async fn fresh_snapshot(&self) -> Result<Arc<Snapshot>, ApiError> {
+    pub async fn fresh_snapshot(&self) -> Result<Arc<RegistrySnapshot>, ApiError> {
         if let Ok(snapshot) = self.cache.fresh_snapshot() {
             return Ok(snapshot);
         }
@@ -348,10 +350,27 @@ where
 
 /// A request's decision: what it named, what that resolved to, the route's scope.
 pub(crate) struct Decided {
-    pub(crate) named: Arc<[TenantRef]>,
-    pub(crate) resolution: Resolution,
+    named: Arc<[TenantRef]>,
+    resolution: Resolution,
     /// The scope of a resolved tenant, pinned to its schema's OID.
-    pub(crate) scope: Option<Scope>,
+    scope: Option<Scope>,
+}
+
+impl Decided {
+    /// What the request named, in the order of the rules.
+    pub(crate) fn named(&self) -> &Arc<[TenantRef]> {
+        &self.named
+    }
+
+    /// What that resolved to.
+    pub(crate) fn resolution(&self) -> &Resolution {
+        &self.resolution
+    }
+
+    /// The scope of a resolved tenant, pinned to its schema's OID.
+    pub(crate) fn scope(&self) -> Option<&Scope> {
+        self.scope.as_ref()
+    }
 }
 
 /// Deciding a request again against a reloaded registry, once its route proved stale.

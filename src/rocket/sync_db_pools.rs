@@ -20,8 +20,8 @@ use rocket_sync_db_pools::{Config, Error as PoolError, PoolResult, Poolable};
 use serde::Deserialize;
 
 use crate::error::Error;
-use crate::manager::{ConnectionManager, ManagedConnection, PoolMode};
 use crate::pool::TenantPool;
+use crate::pool::{ConnectionManager, ManagedConnection, PoolMode};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]

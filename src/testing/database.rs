@@ -5,7 +5,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::database::{create_database_if_missing, drop_database, redact, with_database};
+use crate::database::{create_database_if_missing, drop_database};
+use crate::database_url::{redact, with_database};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::Connection;

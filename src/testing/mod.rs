@@ -90,14 +90,20 @@
 //! [`SyncRouter`]: crate::SyncRouter
 //! [`SyncRouter::prepare_spares`]: crate::SyncRouter::prepare_spares
 
+#[cfg(feature = "rocket")]
+mod client;
 mod database;
 mod template;
 mod tenancy;
 
 pub use database::{server_url, TestDatabase, DEFAULT_SERVER_URL, NAME_PREFIX};
+
+/// URL helpers for tests that name databases on the test server: the database a
+/// `postgres://` URL names, and the same URL naming another database.
+pub use crate::database_url::{database_name, with_database};
 pub use template::{drop_templates, TEMPLATE_PREFIX};
 pub use tenancy::{TestTenancy, TestTenancyBuilder};
 
 #[cfg(feature = "rocket")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rocket")))]
-pub use crate::rocket::test_client::{AsyncTenantClient, TenantClient};
+pub use client::{AsyncTenantClient, TenantClient};

@@ -20,8 +20,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 
-use crate::database::with_database;
-use crate::error::{Error, Place, Result};
+use crate::database_url::with_database;
+use crate::error::{Error, Result};
 use crate::migrate::SyncRouter;
 use crate::pool::TenantPoolBuilder;
 use crate::schema_name::quote_ident;
@@ -64,7 +64,7 @@ fn executable() -> Result<(String, (u64, u128))> {
 /// `(prefix of this executable's templates, prefix of this build's, the template's name)`.
 pub(super) fn name_for(router: &SyncRouter, spares: usize) -> Result<(String, String, String)> {
     let (path, build) = executable()?;
-    let shared = router.shared_set()?.versions(&Place::Public)?;
+    let shared = router.shared_versions()?;
     let sets = (
         shared,
         router.tenant_versions()?,

@@ -6,7 +6,7 @@ use diesel::pg::Pg;
 
 use super::database::{no_server, server_url, TestDatabase};
 use super::template;
-use crate::database::with_database;
+use crate::database_url::with_database;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::{TenantPool, TenantPoolBuilder};
@@ -152,7 +152,7 @@ impl std::fmt::Debug for TestTenancyBuilder {
             .field("pool", &self.pool)
             .field(
                 "server_url",
-                &self.server_url.as_deref().map(crate::database::redact),
+                &self.server_url.as_deref().map(crate::database_url::redact),
             )
             .finish_non_exhaustive()
     }

@@ -2,10 +2,11 @@
 #![allow(dead_code)]
 
 pub mod attack;
-pub mod fault_proxy;
-pub mod pgbouncer;
-pub mod private_pg;
+pub mod hotels;
 pub mod sentinel;
+
+#[allow(unused_imports)]
+pub use test_support::{fault_proxy, pgbouncer, private_pg};
 
 use std::sync::Mutex;
 
@@ -20,33 +21,7 @@ pub const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
 
 /// Where the tests connect; any database on the server works, tests create their own.
 pub fn base_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
-}
-
-/// The host, port and user of the server [`base_url`] names (port 5432 unless given).
-pub fn server_of_base_url() -> (String, u16, String) {
-    let url = base_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let (user, host_port) = authority
-        .rsplit_once('@')
-        .unwrap_or(("postgres", authority));
-    let user = user.split(':').next().unwrap_or("postgres");
-    let (host, port) = match host_port.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().expect("a port number in DATABASE_URL")),
-        None => (host_port, 5432),
-    };
-    (host.to_owned(), port, user.to_owned())
-}
-
-/// True when the tests run as root (servers that refuse root then run as `postgres`).
-pub fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    test_support::database_url()
 }
 
 /// A database created for one test and dropped (with its connections) when dropped, also
@@ -68,9 +43,8 @@ impl TestDb {
         match TestDatabase::create(&base_url()) {
             Ok(db) => TestDb::from(db),
             Err(e) => panic!(
-                "no PostgreSQL to test against at {} ({}): start one, set DATABASE_URL, \
-                 or run scripts/test, which provides one",
-                diesel_tenancy::database::redact(&base_url()),
+                "no PostgreSQL to test against at DATABASE_URL ({}): start one, set \
+                 DATABASE_URL, or run scripts/test, which provides one",
                 e.to_string()
                     .split_whitespace()
                     .collect::<Vec<_>>()
@@ -97,7 +71,7 @@ impl TestDb {
     /// `attributes` (e.g. `"NOCREATEROLE"`), named after this database so that no
     /// parallel test shares it, dropped with the database; and a URL logging in as it.
     pub fn login_role(&self, suffix: &str, attributes: &str) -> (String, String) {
-        let db = diesel_tenancy::database::database_name(&self.url).expect("database name");
+        let db = diesel_tenancy::testing::database_name(&self.url).expect("database name");
         let name = format!("{db}_{suffix}");
         assert!(name.len() <= 63, "role name {name} too long");
         let mut admin = PgConnection::establish(&self.url).expect("admin connection");

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel_tenancy::rocket::Tenancy;
-use diesel_tenancy::rocket::{catchers, ApiError, PublicDb, TenancyFairing, Tenant, TenantDb};
+use diesel_tenancy::rocket::{
+    catchers, ApiError, CurrentTenant, PublicDb, TenancyFairing, TenantDb,
+};
 use diesel_tenancy::{DomainName, NewTenant, SyncRouter, TenantRegistry};
 use rocket::figment::Figment;
 use rocket::http::{Header, Status};
@@ -13,16 +15,8 @@ use rocket::local::blocking::Client;
 use rocket::serde::json::Json;
 use rocket::{get, post, routes, Build, Rocket};
 
+pub use crate::common::hotels::hotels;
 use crate::common::TENANT;
-
-diesel::table! {
-    hotels (id) {
-        id -> BigInt,
-        name -> Varchar,
-        location -> Varchar,
-        description -> Varchar,
-    }
-}
 
 #[get("/hotels")]
 async fn list(db: TenantDb) -> Result<Json<Vec<String>>, ApiError> {
@@ -53,7 +47,7 @@ async fn add(db: TenantDb, name: String) -> Result<Json<i64>, ApiError> {
 }
 
 #[get("/whoami")]
-fn whoami(tenant: Tenant) -> Json<Tenant> {
+fn whoami(tenant: CurrentTenant) -> Json<CurrentTenant> {
     Json(tenant)
 }
 
@@ -83,7 +77,7 @@ async fn tenants(db: PublicDb) -> Result<Json<Vec<String>>, ApiError> {
 }
 
 #[get("/maybe")]
-fn maybe(tenant: Option<Tenant>) -> String {
+fn maybe(tenant: Option<CurrentTenant>) -> String {
     tenant.map_or_else(|| "none".to_owned(), |t| t.name().to_owned())
 }
 

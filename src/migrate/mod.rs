@@ -1,0 +1,49 @@
+//! The sync router: the shared migration set to `public`, the tenant set to every tenant
+//! schema, and everything else that changes tenant schemas. One folder because all of it
+//! runs inside the router's transactions, under the schemas' advisory locks, through one
+//! [`SyncRouter`] (`router.rs`, the only `impl SyncRouter`), whose methods hand each part
+//! what it needs:
+//!
+//! - `apply.rs`: migrating `public` and tenant schemas, over a [`MigrationSet`]
+//!   (`migration_set.rs`: several sources, one tracking table);
+//! - `lifecycle.rs`: creating ([`NewTenant`]), deleting and renaming tenants, running the
+//!   application's [`TenantHooks`] (`hooks.rs`) in the same transaction;
+//!   `spares.rs`: schemas built ahead of time, claimed by creation;
+//! - `status.rs`: what is pending everywhere, in a bounded number of queries; `report.rs`:
+//!   what migrating reported ([`MigrateReport`], [`MigrationStatus`]);
+//! - `batch.rs`: work over many tenants (selection, parallelism, progress), shared by
+//!   `migrate_all` and `each_tenant.rs` ([`SyncRouter::for_each_tenant`]);
+//! - `transaction_mark.rs`: proves that code run in the crate's transaction (hooks, work
+//!   per tenant) left it open and healthy;
+//! - `role_provision.rs`: creating, granting and dropping tenant roles in those
+//!   transactions; `role_sync.rs`: the backfill ([`SyncRouter::sync_tenant_roles`]).
+
+mod apply;
+mod batch;
+mod each_tenant;
+mod hooks;
+mod lifecycle;
+mod migration_set;
+pub(crate) mod report;
+pub(crate) mod role_provision;
+mod role_sync;
+mod router;
+mod spares;
+mod status;
+mod transaction_mark;
+
+pub use apply::REGISTRY_MIGRATIONS;
+pub use batch::{BatchOptions, Progress};
+pub use each_tenant::{EachReport, TenantRun};
+pub use hooks::{HookResult, Refusal, TenantHooks};
+pub use lifecycle::NewTenant;
+pub use report::{
+    MigrateOptions, MigrateReport, MigrationStatus, ProgressFn, TenantReport, TenantStatus,
+};
+pub use role_sync::{RoleReport, TenantRoleReport};
+pub use router::SyncRouter;
+
+#[cfg(feature = "cli")]
+pub(crate) use batch::{Outcome, Selection};
+#[cfg(feature = "rocket")]
+pub(crate) use migration_set::Source;

@@ -1,0 +1,309 @@
+//! [`SyncRouter`]: applies the shared set to `public` and the tenant set to every tenant,
+//! and creates, deletes and renames tenants. Its methods are the module's public face;
+//! the work is done by the module's parts (`apply.rs`, `lifecycle.rs`, `status.rs`,
+//! `spares.rs`, `each_tenant.rs`, `role_sync.rs`), each given what it needs.
+
+use std::sync::Arc;
+
+use diesel::migration::MigrationSource;
+use diesel::pg::{Pg, PgConnection};
+
+use super::apply::{self, REGISTRY_MIGRATIONS};
+use super::batch::BatchOptions;
+use super::each_tenant::{self, EachReport, TenantRun};
+use super::hooks::TenantHooks;
+use super::lifecycle::{self, NewTenant};
+use super::migration_set::{MigrationSet, Source};
+use super::report::{MigrateOptions, MigrateReport, MigrationStatus};
+use super::role_sync::{self, RoleReport};
+use super::spares;
+use super::status;
+use crate::error::{Error, Result, SchemaRef};
+use crate::pool::TenantPool;
+use crate::registry::Tenant;
+use crate::schema_name::{SchemaName, SchemaRules};
+
+/// Routes migrations: the shared set (the crate's registry plus the app's shared
+/// migrations) to `public`, the tenant set to every tenant schema, each schema with its
+/// own `__diesel_schema_migrations`.
+///
+/// ```no_run
+/// use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+/// use diesel_tenancy::{NewTenant, SyncRouter, TenantPool};
+///
+/// const TENANT: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+///
+/// # fn main() -> diesel_tenancy::Result<()> {
+/// let pool = TenantPool::builder().build("postgres://localhost/app")?;
+/// let router = SyncRouter::new(pool, TENANT);
+/// router.migrate_shared()?;
+/// let acme = router.create_tenant(&NewTenant::named("Acme"))?;
+/// assert_eq!(acme.schema_name.as_str(), "acme");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SyncRouter {
+    pool: TenantPool,
+    shared: Vec<Source>,
+    tenant: MigrationSet,
+    public_tenant: bool,
+    rules: SchemaRules,
+    hooks: TenantHooks,
+}
+
+impl std::fmt::Debug for SyncRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRouter")
+            .field("pool", &self.pool)
+            .field("shared_sources", &self.shared.len())
+            .field("public_tenant", &self.public_tenant)
+            .field("hooks", &self.hooks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncRouter {
+    /// A router applying `tenant` to every tenant schema. The shared set starts with the
+    /// crate's registry migrations.
+    pub fn new(pool: TenantPool, tenant: impl MigrationSource<Pg> + Send + Sync + 'static) -> Self {
+        SyncRouter {
+            pool,
+            shared: vec![Arc::new(REGISTRY_MIGRATIONS)],
+            tenant: MigrationSet::new(vec![Arc::new(tenant)]),
+            public_tenant: false,
+            rules: SchemaRules::default(),
+            hooks: TenantHooks::default(),
+        }
+    }
+
+    /// Adds the application's shared migrations, applied to `public`.
+    pub fn shared(mut self, source: impl MigrationSource<Pg> + Send + Sync + 'static) -> Self {
+        self.shared.push(Arc::new(source));
+        self
+    }
+
+    /// Also applies the tenant set to `public`, so `public` holds the tenant tables too
+    /// (django-tenants' "public tenant"). Defaults to `false`.
+    ///
+    /// `public` then tracks both sets in one table, so their versions must differ:
+    /// [`migrate_shared`](Self::migrate_shared) refuses to run if they collide.
+    pub fn public_tenant(mut self, enabled: bool) -> Self {
+        self.public_tenant = enabled;
+        self
+    }
+
+    /// The rules new schema names are checked against. Defaults to [`SchemaRules::default`].
+    pub fn schema_rules(mut self, rules: SchemaRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The lifecycle hooks run when a tenant is created, deleted or renamed through this
+    /// router. Defaults to none. Replaces hooks set before.
+    pub fn hooks(mut self, hooks: TenantHooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Whether the tenant set is also applied to `public`.
+    pub fn is_public_tenant(&self) -> bool {
+        self.public_tenant
+    }
+
+    /// The pool this router works through.
+    pub fn pool(&self) -> &TenantPool {
+        &self.pool
+    }
+
+    /// The same router (sets, hooks, rules) working through another pool.
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_pool(&self, pool: TenantPool) -> SyncRouter {
+        SyncRouter {
+            pool,
+            ..self.clone()
+        }
+    }
+
+    /// The set applied to `public`, checked for version collisions.
+    fn shared_set(&self) -> Result<MigrationSet> {
+        let mut sources = self.shared.clone();
+        if self.public_tenant {
+            sources.push(Arc::new(self.tenant.clone()));
+        }
+        let set = MigrationSet::new(sources);
+        set.versions(&SchemaRef::Public)?;
+        Ok(set)
+    }
+
+    /// Versions of the shared set (with the tenant set, for the public tenant), sorted.
+    pub(crate) fn shared_versions(&self) -> Result<Vec<String>> {
+        self.shared_set()?.versions(&SchemaRef::Public)
+    }
+
+    /// Versions of the tenant set, sorted.
+    pub fn tenant_versions(&self) -> Result<Vec<String>> {
+        self.tenant
+            .versions(&SchemaRef::Schema("<tenant set>".into()))
+    }
+
+    /// Applies the pending shared migrations to `public` under an advisory lock and
+    /// returns the versions applied.
+    pub fn migrate_shared(&self) -> Result<Vec<String>> {
+        apply::migrate_shared(&self.pool, &self.shared_set()?)
+    }
+
+    /// Registers a tenant, creates its schema, applies the tenant set to it, adds its
+    /// domains and runs the [`after_create`](TenantHooks::after_create) hooks, all in one
+    /// transaction: any failure leaves no row and no schema behind.
+    ///
+    /// If spare schemas were prepared ([`prepare_spares`](Self::prepare_spares)), one is
+    /// claimed and renamed instead of building the schema, which is several times faster.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, the tenant's role
+    /// is created and granted its schema in the same transaction.
+    pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
+        lifecycle::create(&self.pool, &self.tenant, &self.rules, &self.hooks, new)
+    }
+
+    /// Deletes a tenant's registry row (and domains) and its tenant role, if it has one.
+    /// The schema and its data are dropped only when `drop_schema` is true. The
+    /// [`before_delete`](TenantHooks::before_delete) hooks run first, in the same
+    /// transaction, and can veto it.
+    pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
+        lifecycle::delete(&self.pool, &self.hooks, name, drop_schema)
+    }
+
+    /// Renames a tenant (its schema keeps its name) and runs the
+    /// [`after_rename`](TenantHooks::after_rename) hooks, in one transaction.
+    pub fn rename_tenant(&self, old: &str, new: &str) -> Result<Tenant> {
+        lifecycle::rename(&self.pool, &self.hooks, old, new)
+    }
+
+    /// Applies the pending tenant migrations to one schema, in one transaction under the
+    /// schema's advisory lock, and returns the versions applied.
+    ///
+    /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, when something was
+    /// applied the tenant's role is granted what the migrations created (and made, if it
+    /// was missing), in the same transaction.
+    pub fn migrate_tenant(&self, schema: &SchemaName) -> Result<Vec<String>> {
+        apply::migrate_tenant(&self.pool, &self.tenant, schema)
+    }
+
+    /// Migrates every tenant with pending migrations, `options.jobs` at a time.
+    ///
+    /// Pending work is found with [`status`](Self::status) (a bounded number of
+    /// queries), so up-to-date tenants cost nothing. Each tenant migrates in its own
+    /// transaction; a failing tenant is rolled back whole and, with `keep_going`, the
+    /// others still run.
+    pub fn migrate_all(&self, options: &MigrateOptions) -> Result<MigrateReport> {
+        let status = self.status()?;
+        apply::migrate_all(&self.pool, &self.tenant, &status, options)
+    }
+
+    /// Which schemas have pending migrations, plus registry/catalog mismatches.
+    ///
+    /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// says which schemas have a tracking table, and their versions are read with one
+    /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
+    pub fn status(&self) -> Result<MigrationStatus> {
+        status::status(
+            &self.pool,
+            &self.shared_versions()?,
+            &self.tenant_versions()?,
+        )
+    }
+
+    /// Builds `count` spare schemas, each fully migrated with the tenant set, each in its
+    /// own transaction. Returns how many spares exist afterwards.
+    ///
+    /// Later [`create_tenant`](Self::create_tenant) calls claim them. A spare that is
+    /// behind the tenant set when claimed is migrated then, in the creating transaction.
+    pub fn prepare_spares(&self, count: usize) -> Result<i64> {
+        spares::prepare(&self.pool, &self.tenant, count)
+    }
+
+    /// How many spare schemas are ready.
+    pub fn spare_count(&self) -> Result<i64> {
+        spares::count_spares(&self.pool)
+    }
+
+    /// Runs `work` in the scope of every registered tenant (or those `options` select),
+    /// `options.jobs` tenants at a time, and reports per tenant.
+    ///
+    /// Each tenant's work runs on a connection checked out for that tenant (so
+    /// `search_path` is its schema, as in a request), inside one transaction: committed
+    /// when `work` returns `Ok`, rolled back when it returns `Err` — all or nothing per
+    /// tenant. A tenant whose schema is missing fails with [`Error::SchemaMissing`]
+    /// before `work` runs. `work` must not end the transaction itself (`COMMIT`,
+    /// `ROLLBACK`) nor ignore a failed statement: the crate checks with the server and
+    /// reports [`Error::TransactionBroken`] for that tenant. Without
+    /// `options.keep_going` no tenant is started after the first failure.
+    ///
+    /// The error type `E` is the caller's (anything that converts from this crate's
+    /// [`Error`] and Diesel's, e.g. `anyhow::Error`); the outer `Result` fails only when
+    /// the tenant list cannot be read or `options.only` names an unknown tenant. The
+    /// `public` schema is not a registered tenant and is not included.
+    ///
+    /// ```no_run
+    /// use diesel::prelude::*;
+    /// use diesel_tenancy::{BatchOptions, SyncRouter};
+    ///
+    /// # fn run(router: &SyncRouter) -> diesel_tenancy::Result<()> {
+    /// let options = BatchOptions { jobs: 4, keep_going: true, ..Default::default() };
+    /// let report = router.for_each_tenant(&options, |conn, _tenant| {
+    ///     let n: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT count(*) FROM hotels")
+    ///         .get_result(conn)?;
+    ///     Ok::<_, diesel_tenancy::Error>(n)
+    /// })?;
+    /// for run in &report.tenants {
+    ///     match &run.result {
+    ///         Ok(n) => println!("{}: {n} hotels", run.tenant),
+    ///         Err(e) => eprintln!("{}: {e}", run.tenant),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn for_each_tenant<T, E, F>(
+        &self,
+        options: &BatchOptions<TenantRun<T, E>>,
+        work: F,
+    ) -> Result<EachReport<T, E>>
+    where
+        F: Fn(&mut PgConnection, &Tenant) -> std::result::Result<T, E> + Sync,
+        T: Send,
+        E: From<Error> + From<diesel::result::Error> + Send,
+    {
+        each_tenant::for_each_tenant(&self.pool, options, work)
+    }
+
+    /// The name of the tenant role of `schema` in this router's database (whether or not
+    /// it exists).
+    pub fn tenant_role_name(&self, schema: &SchemaName) -> Result<String> {
+        role_sync::tenant_role_name(&self.pool, schema)
+    }
+
+    /// The registered tenants whose role does not exist (tenant roles on or off).
+    pub fn tenants_without_role(&self) -> Result<Vec<Tenant>> {
+        role_sync::tenants_without_role(&self.pool)
+    }
+
+    /// Makes every registered tenant's role, or repairs it (grants again what it should
+    /// have), and makes the shared grants exactly the declared ones: the backfill after
+    /// turning tenant roles on, and the repair after tables were added by hand. Each
+    /// tenant is done in its own transaction under its schema's advisory lock; a tenant
+    /// that fails is reported and the others still run.
+    ///
+    /// Fails with [`Error::Config`] when the pool has no
+    /// [`tenant_roles`](crate::TenantPoolBuilder::tenant_roles), and with
+    /// [`Error::TenantRolesNotPermitted`] without `CREATEROLE`.
+    pub fn sync_tenant_roles(&self) -> Result<RoleReport> {
+        role_sync::sync_roles(&self.pool, false)
+    }
+
+    /// Like [`sync_tenant_roles`](Self::sync_tenant_roles), but only for the tenants
+    /// whose role does not exist yet (one query when none is missing). The Rocket
+    /// fairing runs it at launch.
+    pub fn sync_missing_tenant_roles(&self) -> Result<RoleReport> {
+        role_sync::sync_roles(&self.pool, true)
+    }
+}
