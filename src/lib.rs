@@ -10,6 +10,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch;
+mod citus;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -53,6 +54,7 @@ mod transaction_mark;
 mod watch;
 
 pub use batch::{BatchOptions, Progress};
+pub use citus::{CitusNode, CitusStatus, Distributed, TenantMove, TenantPlacement, TransferMode};
 pub use connection::TenantConnection;
 pub use domain_name::DomainName;
 pub use each_tenant::{EachReport, TenantRun};

@@ -150,6 +150,7 @@ impl r2d2::ManageConnection for ConnectionManager {
         );
         let role_names = match self.config.tenant_roles {
             Some(_) => {
+                crate::citus::detect::refuse_tenant_roles(&mut conn)?;
                 let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
                     Error::Config(format!("database OID {} out of range", backend.database))
                 })?);

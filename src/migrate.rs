@@ -75,6 +75,8 @@ pub struct SyncRouter {
     public_tenant: bool,
     rules: SchemaRules,
     hooks: TenantHooks,
+    /// Citus: shared tables become reference tables (`citus/reference.rs`).
+    pub(crate) reference_tables: bool,
 }
 
 impl std::fmt::Debug for SyncRouter {
@@ -99,6 +101,7 @@ impl SyncRouter {
             public_tenant: false,
             rules: SchemaRules::default(),
             hooks: TenantHooks::default(),
+            reference_tables: false,
         }
     }
 
@@ -181,6 +184,9 @@ impl SyncRouter {
                 if let Some(roles) = self.pool.tenant_roles() {
                     crate::role_provision::sync_shared_grants(conn, roles)?;
                 }
+                if self.reference_tables {
+                    crate::citus::reference::reference_shared_tables(conn)?;
+                }
                 Ok(applied)
             })
         })
@@ -216,11 +222,17 @@ impl SyncRouter {
                         schema: schema.to_string(),
                     });
                 }
+                // On Citus, the schema is a distributed schema (whatever the database's
+                // setting says); a spare made before Citus is distributed once migrated.
+                let citus = crate::citus::provision::shard_new_schemas(conn)?;
                 if !crate::spares::claim_spare(conn, &schema)? {
                     conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
                 }
                 set_local_path(conn, &schema.quoted())?;
                 run_pending(conn, &self.tenant, &Place::Schema(schema.to_string()))?;
+                if citus {
+                    crate::citus::provision::ensure_distributed(conn, &schema)?;
+                }
                 if let Some((roles, context)) = &roles {
                     ensure_tenant_role(conn, context, roles, &schema)?;
                 }

@@ -139,6 +139,10 @@ pub struct Status {
     /// Stored tenant-name keys the current rule computes differently, names it refuses,
     /// names it makes equal.
     pub name_keys: crate::name_keys::NameKeys,
+    /// On a Citus database, what status found about the tenants' placement (tenant
+    /// schemas that are not distributed); `None` on plain PostgreSQL. Not counted by
+    /// [`has_pending`](Self::has_pending): `migrate` does not distribute schemas.
+    pub citus: Option<crate::citus::CitusStatus>,
 }
 
 impl Status {
@@ -192,6 +196,7 @@ pub(crate) fn file_status(relation_files: u64, max_files_per_process: Option<u64
         relation_files,
         max_files_per_process,
         name_keys: Default::default(),
+        citus: None,
     }
 }
 

@@ -31,6 +31,7 @@ impl SyncRouter {
             let name = SchemaName::new(&format!("dt_spare_{stamp:x}_{i}"))?;
             self.pool.with_public(|conn| {
                 conn.transaction(|conn| {
+                    crate::citus::provision::shard_new_schemas(conn)?;
                     conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
                     set_local_path(conn, &name.quoted())?;
                     run_pending(conn, &self.tenant, &Place::Schema(name.to_string()))?;

@@ -1,0 +1,30 @@
+//! Citus: every tenant schema a distributed schema, and where tenants live.
+//!
+//! On a database with the `citus` extension (a Citus coordinator), the router makes each
+//! tenant schema it creates a *distributed schema* (Citus's schema-based sharding): its
+//! tables live together on one worker node, and queries routed by `search_path` go to
+//! that node. Nothing is asked of the user: the creating transaction turns
+//! `citus.enable_schema_based_sharding` on for itself (`SET LOCAL`), whatever the
+//! database's setting, so a tenant can never end up as a plain schema on the
+//! coordinator because the setting was off.
+//!
+//! - [`detect`]: whether the database is a Citus one.
+//! - [`provision`]: creation, spares, `tenant distribute`, and the status check that
+//!   lists tenant schemas that are not distributed.
+//! - [`placement`]: which node each tenant lives on, and how big it is.
+//! - [`moves`]: moving one tenant to another node, rebalancing all of them.
+//! - [`reference`]: shared tables as Citus reference tables (opt-in).
+//!
+//! On plain PostgreSQL, creation and status cost one catalog query more and do nothing
+//! else; the placement, move, rebalance and distribute operations fail with
+//! [`Error::NeedsCitus`](crate::Error::NeedsCitus).
+
+pub(crate) mod detect;
+pub(crate) mod moves;
+pub(crate) mod placement;
+pub(crate) mod provision;
+pub(crate) mod reference;
+
+pub use moves::{TenantMove, TransferMode};
+pub use placement::{CitusNode, TenantPlacement};
+pub use provision::{CitusStatus, Distributed};
