@@ -16,6 +16,8 @@ mod hotel_support;
 mod checkout;
 #[path = "citus/lifecycle.rs"]
 mod lifecycle;
+#[path = "citus/measure.rs"]
+mod measure;
 #[path = "citus/moves.rs"]
 mod moves;
 #[path = "citus/plain.rs"]
@@ -92,6 +94,12 @@ fn main() {
             "the_citus_commands_say_in_one_line_that_they_need_citus",
             plain::the_citus_commands_say_in_one_line_that_they_need_citus,
         ),
+        // A measurement, not a test: run by bench/citus.sh (`-- --ignored measure`).
+        plain(
+            "measure_citus_beside_plain_postgresql",
+            measure::measure_citus_beside_plain_postgresql,
+        )
+        .with_ignored_flag(true),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
