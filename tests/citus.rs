@@ -87,6 +87,10 @@ fn main() {
             checkout::the_checkout_guarantees_hold_through_the_coordinator,
         ),
         cluster(
+            "transaction_local_mode_works_behind_pgbouncer_on_the_coordinator",
+            checkout::transaction_local_mode_works_behind_pgbouncer_on_the_coordinator,
+        ),
+        cluster(
             "a_tenant_query_joins_a_reference_table_on_its_worker",
             reference::a_tenant_query_joins_a_reference_table_on_its_worker,
         ),

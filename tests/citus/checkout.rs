@@ -217,3 +217,92 @@ struct RanOn {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     port: i32,
 }
+
+/// PgBouncer (Debian's 1.18) in transaction mode in front of the coordinator: a
+/// `Session`-mode pool is refused, a `TransactionLocal` one serves two tenants on two
+/// workers from shared server connections without mixing them up.
+pub fn transaction_local_mode_works_behind_pgbouncer_on_the_coordinator() {
+    use crate::common::pgbouncer::PgBouncer;
+    use diesel::sql_types::Text;
+    use diesel_tenancy::{NewTenant, SyncRouter};
+
+    #[derive(QueryableByName)]
+    struct Location {
+        #[diesel(sql_type = Text)]
+        location: String,
+    }
+
+    let db = CitusDb::new();
+    let router = SyncRouter::new(
+        TenantPool::builder()
+            .max_size(2)
+            .min_idle(Some(0))
+            .build(&db.url)
+            .expect("pool"),
+        crate::common::TENANT,
+    );
+    router.migrate_shared().expect("shared");
+    let mut scopes = Vec::new();
+    for name in ["a", "b"] {
+        let t = router
+            .create_tenant(&NewTenant::named(name))
+            .expect("create");
+        router
+            .pool()
+            .with_tenant(&t.schema_name, |c| {
+                Ok::<_, Error>(c.batch_execute(&format!(
+                    "INSERT INTO hotels (name, location, description) VALUES ('h', '{name}', 'x')"
+                ))?)
+            })
+            .expect("a hotel");
+        scopes.push(t.schema_name);
+    }
+    let nodes: Vec<_> = router
+        .placement()
+        .expect("placement")
+        .into_iter()
+        .map(|p| p.node)
+        .collect();
+    assert_ne!(nodes[0], nodes[1], "a and b on two workers");
+
+    let coordinator = (
+        db.coordinator.host.clone(),
+        db.coordinator.port,
+        "postgres".to_owned(),
+    );
+    let bouncer = PgBouncer::start_on(&db.url, coordinator, 2);
+    let session = TenantPool::builder()
+        .max_size(1)
+        .build(&bouncer.url)
+        .expect_err("Session mode behind a transaction pooler");
+    assert!(
+        matches!(session, Error::SessionModeBehindPooler),
+        "{session}"
+    );
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .max_size(4)
+        .min_idle(Some(0))
+        .build(&bouncer.url)
+        .expect("TransactionLocal pool behind PgBouncer");
+    std::thread::scope(|s| {
+        for thread in 0..4 {
+            let (pool, scopes) = (&pool, &scopes);
+            s.spawn(move || {
+                for i in 0..50 {
+                    let schema = &scopes[(thread + i) % 2];
+                    let rows = pool
+                        .with_tenant(schema, |c| {
+                            Ok::<_, Error>(
+                                diesel::sql_query("SELECT location::text AS location FROM hotels")
+                                    .load::<Location>(c)?,
+                            )
+                        })
+                        .expect("a checkout behind PgBouncer");
+                    let seen: Vec<&str> = rows.iter().map(|r| r.location.as_str()).collect();
+                    assert_eq!(seen, [schema.as_str()], "checkout {i} of thread {thread}");
+                }
+            });
+        }
+    });
+}

@@ -37,8 +37,14 @@ impl PgBouncer {
     /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
     /// of the database `db_url` names, and waits until it accepts connections.
     pub fn start(db_url: &str, pool_size: u32) -> PgBouncer {
+        PgBouncer::start_on(db_url, super::server_of_base_url(), pool_size)
+    }
+
+    /// [`start`](Self::start) in front of the server `(host, port, user)` (e.g. a Citus
+    /// coordinator) instead of the one `DATABASE_URL` names.
+    pub fn start_on(db_url: &str, server: (String, u16, String), pool_size: u32) -> PgBouncer {
         let db = database_name(db_url).expect("database name").to_owned();
-        let (host, server_port, user) = super::server_of_base_url();
+        let (host, server_port, user) = server;
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("dt_pgbouncer_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("pgbouncer dir");
