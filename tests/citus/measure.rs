@@ -25,6 +25,9 @@ struct Figures {
     migrate_all: Duration,
 }
 
+/// Picks one figure.
+type Pick = fn(&Figures) -> Duration;
+
 fn median(mut runs: Vec<Duration>) -> Duration {
     runs.sort();
     runs[runs.len() / 2]
@@ -103,7 +106,7 @@ pub fn measure_citus_beside_plain_postgresql() {
             let db = CitusDb::new();
             measure(&db.url, tenants, jobs)
         };
-        let rows: [(&str, fn(&Figures) -> Duration); 4] = [
+        let rows: [(&str, Pick); 4] = [
             ("create one tenant (mean)", |f| f.create_per_tenant),
             ("status(), nothing pending (median of 5)", |f| {
                 f.status_nothing_pending
