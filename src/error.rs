@@ -282,6 +282,27 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The operation works only on a Citus cluster (placement, moves, rebalancing,
+    /// distribution), and the database has no `citus` extension.
+    #[error(
+        "{what} needs Citus: this database has no citus extension \
+         (see \"Scaling out with Citus\" in the crate docs)"
+    )]
+    NeedsCitus {
+        /// What was asked for, e.g. "`tenant placement`".
+        what: &'static str,
+    },
+
+    /// A feature that cannot work on a Citus database was asked for there, or a Citus
+    /// operation was refused; `reason` says why and what to do instead.
+    #[error("{what} cannot be used on this Citus database: {reason}")]
+    Citus {
+        /// What was asked for, e.g. "tenant roles".
+        what: &'static str,
+        /// Why not, and what to do.
+        reason: String,
+    },
+
     /// The configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -31,9 +31,10 @@ pub mod testing;
 
 pub use error::{Error, Hook, HookError, MigrationError, Result, SchemaRef};
 pub use migrate::{
-    BatchOptions, EachReport, HookResult, MigrateOptions, MigrateReport, MigrationStatus,
-    NewTenant, Progress, ProgressFn, Refusal, RoleReport, SyncRouter, TenantHooks, TenantReport,
-    TenantRoleReport, TenantRun, TenantStatus, REGISTRY_MIGRATIONS,
+    BatchOptions, CitusNode, CitusStatus, Distributed, EachReport, HookResult, MigrateOptions,
+    MigrateReport, MigrationStatus, NewTenant, Progress, ProgressFn, Refusal, RoleReport,
+    SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport, TenantRoleReport,
+    TenantRun, TenantStatus, TransferMode, REGISTRY_MIGRATIONS,
 };
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,

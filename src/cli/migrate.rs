@@ -149,6 +149,7 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
             "max_files_per_process": status.max_files_per_process,
             "file_limit_exceeded": status.file_limit_exceeded(),
             "name_keys": status.name_keys,
+            "citus": status.citus,
         });
         format!("{value:#}\n")
     } else {
@@ -207,6 +208,7 @@ fn human_check(status: &MigrationStatus, tenants: &[&TenantStatus]) -> String {
         );
     }
     name_key_lines(&mut out, &status.name_keys);
+    super::citus::check_lines(&mut out, status);
     if status.shared_pending.is_empty() && tenants.is_empty() && !status.name_keys.needs_work() {
         out.push_str("Nothing pending.\n");
     } else {

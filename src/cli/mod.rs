@@ -13,6 +13,10 @@
 //! | `tenant rename OLD NEW` | changes the name; the schema keeps its name |
 //! | `tenant sql (SQL \| --file PATH) [--tenant NAME]… [--skip NAME]… [--jobs N] [--keep-going]` | runs SQL in each tenant's scope, one transaction per tenant (see [`SqlArgs`]) |
 //! | `tenant roles` | makes or repairs every tenant's database role ([tenant roles](crate::TenantRoles) on) |
+//! | `tenant placement` | each tenant's Citus node and size ([`CitusCommand`]; these four need Citus) |
+//! | `tenant move NAME HOST:PORT [--block-writes]` | moves a tenant to another Citus node, online where `wal_level = logical` |
+//! | `tenant rebalance [--dry-run] [--block-writes]` | spreads the tenants evenly over the Citus workers |
+//! | `tenant distribute (NAME \| --all)` | makes tenant schemas Citus distributed schemas |
 //! | `domain add TENANT DOMAIN [--primary]` | registers a domain for a tenant |
 //! | `domain remove DOMAIN` | unregisters a domain |
 //!
@@ -56,12 +60,14 @@
 //! }
 //! ```
 
+mod citus;
 mod migrate;
 mod progress;
 mod roles;
 mod tenant;
 mod tenant_sql;
 
+pub use citus::CitusCommand;
 pub use tenant_sql::SqlArgs;
 
 use std::io::{IsTerminal, Write};
@@ -164,6 +170,9 @@ pub enum TenantCommand {
     /// Make (or repair) every tenant's database role: the backfill after turning tenant
     /// roles on. Needs a pool built with tenant roles and a login role with CREATEROLE.
     Roles,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    Citus(CitusCommand),
 }
 
 /// `domain …`

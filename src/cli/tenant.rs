@@ -23,6 +23,7 @@ pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRoute
         TenantCommand::Rename { old, new } => rename(router, old, new, json),
         TenantCommand::Sql(args) => super::tenant_sql::run(args, json, router, false),
         TenantCommand::Roles => super::roles::run(router, json),
+        TenantCommand::Citus(command) => super::citus::run(command, json, router),
     }
 }
 
@@ -101,7 +102,7 @@ fn list(router: &SyncRouter, json: bool) -> Result<Done> {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+pub(super) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

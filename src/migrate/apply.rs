@@ -28,7 +28,13 @@ const NAME_KEY_MIGRATION: &str = "0000-00-00-000003_diesel_tenancy_name_key";
 /// Applies the pending migrations of `set` (the shared set) to `public` under its advisory
 /// lock, re-keys stored tenant names under the current rule and, with tenant roles on,
 /// makes the shared grants exact; returns the versions applied.
-pub(super) fn migrate_shared(pool: &TenantPool, set: &MigrationSet) -> Result<Vec<String>> {
+/// With `reference_tables`, also makes the shared tables Citus reference tables (a no-op
+/// on plain PostgreSQL).
+pub(super) fn migrate_shared(
+    pool: &TenantPool,
+    set: &MigrationSet,
+    reference_tables: bool,
+) -> Result<Vec<String>> {
     pool.with_public(|conn| {
         conn.transaction(|conn| {
             set_local_path(conn, "\"public\"")?;
@@ -39,6 +45,9 @@ pub(super) fn migrate_shared(pool: &TenantPool, set: &MigrationSet) -> Result<Ve
             name_keys::rekey(conn)?;
             if let Some(roles) = pool.tenant_roles() {
                 sync_shared_grants(conn, roles)?;
+            }
+            if reference_tables {
+                super::citus::reference::reference_shared_tables(conn)?;
             }
             Ok(applied)
         })

@@ -5,6 +5,7 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use super::apply::{run_pending, set_local_path};
+use super::citus;
 use super::hooks::TenantHooks;
 use super::migration_set::MigrationSet;
 use super::role_provision::{drop_tenant_role, ensure_tenant_role, Context};
@@ -65,11 +66,17 @@ pub(super) fn create(
                     schema: schema.to_string(),
                 });
             }
+            // On Citus, the schema is a distributed schema (whatever the database's
+            // setting says); a spare made before Citus is distributed once migrated.
+            let citus = citus::shard_new_schemas(conn)?;
             if !claim_spare(conn, &schema)? {
                 conn.batch_execute(&format!("CREATE SCHEMA {}", schema.quoted()))?;
             }
             set_local_path(conn, &schema.quoted())?;
             run_pending(conn, tenant_set, &SchemaRef::Schema(schema.to_string()))?;
+            if citus {
+                citus::ensure_distributed(conn, &schema)?;
+            }
             if let Some((roles, context)) = &roles {
                 ensure_tenant_role(conn, context, roles, &schema)?;
             }

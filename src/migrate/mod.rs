@@ -16,10 +16,13 @@
 //! - `transaction_mark.rs`: proves that code run in the crate's transaction (hooks, work
 //!   per tenant) left it open and healthy;
 //! - `role_provision.rs`: creating, granting and dropping tenant roles in those
-//!   transactions; `role_sync.rs`: the backfill ([`SyncRouter::sync_tenant_roles`]).
+//!   transactions; `role_sync.rs`: the backfill ([`SyncRouter::sync_tenant_roles`]);
+//! - `citus/`: tenant schemas as Citus distributed schemas, where tenants live, moving
+//!   them, shared tables as reference tables.
 
 mod apply;
 mod batch;
+mod citus;
 mod each_tenant;
 mod hooks;
 mod lifecycle;
@@ -34,6 +37,9 @@ mod transaction_mark;
 
 pub use apply::REGISTRY_MIGRATIONS;
 pub use batch::{BatchOptions, Progress};
+pub use citus::moves::{TenantMove, TransferMode};
+pub use citus::placement::{CitusNode, TenantPlacement};
+pub use citus::provision::{CitusStatus, Distributed};
 pub use each_tenant::{EachReport, TenantRun};
 pub use hooks::{HookResult, Refusal, TenantHooks};
 pub use lifecycle::NewTenant;

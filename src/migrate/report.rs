@@ -183,6 +183,10 @@ pub struct MigrationStatus {
     /// Stored tenant-name keys the current rule computes differently, names it refuses,
     /// names it makes equal.
     pub name_keys: crate::registry::NameKeys,
+    /// On a Citus database, what status found about the tenants' placement (tenant
+    /// schemas that are not distributed); `None` on plain PostgreSQL. Not counted by
+    /// [`has_pending`](Self::has_pending): `migrate` does not distribute schemas.
+    pub citus: Option<super::citus::provision::CitusStatus>,
 }
 
 impl MigrationStatus {
@@ -239,6 +243,7 @@ pub(crate) fn file_status(
         relation_files,
         max_files_per_process,
         name_keys: Default::default(),
+        citus: None,
     }
 }
 

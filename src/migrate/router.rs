@@ -10,6 +10,10 @@ use diesel::pg::{Pg, PgConnection};
 
 use super::apply::{self, REGISTRY_MIGRATIONS};
 use super::batch::BatchOptions;
+use super::citus::{
+    self, moves::TenantMove, moves::TransferMode, placement::CitusNode, placement::TenantPlacement,
+    provision::Distributed,
+};
 use super::each_tenant::{self, EachReport, TenantRun};
 use super::hooks::TenantHooks;
 use super::lifecycle::{self, NewTenant};
@@ -49,6 +53,8 @@ pub struct SyncRouter {
     public_tenant: bool,
     rules: SchemaRules,
     hooks: TenantHooks,
+    /// Citus: `migrate_shared` makes the shared tables reference tables.
+    reference_tables: bool,
 }
 
 impl std::fmt::Debug for SyncRouter {
@@ -58,6 +64,7 @@ impl std::fmt::Debug for SyncRouter {
             .field("shared_sources", &self.shared.len())
             .field("public_tenant", &self.public_tenant)
             .field("hooks", &self.hooks)
+            .field("reference_tables", &self.reference_tables)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +80,7 @@ impl SyncRouter {
             public_tenant: false,
             rules: SchemaRules::default(),
             hooks: TenantHooks::default(),
+            reference_tables: false,
         }
     }
 
@@ -149,7 +157,7 @@ impl SyncRouter {
     /// Applies the pending shared migrations to `public` under an advisory lock and
     /// returns the versions applied.
     pub fn migrate_shared(&self) -> Result<Vec<String>> {
-        apply::migrate_shared(&self.pool, &self.shared_set()?)
+        apply::migrate_shared(&self.pool, &self.shared_set()?, self.reference_tables)
     }
 
     /// Registers a tenant, creates its schema, applies the tenant set to it, adds its
@@ -202,7 +210,7 @@ impl SyncRouter {
 
     /// Which schemas have pending migrations, plus registry/catalog mismatches.
     ///
-    /// Costs `7 + tenants / 500` queries whatever the number of tenants: the catalog
+    /// Costs `8 + tenants / 500` queries (9 on Citus) whatever the number of tenants: the catalog
     /// says which schemas have a tracking table, and their versions are read with one
     /// `UNION ALL` query per 500 schemas, spread over up to 4 pooled connections.
     pub fn status(&self) -> Result<MigrationStatus> {
@@ -305,5 +313,82 @@ impl SyncRouter {
     /// fairing runs it at launch.
     pub fn sync_missing_tenant_roles(&self) -> Result<RoleReport> {
         role_sync::sync_roles(&self.pool, true)
+    }
+
+    // Citus (`citus/`): see "Scaling out with Citus" in the crate docs.
+
+    /// Makes the tenant `name`'s schema a Citus distributed schema if it is not one (a
+    /// tenant created before Citus was installed, or by other code), in one transaction
+    /// under the schema's advisory lock: its tables and data move to a worker node.
+    /// Writes to the tenant wait while its data is copied.
+    ///
+    /// Fails with [`Error::NeedsCitus`] on plain PostgreSQL; a failure (e.g. a foreign
+    /// key to another schema, which Citus refuses) changes nothing.
+    pub fn distribute_tenant(&self, name: &str) -> Result<Distributed> {
+        citus::provision::distribute_tenant(&self.pool, name)
+    }
+
+    /// [`distribute_tenant`](Self::distribute_tenant) for every tenant that status finds
+    /// undistributed, one transaction each; a failure is reported for its tenant and the
+    /// others still run.
+    pub fn distribute_all(&self) -> Result<Vec<Distributed>> {
+        citus::provision::distribute_all(&self.pool)
+    }
+
+    /// Where every tenant lives: its node and its size, tenants in registry order.
+    /// Fails with [`Error::NeedsCitus`] on plain PostgreSQL.
+    pub fn placement(&self) -> Result<Vec<TenantPlacement>> {
+        citus::placement::placement(&self.pool)
+    }
+
+    /// Moves tenant `name`'s tables to node `to` (a worker of the cluster), with
+    /// `citus_schema_move`. `mode` `None` moves online where the node the tenant leaves
+    /// has `wal_level = logical` and with writes blocked otherwise; the returned
+    /// [`TenantMove`] says which. Requests keep being served during the move (writes
+    /// wait while they are blocked); a failure leaves the tenant where it was.
+    ///
+    /// Fails with [`Error::NeedsCitus`] on plain PostgreSQL, and with [`Error::Citus`]
+    /// when the tenant's schema is not distributed or already lives on `to`.
+    pub fn move_tenant(
+        &self,
+        name: &str,
+        to: &CitusNode,
+        mode: Option<TransferMode>,
+    ) -> Result<TenantMove> {
+        citus::moves::move_tenant(&self.pool, name, to, mode)
+    }
+
+    /// Spreads the tenants evenly over the workers (Citus's rebalancer,
+    /// `rebalance_table_shards`: each tenant's schema moves as one, by shard count) and
+    /// returns the tenants that moved. With `dry_run` nothing moves and the tenants the
+    /// rebalancer would move are returned. `mode` as for
+    /// [`move_tenant`](Self::move_tenant), checked on every worker.
+    ///
+    /// Fails with [`Error::NeedsCitus`] on plain PostgreSQL.
+    pub fn rebalance(&self, mode: Option<TransferMode>, dry_run: bool) -> Result<Vec<TenantMove>> {
+        citus::moves::rebalance(&self.pool, mode, dry_run)
+    }
+
+    /// Makes [`migrate_shared`](Self::migrate_shared) turn every table of `public` (the
+    /// crate's registry and the application's shared tables; Diesel's tracking table
+    /// aside) into a Citus reference table, in the same transaction as the migrations:
+    /// a copy of each on every node, so tenant queries that join them run on the
+    /// tenant's worker. Tables later shared migrations add are converted when they run.
+    /// Does nothing on plain PostgreSQL. Defaults to `false`.
+    ///
+    /// Reference tables cost more to write (every write goes to every node, in a
+    /// distributed transaction) and take room on every node: choose it for small tables
+    /// that tenant queries join and that change rarely. See "Scaling out with Citus" in
+    /// the crate docs.
+    pub fn citus_reference_tables(mut self, enabled: bool) -> Self {
+        self.reference_tables = enabled;
+        self
+    }
+
+    /// Turns every table of `public` (Diesel's tracking table aside) into a Citus
+    /// reference table now, in one transaction under `public`'s advisory lock, and
+    /// returns the tables converted. Fails with [`Error::NeedsCitus`] on plain PostgreSQL.
+    pub fn make_reference_tables(&self) -> Result<Vec<String>> {
+        citus::reference::make_reference_tables(&self.pool)
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn prepare(pool: &TenantPool, tenant_set: &MigrationSet, count: usize
         let name = SchemaName::new(&format!("dt_spare_{stamp:x}_{i}"))?;
         pool.with_public(|conn| {
             conn.transaction(|conn| {
+                super::citus::shard_new_schemas(conn)?;
                 conn.batch_execute(&format!("CREATE SCHEMA {}", name.quoted()))?;
                 set_local_path(conn, &name.quoted())?;
                 run_pending(conn, tenant_set, &SchemaRef::Schema(name.to_string()))?;

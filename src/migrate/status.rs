@@ -46,39 +46,48 @@ struct VersionRow {
 }
 
 /// Which schemas lack which of the `shared` and `tenant_versions`, plus
-/// registry/catalog mismatches, in `7 + tenants / 500` queries.
+/// registry/catalog mismatches, in `8 + tenants / 500` queries (9 on Citus).
 pub(super) fn status(
     pool: &TenantPool,
     shared: &[String],
     tenant_versions: &[String],
 ) -> Result<MigrationStatus> {
-    let (tenants, tracked, catalog, spares, to_read, name_keys) = pool.with_public(|conn| {
-        // On a database the shared set never reached, there is no registry yet:
-        // everything shared is pending and there are no tenants.
-        let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
-            TenantRegistry::list(conn)?
-        } else {
-            Vec::new()
-        };
-        let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
-        let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-        let catalog = tenant_catalog(conn, &names)?;
-        let mut to_read: Vec<SchemaName> = tenants
-            .iter()
-            .map(|t| t.schema_name.clone())
-            .filter(|s| tracked.contains(s.as_str()))
-            .collect();
-        if tracked.contains("public") {
-            to_read.push(SchemaName::from_stored("public")?);
-        }
-        let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
-            super::spares::spare_names(conn)?
-        } else {
-            Vec::new()
-        };
-        let name_keys = crate::registry::name_keys::check_if_present(conn)?;
-        Ok::<_, Error>((tenants, tracked, catalog, spares, to_read, name_keys))
-    })?;
+    let (tenants, tracked, catalog, spares, to_read, (name_keys, citus)) =
+        pool.with_public(|conn| {
+            // On a database the shared set never reached, there is no registry yet:
+            // everything shared is pending and there are no tenants.
+            let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
+                TenantRegistry::list(conn)?
+            } else {
+                Vec::new()
+            };
+            let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
+            let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
+            let catalog = tenant_catalog(conn, &names)?;
+            let mut to_read: Vec<SchemaName> = tenants
+                .iter()
+                .map(|t| t.schema_name.clone())
+                .filter(|s| tracked.contains(s.as_str()))
+                .collect();
+            if tracked.contains("public") {
+                to_read.push(SchemaName::from_stored("public")?);
+            }
+            let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
+                super::spares::spare_names(conn)?
+            } else {
+                Vec::new()
+            };
+            let name_keys = crate::registry::name_keys::check_if_present(conn)?;
+            let citus = super::citus::status(conn, &tenants)?;
+            Ok::<_, Error>((
+                tenants,
+                tracked,
+                catalog,
+                spares,
+                to_read,
+                (name_keys, citus),
+            ))
+        })?;
     let applied = applied_versions(pool, &to_read)?;
     let empty = BTreeSet::new();
     let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
@@ -119,6 +128,7 @@ pub(super) fn status(
             relation_files: catalog.relation_files,
             max_files_per_process: catalog.max_files_per_process,
             name_keys,
+            citus,
         })
     }
 }

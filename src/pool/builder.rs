@@ -245,9 +245,14 @@ impl TenantPoolBuilder {
     /// [`PoolMode::Session`]; see
     /// [`dangerous_skip_pooler_check`](Self::dangerous_skip_pooler_check). A manager made
     /// with [`manager`](Self::manager) runs the same probe before its first connection.
+    /// With [tenant roles](Self::tenant_roles) on, it fails with [`Error::Citus`](crate::Error::Citus) on a
+    /// Citus database, where they cannot work (see "Scaling out with Citus").
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
         manager.probe()?;
+        if self.has_tenant_roles() {
+            super::citus::refuse_tenant_roles_at(database_url)?;
+        }
         let settings = manager.settings();
         let inner = r2d2::Pool::builder()
             .max_size(self.max_size)

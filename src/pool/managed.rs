@@ -109,6 +109,8 @@ impl ManagedConnection {
         );
         let role_names = match settings.tenant_roles() {
             Some(_) => {
+                // Also through the bare manager (e.g. `rocket_sync_db_pools`).
+                super::citus::refuse_tenant_roles(&mut conn)?;
                 let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
                     Error::Config(format!("database OID {} out of range", backend.database))
                 })?);

@@ -12,10 +12,12 @@
 //!   clean and sets the path; `watch.rs` records what the server reported.
 //! - [`TenantRoles`] (`tenant_roles.rs`): the settings and names of per-tenant database
 //!   roles, which every tenant checkout sets.
+//! - `citus.rs`: whether the database is a Citus one (tenant roles are refused there).
 //! - `schema_lock.rs`: the advisory lock of a schema, shared by a checkout of a pinned
 //!   route and taken exclusively by the router.
 
 mod builder;
+pub(crate) mod citus;
 mod connection;
 mod managed;
 mod manager;

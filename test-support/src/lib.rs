@@ -1,9 +1,11 @@
 //! What the workspace's tests run around the database: a free loopback port, scratch
 //! directories, the test server's address, a fault-injecting TCP proxy
 //! ([`fault_proxy`]), a private PostgreSQL cluster a test may stop ([`private_pg`]) and
-//! PgBouncer in transaction mode ([`pgbouncer`]). Plain `std`: it knows nothing of
+//! PgBouncer in transaction mode ([`pgbouncer`]), and a throwaway database on every node of
+//! a Citus cluster ([`citus`], the one part that uses Diesel). It knows nothing of
 //! `diesel-tenancy`, so both the library's tests and the hotel example's use it.
 
+pub mod citus;
 pub mod fault_proxy;
 pub mod pgbouncer;
 pub mod private_pg;

@@ -30,13 +30,19 @@ impl PgBouncer {
     /// Starts PgBouncer (`pool_mode = transaction`, `pool_size` server connections) in front
     /// of the database `db_url` names, and waits until it accepts connections.
     pub fn start(db_url: &str, pool_size: u32) -> PgBouncer {
+        PgBouncer::start_on(db_url, Server::of(&database_url()), pool_size)
+    }
+
+    /// [`start`](Self::start) in front of `server` (e.g. a Citus coordinator) instead of
+    /// the one `DATABASE_URL` names.
+    pub fn start_on(db_url: &str, server: Server, pool_size: u32) -> PgBouncer {
         let db = Server::of(db_url).database;
         let Server {
             host,
             port: server_port,
             user,
             ..
-        } = Server::of(&database_url());
+        } = server;
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("dt_pgbouncer_{}_{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("pgbouncer dir");

@@ -315,6 +315,17 @@ pub fn innocent_work_as(
     if let Some(wrong) = sentinel::check(c, &expected)? {
         return Ok(Some(wrong));
     }
+    session_is_clean_and_writes(c, token, user)
+}
+
+/// The part of [`innocent_work_as`] after the sentinel check: the session runs as `user`
+/// with clean settings, nothing of an earlier borrower is readable, and `token` is
+/// written to `writes`.
+pub fn session_is_clean_and_writes(
+    c: &mut PgConnection,
+    token: &str,
+    user: &str,
+) -> Result<Option<String>, Error> {
     let view = diesel::sql_query(
         "SELECT current_user::text AS current_user, session_user::text AS session_user, \
          current_setting('app.tenant', true) AS app_tenant, \

@@ -1,0 +1,54 @@
+//! Is this a Citus database? One catalog query, asked where it matters.
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+
+use crate::error::{Error, Result};
+
+#[derive(QueryableByName)]
+struct Answer {
+    #[diesel(sql_type = Bool)]
+    citus: bool,
+}
+
+/// Whether the `citus` extension is installed in the connection's database.
+pub(crate) fn installed(conn: &mut PgConnection) -> Result<bool> {
+    Ok(diesel::sql_query(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus",
+    )
+    .get_result::<Answer>(conn)?
+    .citus)
+}
+
+/// Fails with [`Error::NeedsCitus`] naming `what` unless the database is a Citus one.
+pub(crate) fn require(conn: &mut PgConnection, what: &'static str) -> Result<()> {
+    if installed(conn)? {
+        Ok(())
+    } else {
+        Err(Error::NeedsCitus { what })
+    }
+}
+
+/// Tenant roles cannot work on Citus: for the worker part of a distributed query Citus
+/// opens a connection to the worker *as the current role*, and a tenant role is
+/// `NOLOGIN` ("role … is not permitted to log in"). Refused up front, when the pool is
+/// built, with [`Error::Citus`].
+pub(crate) fn refuse_tenant_roles(conn: &mut PgConnection) -> Result<()> {
+    if installed(conn)? {
+        return Err(Error::Citus {
+            what: "tenant roles",
+            reason: "Citus runs the worker part of every distributed query over a \
+                     connection it opens as the current role, and tenant roles cannot \
+                     log in; turn tenant roles off on a Citus database"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// [`refuse_tenant_roles`] on a connection of its own to `url`.
+pub(crate) fn refuse_tenant_roles_at(url: &str) -> Result<()> {
+    let mut conn = PgConnection::establish(url)?;
+    refuse_tenant_roles(&mut conn)
+}
