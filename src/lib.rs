@@ -42,7 +42,7 @@ pub use pool::{
 };
 pub use registry::{
     schema, tenant_name_key, validate_tenant_name, Domain, DomainName, NameKeys, RegistryCache,
-    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantRegistry, TenantWithDomains,
+    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantMode, TenantRegistry, TenantWithDomains,
     MAX_TENANT_NAME_LEN,
 };
 pub use schema_name::{SchemaName, SchemaRules};

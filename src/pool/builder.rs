@@ -10,6 +10,7 @@ use super::tenant_pool::TenantPool;
 use super::tenant_roles::TenantRoles;
 use super::watch::InstrumentationFactory;
 use crate::error::Result;
+use crate::schema_name::SchemaName;
 
 /// Configures a [`TenantPool`].
 #[derive(Debug, Clone)]
@@ -208,6 +209,27 @@ impl TenantPoolBuilder {
     /// ```
     pub fn tenant_roles(mut self, roles: TenantRoles) -> Self {
         self.connections.set_tenant_roles(Some(Arc::new(roles)));
+        self
+    }
+
+    /// Lets the pool serve row tenants ([`Scope::Rows`](crate::Scope::Rows),
+    /// [`Scope::AllRows`](crate::Scope::AllRows)), whose tables live in the row schema
+    /// (`tenant_rows` unless [`row_schema`](Self::row_schema) names another). Defaults to
+    /// off.
+    ///
+    /// With row tenants on, `build` refuses a login role that row-level security would
+    /// not bind (a superuser or a `BYPASSRLS` role) with
+    /// [`Error::RowSecurity`](crate::Error::RowSecurity), and every checkout resets the
+    /// role before its proof. See the crate docs, "Choosing a mode".
+    pub fn row_tenants(mut self, enabled: bool) -> Self {
+        self.connections.set_row_tenants(enabled);
+        self
+    }
+
+    /// The schema that holds row tenants' tables (and turns row tenants on). Defaults to
+    /// `tenant_rows`. No schema tenant may be given this schema.
+    pub fn row_schema(mut self, schema: SchemaName) -> Self {
+        self.connections.set_row_schema(schema);
         self
     }
 
