@@ -7,6 +7,7 @@ use crate::schema_name::{quote_ident, SchemaName};
 ///
 /// There is no unscoped variant: every checkout names one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Scope {
     /// The `public` schema: shared tables and the tenant registry.
     Public,
