@@ -272,8 +272,13 @@ impl TenantPoolBuilder {
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
         manager.probe()?;
-        if self.has_tenant_roles() {
+        if self.connections.tenant_roles().is_some() || self.connections.row_tenants() {
             super::citus::refuse_tenant_roles_at(database_url)?;
+        }
+        if self.connections.row_tenants() {
+            // Before r2d2 opens connections: its build retries a failing connect until the
+            // connection timeout instead of returning this error.
+            super::row_security::refuse_unbound_login_at(database_url)?;
         }
         let settings = manager.settings();
         let inner = r2d2::Pool::builder()

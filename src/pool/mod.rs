@@ -24,6 +24,7 @@ mod manager;
 mod mode;
 mod pooler;
 mod proof;
+mod row_security;
 mod schema_lock;
 mod scope;
 mod settings;
@@ -40,6 +41,8 @@ pub use scope::Scope;
 pub use tenant_pool::TenantPool;
 pub use tenant_roles::TenantRoles;
 
+#[allow(unused_imports)] // the row schema's provisioning (migrate) names them
+pub(crate) use row_security::{SENTINEL_TABLE, TENANT_SETTING};
 pub(crate) use schema_lock::lock;
 #[cfg(feature = "rocket")]
 pub(crate) use tenant_pool::Routed;

@@ -87,7 +87,12 @@ impl TenantPool {
                 Ok(conn) => return Ok(conn),
                 // Every connection would say the same: the route, or the tenant's role,
                 // failed, not the session.
-                Err(e @ (Error::StaleRoute { .. } | Error::TenantRole { .. })) => return Err(e),
+                Err(
+                    e @ (Error::StaleRoute { .. }
+                    | Error::TenantRole { .. }
+                    | Error::RowSecurity { .. }
+                    | Error::Config(_)),
+                ) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
