@@ -138,7 +138,10 @@ fn text(conn: &mut PgConnection, sql: &str) -> String {
 fn innocent(rows: &Rows, pool: &TenantPool, tenant: i64, own: &str) {
     let mut conn = pool.row_tenant(tenant).unwrap();
     assert_eq!(names(&mut conn), vec![own.to_owned()]);
-    assert_eq!(text(&mut conn, "SELECT current_user::text"), rows.row_role());
+    assert_eq!(
+        text(&mut conn, "SELECT current_user::text"),
+        rows.row_role()
+    );
     assert_eq!(
         text(&mut conn, "SELECT current_setting('diesel_tenancy.tenant')"),
         tenant.to_string()
@@ -167,8 +170,16 @@ fn raw_sql_in_a_row_scope_reads_and_writes_its_own_rows_only() {
             assert_eq!(count(&mut conn, &sql).unwrap(), 0, "{mode:?}: {sql}");
         }
         // Updates and deletes of the other tenant's rows touch nothing.
-        exec(&mut conn, "UPDATE hotels SET name = 'stolen' WHERE name = 'b-hotel'").unwrap();
-        exec(&mut conn, &format!("DELETE FROM hotels WHERE tenant_id = {b}")).unwrap();
+        exec(
+            &mut conn,
+            "UPDATE hotels SET name = 'stolen' WHERE name = 'b-hotel'",
+        )
+        .unwrap();
+        exec(
+            &mut conn,
+            &format!("DELETE FROM hotels WHERE tenant_id = {b}"),
+        )
+        .unwrap();
         // An insert naming the other tenant is refused by the policy's WITH CHECK.
         let err = exec(
             &mut conn,
@@ -378,7 +389,10 @@ fn a_row_role_that_escapes_row_security_is_refused_at_checkout() {
             let pool = rows.pool(mode);
             let err = pool.row_tenant(rows.a).unwrap_err();
             assert!(
-                matches!(&err, Error::RowSecurity { .. } | Error::UncleanSession { .. }),
+                matches!(
+                    &err,
+                    Error::RowSecurity { .. } | Error::UncleanSession { .. }
+                ),
                 "{mode:?} after {harm}: {err:?}"
             );
             let text = err.to_string();
@@ -433,7 +447,10 @@ fn all_tenant_rows_runs_as_the_owner_and_sees_every_tenant() {
 #[test]
 fn row_scopes_need_a_pool_that_serves_row_tenants() {
     let rows = Rows::new();
-    let plain = TenantPool::builder().max_size(1).build(&rows.app_url).unwrap();
+    let plain = TenantPool::builder()
+        .max_size(1)
+        .build(&rows.app_url)
+        .unwrap();
     for scope in [Scope::Rows { tenant: rows.a }, Scope::AllRows] {
         let err = plain.checkout(scope).unwrap_err();
         assert!(
@@ -446,11 +463,7 @@ fn row_scopes_need_a_pool_that_serves_row_tenants() {
 #[test]
 fn row_tenants_behind_pgbouncer_in_transaction_mode() {
     let rows = Rows::new();
-    let bouncer = PgBouncer::start_on(
-        &rows.app_url,
-        test_support::Server::of(&rows.app_url),
-        2,
-    );
+    let bouncer = PgBouncer::start_on(&rows.app_url, test_support::Server::of(&rows.app_url), 2);
     let pool = Rows::builder()
         .mode(PoolMode::TransactionLocal)
         .build(&bouncer.url)
@@ -460,11 +473,18 @@ fn row_tenants_behind_pgbouncer_in_transaction_mode() {
         innocent(&rows, &pool, rows.b, "b-hotel");
         let mut conn = pool.row_tenant(rows.a).unwrap();
         assert_eq!(
-            count(&mut conn, &format!("SELECT count(*) FROM hotels WHERE tenant_id = {}", rows.b))
-                .unwrap(),
+            count(
+                &mut conn,
+                &format!("SELECT count(*) FROM hotels WHERE tenant_id = {}", rows.b)
+            )
+            .unwrap(),
             0
         );
-        exec(&mut conn, &format!("SET diesel_tenancy.tenant = '{}'", rows.b)).unwrap();
+        exec(
+            &mut conn,
+            &format!("SET diesel_tenancy.tenant = '{}'", rows.b),
+        )
+        .unwrap();
         conn.commit().unwrap();
     }
     // The setting is transaction-local there: a session-level SET that escaped the

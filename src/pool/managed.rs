@@ -109,7 +109,10 @@ impl ManagedConnection {
         )
         .get_result::<Backend>(&mut conn)?;
         let mut proof = Proof::new(
-            Identity::new((!behind_pooler).then_some(backend.pid), backend.login.clone()),
+            Identity::new(
+                (!behind_pooler).then_some(backend.pid),
+                backend.login.clone(),
+            ),
             settings.mode(),
             !behind_pooler,
         );
@@ -292,9 +295,8 @@ impl ManagedConnection {
                 _ => None,
             },
         };
-        let prepare_rows = row_tenant.is_some()
-            && self.proof.is_prepared()
-            && (deallocate || !self.rows_prepared);
+        let prepare_rows =
+            row_tenant.is_some() && self.proof.is_prepared() && (deallocate || !self.rows_prepared);
         let route = scope.route();
         let sql = self.proof.message(&Checkout {
             path: &path,

@@ -237,7 +237,10 @@ impl Proof {
             // the schema: the router's own deletion, creation and migration of that
             // schema take this lock exclusively, so they wait for the request instead of
             // dropping the schema between the proof and the borrower's statements.
-            let schema = c.route.and_then(|r| r.split_once(':')).map_or("", |(_, s)| s);
+            let schema = c
+                .route
+                .and_then(|r| r.split_once(':'))
+                .map_or("", |(_, s)| s);
             sql.push_str(&super::schema_lock::lock_shared_sql(schema));
         }
         if self.prepared {

@@ -227,7 +227,9 @@ mod tests {
         assert!(p
             .prepare()
             .starts_with("PREPARE diesel_tenancy_row_tenant(pg_catalog.int8) AS SELECT"));
-        assert!(p.prepare().contains("; PREPARE diesel_tenancy_row_role AS SELECT"));
+        assert!(p
+            .prepare()
+            .contains("; PREPARE diesel_tenancy_row_role AS SELECT"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::migrate::SyncRouter;
 use crate::migrate::TenantHooks;
 use crate::pool::TenantRoles;
 use crate::pool::{TenantPool, TenantPoolBuilder};
-use crate::registry::RegistryCache;
+use crate::registry::{RegistryCache, TenantMode};
 use crate::resolve::{TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
 
@@ -177,6 +177,18 @@ impl TenancyFairing {
     /// (their requests fail until `tenant roles` runs).
     pub fn tenant_roles(mut self, roles: TenantRoles) -> Self {
         self.pool = self.pool.tenant_roles(roles);
+        self
+    }
+
+    /// The mode of the tenants this application creates (through
+    /// [`Tenancy::create_tenant`](super::Tenancy::create_tenant) and the router it hands
+    /// out); [`TenantMode::Rows`] also lets the pool serve row tenants
+    /// ([`TenantPoolBuilder::row_tenants`]). Defaults to [`TenantMode::Schema`]. Config
+    /// key: `tenancy.tenant_mode` (`"schema"` or `"rows"`); `tenancy.row_tenants`
+    /// turns the pool's row tenants on or off by itself (tenants of both modes in one
+    /// application need it on).
+    pub fn tenant_mode(mut self, mode: TenantMode) -> Self {
+        self.options.set_tenant_mode(mode);
         self
     }
 
