@@ -22,7 +22,8 @@
 //!
 //! Every command prints human text, or JSON with `--json`. Exit codes ([`Outcome`]): `0`
 //! success, `1` something is pending (`migrate --check` only), `2` failure, with one line
-//! on stderr saying what failed.
+//! on stderr saying what failed (`migrate --check` also fails when a table of the row
+//! schema has no forced tenant policy: one line per table, with the fix).
 //!
 //! ```no_run
 //! use std::process::ExitCode;

@@ -42,6 +42,12 @@ type AfterRename = Arc<dyn Fn(&mut PgConnection, &Tenant, &str) -> HookResult + 
 /// what a hook writes is then readable and writable by the tenant's role through the
 /// grants every tenant table gets, but the hook itself is not confined to the tenant.
 ///
+/// A [row tenant](crate::TenantMode::Rows)'s hooks run in its scope as a checkout of it
+/// sets it: the row schema on the path, as the row role, with the tenant's id in
+/// `diesel_tenancy.tenant`, so row-level security shows them that tenant's rows only and
+/// what they insert gets its `tenant_id`. After them the transaction runs as the login
+/// role again.
+///
 /// A hook must not end the transaction itself (`COMMIT`, `ROLLBACK`) nor swallow a failed
 /// statement's error: the crate checks with the server after the hooks and fails with
 /// [`Error::TransactionBroken`] if the transaction is not the one it opened or is
@@ -116,7 +122,8 @@ impl TenantHooks {
 
     /// Runs `hook` before a tenant is deleted, inside the deletion transaction, in the
     /// tenant's scope (if its schema exists). The third argument says whether the schema
-    /// and its data are about to be dropped. An error vetoes the deletion.
+    /// and its data (a row tenant's rows) are about to be dropped. An error vetoes the
+    /// deletion.
     pub fn before_delete<F>(mut self, hook: F) -> Self
     where
         F: Fn(&mut PgConnection, &Tenant, bool) -> HookResult + Send + Sync + 'static,
