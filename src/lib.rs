@@ -33,8 +33,8 @@ pub use error::{Error, Hook, HookError, MigrationError, Result, SchemaRef};
 pub use migrate::{
     BatchOptions, CitusNode, CitusStatus, Distributed, EachReport, HookResult, MigrateOptions,
     MigrateReport, MigrationStatus, NewTenant, Progress, ProgressFn, Refusal, RoleReport,
-    SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport, TenantRoleReport,
-    TenantRun, TenantStatus, TransferMode, REGISTRY_MIGRATIONS,
+    RowSchemaStatus, SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport,
+    TenantRoleReport, TenantRun, TenantStatus, TransferMode, UnprotectedTable, REGISTRY_MIGRATIONS,
 };
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,

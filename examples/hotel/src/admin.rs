@@ -190,6 +190,7 @@ pub fn check_new_tenant(
         name: name.unwrap_or_default().to_owned(),
         schema_name,
         domains: valid,
+        mode: None,
     }
 }
 
