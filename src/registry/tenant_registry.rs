@@ -150,6 +150,14 @@ impl TenantRegistry {
             .transpose()
     }
 
+    /// Whether any row tenant is registered (one index-free `EXISTS`).
+    pub(crate) fn has_row_tenants(conn: &mut PgConnection) -> Result<bool> {
+        Ok(diesel::select(diesel::dsl::exists(
+            tenants::table.filter(tenants::mode.eq(TenantMode::Rows.as_str())),
+        ))
+        .get_result(conn)?)
+    }
+
     /// Every tenant, ordered by name.
     pub fn list(conn: &mut PgConnection) -> Result<Vec<Tenant>> {
         tenants::table

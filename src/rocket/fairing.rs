@@ -18,7 +18,7 @@ use crate::migrate::SyncRouter;
 use crate::migrate::TenantHooks;
 use crate::pool::TenantRoles;
 use crate::pool::{TenantPool, TenantPoolBuilder};
-use crate::registry::{RegistryCache, TenantMode};
+use crate::registry::{RegistryCache, TenantMode, TenantRegistry};
 use crate::resolve::{TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
 
@@ -239,7 +239,23 @@ impl Setup {
         for source in self.shared {
             router = router.shared(SharedSource(source));
         }
+        if let Some(mode) = o.tenant_mode() {
+            router = router.tenant_mode(mode);
+        }
         let applied = router.migrate_shared()?;
+        if !router.pool().has_row_tenants()
+            && router
+                .pool()
+                .with_public(|conn| TenantRegistry::has_row_tenants(conn))?
+        {
+            // Their requests would all fail: say so at launch instead.
+            return Err(Error::Config(
+                "the registry holds row tenants, but the pool does not serve them: set \
+                 `tenancy.row_tenants = true` (or `tenant_mode = \"rows\"`), or \
+                 TenancyFairing::pool_builder with TenantPoolBuilder::row_tenants(true)"
+                    .into(),
+            ));
+        }
         log::info!(
             "diesel-tenancy: shared migrations applied: {}",
             applied.len()

@@ -132,12 +132,13 @@ impl Settings {
             base.extract_inner::<bool>("seed_demo").unwrap_or(false),
         )?;
         let tenant_roles = switch(env, "HOTEL_TENANT_ROLES", false)?;
-        let tenant_mode = match var(env, "HOTEL_TENANT_MODE").or_else(|| from_rocket("tenancy.tenant_mode")) {
-            None => TenantMode::Schema,
-            Some(mode) => TenantMode::parse(&mode).ok_or_else(|| {
-                format!("HOTEL_TENANT_MODE is {mode:?}: use schema (the default) or rows")
-            })?,
-        };
+        let tenant_mode =
+            match var(env, "HOTEL_TENANT_MODE").or_else(|| from_rocket("tenancy.tenant_mode")) {
+                None => TenantMode::Schema,
+                Some(mode) => TenantMode::parse(&mode).ok_or_else(|| {
+                    format!("HOTEL_TENANT_MODE is {mode:?}: use schema (the default) or rows")
+                })?,
+            };
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))

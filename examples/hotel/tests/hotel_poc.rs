@@ -135,7 +135,10 @@ fn proof_of_concept_in_row_mode_from_rocket_config() {
 fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Options) {
     let server = App::start_url(&db.url, options);
     let demo1 = server.create_tenant("demo1");
-    assert_eq!((demo1["name"].clone(), demo1["mode"].clone()), (json!("demo1"), json!("rows")));
+    assert_eq!(
+        (demo1["name"].clone(), demo1["mode"].clone()),
+        (json!("demo1"), json!("rows"))
+    );
     server.create_tenant("demo2");
     for tenant in [&DEMO1, &DEMO2] {
         let r = server.get("/hotels/", tenant);
@@ -177,7 +180,10 @@ fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Optio
             .status,
         404
     );
-    assert_eq!(server.get(&format!("/hotels/{c}/"), &DEMO2).json()["name"], "Savoy");
+    assert_eq!(
+        server.get(&format!("/hotels/{c}/"), &DEMO2).json()["name"],
+        "Savoy"
+    );
     // Unknown and missing tenants: the seed's 400.
     let unknown = server.get("/hotels/", &[("Tenant-Header", "demo3")]);
     assert_eq!(
@@ -197,7 +203,10 @@ fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Optio
     .into_iter()
     .map(|r| (r.name, r.n))
     .collect();
-    assert_eq!(per_tenant, [("demo1".to_owned(), 2), ("demo2".to_owned(), 1)]);
+    assert_eq!(
+        per_tenant,
+        [("demo1".to_owned(), 2), ("demo2".to_owned(), 1)]
+    );
     let schemas = diesel::sql_query(
         "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('demo1', 'demo2')",
     )

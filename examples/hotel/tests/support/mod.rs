@@ -72,7 +72,11 @@ impl OwnedDatabase {
             ))
             .expect("a plain login role owning the database");
         let url = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
-        assert_ne!(url, db.url(), "the test server URL must log in as postgres@");
+        assert_ne!(
+            url,
+            db.url(),
+            "the test server URL must log in as postgres@"
+        );
         OwnedDatabase {
             admin_url: db.url().to_owned(),
             db: Some(db),
