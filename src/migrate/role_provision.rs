@@ -71,6 +71,11 @@ impl Context {
         self.superuser || self.bypassrls
     }
 
+    /// Whether the current role is a superuser.
+    pub(crate) fn is_superuser(&self) -> bool {
+        self.superuser
+    }
+
     /// The current database's name.
     pub(crate) fn database_name(&self) -> &str {
         &self.database_name

@@ -8,14 +8,8 @@ use diesel::sql_types::{Array, Bool, Text};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::pool::{SENTINEL_TABLE as SENTINEL, TRACKING_TABLE};
 use crate::schema_name::{quote_ident, SchemaName};
-
-/// The sentinel table that marks a schema as a row schema (created when the row schema
-/// is provisioned, protected like every row table).
-pub(crate) const SENTINEL: &str = "__diesel_tenancy_rows";
-
-/// Diesel's migration tracking table, which the row role is never granted.
-const TRACKING_TABLE: &str = "__diesel_schema_migrations";
 
 /// The policy that shows a row tenant its own rows.
 const TENANT_POLICY: &str = "diesel_tenancy_tenant";

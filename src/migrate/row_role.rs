@@ -27,19 +27,12 @@ pub(crate) fn refuse_unbound_login(context: &Context) -> Result<()> {
         return Ok(());
     }
     Err(Error::RowSecurity {
-        reason: unbound_login_reason(context.login(), context.database_name()),
+        reason: crate::pool::unbound_login_reason(
+            context.login(),
+            context.is_superuser(),
+            context.database_name(),
+        ),
     })
-}
-
-/// Why login role `login` cannot serve row tenants, and the role to use instead.
-fn unbound_login_reason(login: &str, database: &str) -> String {
-    format!(
-        "the pool logs in as `{login}`, a superuser or BYPASSRLS role, which row-level \
-         security never binds; create a login role that owns the database and may create \
-         roles, and connect as it: `CREATE ROLE app LOGIN CREATEROLE; ALTER DATABASE {} \
-         OWNER TO app;` (a password as your server needs), then put `app` in the pool's URL",
-        quote_ident(database)
-    )
 }
 
 /// The statements an administrator runs when the login role may not create the row role.

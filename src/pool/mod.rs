@@ -41,9 +41,8 @@ pub use scope::Scope;
 pub use tenant_pool::TenantPool;
 pub use tenant_roles::TenantRoles;
 
-#[allow(unused_imports)] // the row schema's provisioning (migrate) names them
-pub(crate) use row_security::{SENTINEL_TABLE, TENANT_SETTING};
+pub(crate) use row_security::{unbound_login_reason, SENTINEL_TABLE};
 pub(crate) use schema_lock::lock;
 #[cfg(feature = "rocket")]
 pub(crate) use tenant_pool::Routed;
-pub(crate) use tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects};
+pub(crate) use tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects, TRACKING_TABLE};

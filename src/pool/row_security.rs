@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::schema_name::{quote_ident, SchemaName};
 
 /// The setting that carries a row scope's tenant (its registry id) to the row policies.
-pub(crate) const TENANT_SETTING: &str = "diesel_tenancy.tenant";
+pub(super) const TENANT_SETTING: &str = "diesel_tenancy.tenant";
 
 /// The table that marks a schema as a row schema; the checkout asks PostgreSQL whether
 /// row security binds the session on it.
@@ -154,6 +154,8 @@ impl RowProof {
 struct Login {
     #[diesel(sql_type = Text)]
     name: String,
+    #[diesel(sql_type = Text)]
+    database: String,
     #[diesel(sql_type = Bool)]
     superuser: bool,
     #[diesel(sql_type = Bool)]
@@ -166,26 +168,35 @@ struct Login {
 /// connection, when it is opened.
 pub(crate) fn refuse_unbound_login(conn: &mut PgConnection) -> Result<()> {
     let login = diesel::sql_query(
-        "SELECT rolname::pg_catalog.text AS name, rolsuper AS superuser, \
-         rolbypassrls AS bypassrls FROM pg_catalog.pg_roles \
+        "SELECT rolname::pg_catalog.text AS name, \
+         pg_catalog.current_database()::pg_catalog.text AS database, \
+         rolsuper AS superuser, rolbypassrls AS bypassrls FROM pg_catalog.pg_roles \
          WHERE rolname OPERATOR(pg_catalog.=) session_user",
     )
     .get_result::<Login>(conn)?;
-    let what = match (login.superuser, login.bypassrls) {
-        (true, _) => "a superuser",
-        (false, true) => "a BYPASSRLS role",
-        (false, false) => return Ok(()),
+    if login.superuser || login.bypassrls {
+        return Err(Error::RowSecurity {
+            reason: unbound_login_reason(&login.name, login.superuser, &login.database),
+        });
+    }
+    Ok(())
+}
+
+/// Why login role `login` cannot serve row tenants, and the role to use instead.
+pub(crate) fn unbound_login_reason(login: &str, superuser: bool, database: &str) -> String {
+    let what = if superuser {
+        "a superuser"
+    } else {
+        "a BYPASSRLS role"
     };
-    Err(Error::RowSecurity {
-        reason: format!(
-            "the pool logs in as `{name}`, {what}, which row-level security never binds; \
-             connect as a role without SUPERUSER and BYPASSRLS that owns the database, e.g. \
-             as a superuser: CREATE ROLE app LOGIN CREATEROLE; ALTER DATABASE <db> OWNER TO app; \
-             (CREATEROLE lets it create the row role; without it, create that role yourself: \
-             see SyncRouter::migrate_shared)",
-            name = login.name
-        ),
-    })
+    format!(
+        "the pool logs in as `{login}`, {what}, which row-level security never binds; \
+         create a login role without SUPERUSER and BYPASSRLS that owns the database and \
+         may create roles, and connect as it: `CREATE ROLE app LOGIN CREATEROLE; ALTER \
+         DATABASE {} OWNER TO app;` (a password as your server needs), then put `app` in \
+         the pool's URL",
+        quote_ident(database)
+    )
 }
 
 /// [`refuse_unbound_login`] on a connection of its own to `url`: the builder's check.

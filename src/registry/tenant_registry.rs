@@ -150,8 +150,8 @@ impl TenantRegistry {
             .transpose()
     }
 
-    /// Whether any row tenant is registered (one index-free `EXISTS`).
-    pub(crate) fn has_row_tenants(conn: &mut PgConnection) -> Result<bool> {
+    /// Whether any row tenant is registered.
+    pub fn has_row_tenants(conn: &mut PgConnection) -> Result<bool> {
         Ok(diesel::select(diesel::dsl::exists(
             tenants::table.filter(tenants::mode.eq(TenantMode::Rows.as_str())),
         ))
