@@ -132,8 +132,8 @@ mod tests {
 
     #[test]
     fn an_unbound_login_is_told_which_role_to_create() {
-        let reason = unbound_login_reason("postgres", "my app");
-        assert!(reason.contains("`postgres`"), "{reason}");
+        let reason = crate::pool::unbound_login_reason("postgres", true, "my app");
+        assert!(reason.contains("`postgres`, a superuser"), "{reason}");
         assert!(
             reason.contains(
                 "CREATE ROLE app LOGIN CREATEROLE; ALTER DATABASE \"my app\" OWNER TO app;"
