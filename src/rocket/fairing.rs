@@ -246,7 +246,7 @@ impl Setup {
         if !router.pool().has_row_tenants()
             && router
                 .pool()
-                .with_public(|conn| TenantRegistry::has_row_tenants(conn))?
+                .with_public(TenantRegistry::has_row_tenants)?
         {
             // Their requests would all fail: say so at launch instead.
             return Err(Error::Config(
