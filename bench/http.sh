@@ -143,7 +143,7 @@ our_pids() {  # "pid kind": our servers (app) and their PostgreSQL backends (pg)
   local p
   for p in "${PIDS[@]}"; do echo "$p app"; descendants "$p" | sed 's/$/ app/'; done
   psql -Atq -d postgres -c "SELECT pid || ' pg' FROM pg_stat_activity
-    WHERE datname IN ('$HOTEL_DB', '$PEER_DB') AND pid <> pg_backend_pid()" 2>/dev/null || true
+    WHERE datname IN ('$HOTEL_DB', '$PEER_DB', '${ROWS_DB:-}') AND pid <> pg_backend_pid()" 2>/dev/null || true
 }
 snap_pids() {  # pid jiffies kind, for each of our processes
   local p k

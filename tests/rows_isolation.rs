@@ -30,12 +30,7 @@ struct Rows {
 impl Rows {
     fn new() -> Rows {
         let db = TestDb::new();
-        let (app, app_url) = db.login_role("app", "CREATEROLE");
-        let dbname = diesel_tenancy::testing::database_name(&db.url).unwrap();
-        let mut admin = PgConnection::establish(&db.url).unwrap();
-        admin
-            .batch_execute(&format!("ALTER DATABASE \"{dbname}\" OWNER TO \"{app}\""))
-            .unwrap();
+        let (app, app_url) = db.plain_owner();
         let router = SyncRouter::new(Rows::builder().build(&app_url).unwrap(), common::TENANT);
         router.migrate_shared().expect("shared set and row schema");
         let a = router

@@ -43,12 +43,7 @@ impl RowDb {
 
     fn with_login(suffix: &str, attributes: &str) -> RowDb {
         let db = TestDb::new();
-        let (login, url) = db.login_role(suffix, attributes);
-        let name = diesel_tenancy::testing::database_name(&db.url).expect("database name");
-        let mut admin = PgConnection::establish(&db.url).expect("admin connection");
-        admin
-            .batch_execute(&format!("ALTER DATABASE \"{name}\" OWNER TO \"{login}\""))
-            .expect("hand the database to the login role");
+        let (login, url) = db.owner_role(suffix, attributes);
         RowDb { db, login, url }
     }
 

@@ -244,9 +244,7 @@ impl Setup {
         }
         let applied = router.migrate_shared()?;
         if !router.pool().has_row_tenants()
-            && router
-                .pool()
-                .with_public(TenantRegistry::has_row_tenants)?
+            && router.pool().with_public(TenantRegistry::has_row_tenants)?
         {
             // Their requests would all fail: say so at launch instead.
             return Err(Error::Config(

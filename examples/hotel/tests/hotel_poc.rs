@@ -191,8 +191,37 @@ fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Optio
         (400, json!({"detail": "Tenant not found"}))
     );
 
+    // One service holds both modes: a schema tenant asked for by name, beside them.
+    let r = server.admin(
+        "POST",
+        "/tenants",
+        Some(json!({"name": "demo3", "mode": "schema"})),
+    );
+    assert_eq!(
+        (r.status, r.json()["mode"].clone()),
+        (201, json!("schema")),
+        "{}",
+        r.text()
+    );
+    const DEMO3: [(&str, &str); 1] = [("Tenant-Header", "demo3")];
+    let d = server.json("POST", "/hotels/", &DEMO3, hotel("Adlon", "Berlin"));
+    assert_eq!(
+        (d.status, d.json()["id"].clone()),
+        (201, json!(1)),
+        "{}",
+        d.text()
+    );
+    assert_eq!(ids(&server.get("/hotels/", &DEMO1).json()), [a, b]);
+    let bad = server.admin(
+        "POST",
+        "/tenants",
+        Some(json!({"name": "demo4", "mode": "cells"})),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("mode"), "{}", bad.text());
+
     // The rows are in the row schema's one table, tagged with their tenant; no tenant
-    // schema was made.
+    // schema was made for them.
     let mut conn = PgConnection::establish(&db.admin_url).expect("connect");
     let per_tenant: Vec<(String, i64)> = diesel::sql_query(
         "SELECT t.name AS name, count(*) AS n FROM tenant_rows.hotels h \
@@ -208,12 +237,12 @@ fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Optio
         [("demo1".to_owned(), 2), ("demo2".to_owned(), 1)]
     );
     let schemas = diesel::sql_query(
-        "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('demo1', 'demo2')",
+        "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('demo1', 'demo2', 'demo3')",
     )
     .get_result::<Count>(&mut conn)
     .expect("schemas")
     .n;
-    assert_eq!(schemas, 0);
+    assert_eq!(schemas, 1, "demo3's schema only");
     drop(server);
 }
 
