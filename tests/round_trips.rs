@@ -212,7 +212,7 @@ fn row_tenants_add_no_round_trip() {
         };
         let wanted = format!(
             "{set}diesel_tenancy.tenant TO '{b}'; EXECUTE diesel_tenancy_checkout; \
-             EXECUTE diesel_tenancy_row_tenant({b}); {set}search_path TO \"tenant_rows\", \
+             EXECUTE diesel_tenancy_row_tenant; {set}search_path TO \"tenant_rows\", \
              pg_temp; {set}ROLE \"{role}\"; EXECUTE diesel_tenancy_row_role"
         );
         assert!(

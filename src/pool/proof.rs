@@ -249,10 +249,10 @@ impl Proof {
         } else {
             sql.push_str(&self.select());
         }
-        if let (Some(rows), Some(tenant)) = (rows, c.row_tenant) {
+        if let (Some(rows), Some(_)) = (rows, c.row_tenant) {
             // Still as the login role, which may read the registry.
             sql.push_str("; ");
-            sql.push_str(&rows.tenant_check(tenant, self.prepared));
+            sql.push_str(&rows.tenant_check(self.prepared));
         }
         // Reached only when the proof did not raise. A utility statement, so nothing is
         // planned; `path` is made of quoted, validated identifiers only.

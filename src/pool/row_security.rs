@@ -4,15 +4,17 @@
 //!
 //! A row scope's message (see `proof.rs` for the rest) sets `diesel_tenancy.tenant` to
 //! the tenant's registry id before the main proof, then runs, still as the login role,
-//! [`TENANT_STATEMENT`]: it fails unless that id is a registered row tenant (a deleted one
-//! is a stale route) and the setting holds it. After the path it sets the row role and
+//! [`TENANT_STATEMENT`]: it fails unless the setting names a registered row tenant (a
+//! deleted one is a stale route): the value the row policies compare with, read back
+//! from the session rather than passed again. After the path it sets the row role and
 //! runs [`ROLE_STATEMENT`], which fails unless the session now runs as the row role under
 //! the login role, is no superuser, has `row_security` on, still has a tenant set, and
 //! PostgreSQL itself reports row security active for it on the row schema's sentinel
 //! table (`row_security_active`, which answers no for a superuser, a `BYPASSRLS` role
 //! and the owner of an unforced table). That every *other* table of the row schema is
 //! forced and has the tenant policy is checked where tables are made (migrations) and by
-//! `migrate --check`; a checkout reads no catalog beyond the sentinel's cached entry.
+//! `migrate --check`; a checkout reads the registry's row for its tenant (an index
+//! lookup) and no catalog beyond the sentinel's cached entry.
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -68,19 +70,19 @@ impl RowProof {
     /// connection (they read the registry, which a new database does not have yet).
     pub(crate) fn prepare(&self) -> String {
         format!(
-            "PREPARE {TENANT_STATEMENT}(pg_catalog.int8) AS {}; PREPARE {ROLE_STATEMENT} AS {}",
-            self.tenant_select("$1"),
+            "PREPARE {TENANT_STATEMENT} AS {}; PREPARE {ROLE_STATEMENT} AS {}",
+            self.tenant_select(),
             self.role_select()
         )
     }
 
-    /// The tenant check for `tenant`: `EXECUTE` of the prepared statement, or the
-    /// `SELECT` itself (behind a transaction pooler).
-    pub(crate) fn tenant_check(&self, tenant: i64, prepared: bool) -> String {
+    /// The tenant check: `EXECUTE` of the prepared statement, or the `SELECT` itself
+    /// (behind a transaction pooler).
+    pub(crate) fn tenant_check(&self, prepared: bool) -> String {
         if prepared {
-            format!("EXECUTE {TENANT_STATEMENT}({tenant})")
+            format!("EXECUTE {TENANT_STATEMENT}")
         } else {
-            self.tenant_select(&format!("{tenant}::pg_catalog.int8"))
+            self.tenant_select()
         }
     }
 
@@ -93,23 +95,18 @@ impl RowProof {
         }
     }
 
-    /// Fails unless `id` (an `int8` expression) is a registered row tenant and the
-    /// tenant setting holds it. Runs as the login role, which may read the registry.
-    fn tenant_select(&self, id: &str) -> String {
+    /// Fails unless the tenant setting (set earlier in the same message) names a
+    /// registered row tenant: the very value the row policies compare with. Runs as the
+    /// login role, which may read the registry. Parameterless, so PostgreSQL plans it once
+    /// (a parameter made it plan the statement anew for each tenant id).
+    fn tenant_select(&self) -> String {
         format!(
-            "SELECT CASE WHEN checked.problems OPERATOR(pg_catalog.=) '' THEN 0 \
-               ELSE pg_catalog.int4in(pg_catalog.textout(pg_catalog.concat('{MARK}', \
-                 checked.problems))) END \
-             FROM (SELECT pg_catalog.concat_ws('; ', \
-               CASE WHEN NOT EXISTS (SELECT FROM public.tenants t \
-                   WHERE t.id OPERATOR(pg_catalog.=) {id} \
-                   AND t.mode OPERATOR(pg_catalog.=) 'rows') \
-                 THEN pg_catalog.concat('{STALE_ROW_TENANT}', {id}) END, \
-               CASE WHEN COALESCE(pg_catalog.current_setting('{TENANT_SETTING}', true), '') \
-                   OPERATOR(pg_catalog.<>) ({id})::pg_catalog.text \
-                 THEN pg_catalog.concat('the tenant setting held ', \
-                   pg_catalog.current_setting('{TENANT_SETTING}', true), ', not ', {id}) END \
-             ) AS problems) AS checked"
+            "SELECT CASE WHEN EXISTS (SELECT FROM public.tenants t \
+                 WHERE t.id OPERATOR(pg_catalog.=) pg_catalog.int8in(pg_catalog.textout( \
+                   pg_catalog.current_setting('{TENANT_SETTING}'))) \
+                 AND t.mode OPERATOR(pg_catalog.=) 'rows') THEN 0 \
+               ELSE pg_catalog.int4in(pg_catalog.textout(pg_catalog.concat('{MARK}{STALE_ROW_TENANT}', \
+                 pg_catalog.current_setting('{TENANT_SETTING}')))) END"
         )
     }
 
@@ -225,19 +222,16 @@ mod tests {
     #[test]
     fn prepared_and_inline_checks() {
         let p = proof();
-        assert_eq!(
-            p.tenant_check(42, true),
-            "EXECUTE diesel_tenancy_row_tenant(42)"
-        );
+        assert_eq!(p.tenant_check(true), "EXECUTE diesel_tenancy_row_tenant");
         assert_eq!(p.role_check(true), "EXECUTE diesel_tenancy_row_role");
-        let inline = p.tenant_check(42, false);
+        let inline = p.tenant_check(false);
         assert!(
-            inline.contains("t.id OPERATOR(pg_catalog.=) 42::pg_catalog.int8"),
+            inline.contains("current_setting('diesel_tenancy.tenant')"),
             "{inline}"
         );
         assert!(p
             .prepare()
-            .starts_with("PREPARE diesel_tenancy_row_tenant(pg_catalog.int8) AS SELECT"));
+            .starts_with("PREPARE diesel_tenancy_row_tenant AS SELECT"));
         assert!(p
             .prepare()
             .contains("; PREPARE diesel_tenancy_row_role AS SELECT"));
@@ -256,7 +250,7 @@ mod tests {
         ] {
             assert!(sql.contains(needle), "missing {needle} in {sql}");
         }
-        for sql in [sql, proof().tenant_select("$1")] {
+        for sql in [sql, proof().tenant_select()] {
             for bare in [" now()", " = ", " <> ", " concat(", " current_setting("] {
                 assert!(!sql.contains(bare), "unqualified {bare:?} in {sql}");
             }
