@@ -119,9 +119,12 @@ impl ManagedConnection {
         let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
             Error::Config(format!("database OID {} out of range", backend.database))
         })?);
-        if settings.tenant_roles().is_some() || settings.row_tenants() {
-            // Also through the bare manager (e.g. `rocket_sync_db_pools`).
-            super::citus::refuse_tenant_roles(&mut conn)?;
+        // Also through the bare manager (e.g. `rocket_sync_db_pools`).
+        if settings.tenant_roles().is_some() {
+            super::citus::refuse_nologin_roles(&mut conn, "tenant roles")?;
+        }
+        if settings.row_tenants() {
+            super::citus::refuse_nologin_roles(&mut conn, "row tenants")?;
         }
         let role_names = match settings.tenant_roles() {
             Some(_) => {
