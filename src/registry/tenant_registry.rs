@@ -261,18 +261,7 @@ impl TenantRegistry {
     ) -> Result<Domain> {
         conn.transaction(|conn| {
             let tenant = Self::get_by_name(conn, tenant_name)?;
-            if is_primary {
-                Self::clear_primary(conn, tenant.id)?;
-            }
-            diesel::insert_into(domains::table)
-                .values((
-                    domains::domain.eq(domain.as_str()),
-                    domains::tenant_id.eq(tenant.id),
-                    domains::is_primary.eq(is_primary),
-                ))
-                .returning(Domain::as_returning())
-                .get_result(conn)
-                .map_err(|e| domain_conflict(e, domain))
+            Self::add_domain_to(conn, &tenant, domain, is_primary)
         })
     }
 
