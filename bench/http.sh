@@ -8,6 +8,11 @@
 #       search_path set once per connection, no tenant lookup)                      >= 0.85
 #       (issue 11; the first goal was 0.97)
 #   P3  1,000 tenants, a uniformly random tenant per request / one tenant, req/s      >= 0.80
+#   P3R row mode (issue 17): the same P3 against a second hotel service in row mode
+#       (HOTEL_TENANT_MODE=rows, its own database owned by a plain login role): 1,000 row
+#       tenants, a random tenant per request / one tenant                          >= 0.90
+#   PRS one tenant, row mode / schema mode (t0001 on each service; needs P3 and P3R's
+#       seeding, which it triggers); no goal, what the mode costs or saves
 #   P2R one tenant: the hotel service with tenant roles (HOTEL_TENANT_ROLES=on, every
 #       request runs as its tenant's database role) / the same service without them;
 #       no goal, the cost of the option (issue 13)
@@ -66,6 +71,7 @@ PEER_DB="dtbench_peer_$$"
 TOKEN="bench-$$-$RANDOM"
 PIDS=()
 DBS=()
+LOGIN_ROLES=()
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
@@ -78,9 +84,10 @@ stop() {  # stop PID: TERM, then wait (it is our child); forget it
 }
 wants() { [[ " $TARGETS " == *" $1 "* ]]; }
 cleanup() {
-  local p db
+  local p db role
   for p in "${PIDS[@]}"; do stop "$p"; done   # (copy of the list: stop edits PIDS)
   for db in "${DBS[@]}"; do drop_db "$db"; done
+  for role in "${LOGIN_ROLES[@]}"; do psql -q -d postgres -c "DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -136,7 +143,7 @@ our_pids() {  # "pid kind": our servers (app) and their PostgreSQL backends (pg)
   local p
   for p in "${PIDS[@]}"; do echo "$p app"; descendants "$p" | sed 's/$/ app/'; done
   psql -Atq -d postgres -c "SELECT pid || ' pg' FROM pg_stat_activity
-    WHERE datname IN ('$HOTEL_DB', '$PEER_DB') AND pid <> pg_backend_pid()" 2>/dev/null || true
+    WHERE datname IN ('$HOTEL_DB', '$PEER_DB', '${ROWS_DB:-}') AND pid <> pg_backend_pid()" 2>/dev/null || true
 }
 snap_pids() {  # pid jiffies kind, for each of our processes
   local p k
@@ -287,6 +294,33 @@ wait_http "$ROLES/health"
   { echo "the roles service's body differs from the service's" >&2; exit 1; }
 fi
 
+# ---------------------------------------------------------------- row mode: a second service
+if wants PRS; then TARGETS="$TARGETS P3 P3R"; fi
+if wants P3R; then
+ROWS_DB="dtbench_rows_$$"
+ROWS_ROLE="dtbench_app_$$"
+ROWS_PORT=$(free_port)
+ROWS="http://127.0.0.1:$ROWS_PORT"
+ROWS_URL="postgres://$ROWS_ROLE@$PGHOST:$PGPORT/$ROWS_DB?sslmode=disable"
+# Row security never binds a superuser: the row-mode service logs in as a plain role that
+# owns its database (CREATEROLE: it makes the row role at launch).
+psql -q -d postgres -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$ROWS_DB\"" \
+  -c "CREATE ROLE \"$ROWS_ROLE\" LOGIN CREATEROLE" -c "CREATE DATABASE \"$ROWS_DB\" OWNER \"$ROWS_ROLE\"" >/dev/null
+DBS+=("$ROWS_DB"); LOGIN_ROLES+=("$ROWS_ROLE")
+log "hotel service in row mode on $ROWS (database $ROWS_DB as $ROWS_ROLE)"
+DATABASE_URL="$ROWS_URL" MEDIA_ROOT="$WORK/media" HOTEL_ADMIN_TOKEN="$TOKEN" ROCKET_PORT="$ROWS_PORT" \
+  HOTEL_TENANT_MODE=rows "$HOTEL_BIN" serve >> "$OUTDIR/hotel_rows.log" 2>&1 &
+ROWS_PID=$!; PIDS+=("$ROWS_PID")
+wait_http "$ROWS/health"
+post "$ROWS/tenants" '{"name":"demo1"}' "${ADMIN[@]}"
+post "$ROWS/tenants" '{"name":"demo2"}' "${ADMIN[@]}"
+seed_demo "$ROWS"
+curl -sf -H 'Tenant-Header: demo1' "$ROWS/hotels/" | jq -e '[.[].name] == ["Grand demo1", "Plaza demo1"]' >/dev/null ||
+  { echo "the row-mode service's demo1 body is wrong" >&2; exit 1; }
+curl -sf -H 'Tenant-Header: demo2' "$ROWS/hotels/" | jq -e '[.[].name] == ["Ocean demo2"]' >/dev/null ||
+  { echo "the row-mode service's demo2 body is wrong" >&2; exit 1; }
+fi
+
 # ---------------------------------------------------------------- the peer
 if wants P1; then
 PEER_PORT=$(free_port)
@@ -319,6 +353,32 @@ echo "$PEER_BODY" | jq -e '[.[].name] == ["Grand demo1", "Plaza demo1"]' >/dev/n
 [ "$PEER_BODY" = "$EXPECTED" ] || log "note: the peer's body is not byte-identical to the service's; checking it against its own"
 fi
 
+# seed_many BASE LABEL: tenants t0001..tTENANTS with one hotel each through BASE's admin
+# API (4 at a time); appends a line to seed.txt.
+seed_many() {
+local base=$1 label=$2 t i created seeded SEED_T0 SEED_T1 SEED_T2
+log "$label: creating $TENANTS tenants t0001.. with one hotel each (admin API, 4 at a time)"
+SEED_T0=$(date +%s.%N)
+: > "$WORK/tenants.cfg"; : > "$WORK/hotels.cfg"
+for i in $(seq 1 "$TENANTS"); do
+  printf -v t 't%04d' "$i"
+  [ "$i" = 1 ] || { echo next >> "$WORK/tenants.cfg"; echo next >> "$WORK/hotels.cfg"; }
+  printf 'url = "%s/tenants"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\":\\"%s\\"}"\noutput = "%s/seed.body"\nwrite-out = "%%{http_code} %s\\n"\n' \
+    "$base" "$TOKEN" "$t" "$WORK" "$t" >> "$WORK/tenants.cfg"
+  printf 'url = "%s/hotels/"\nheader = "Tenant-Header: %s"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\":\\"%s\\",\\"location\\":\\"%s\\",\\"description\\":\\"bench hotel %s\\"}"\noutput = "/dev/null"\nwrite-out = "%%{http_code} %s\\n"\n' \
+    "$base" "$t" "$t" "$t" "$t" "$t" >> "$WORK/hotels.cfg"
+done
+curl -sS --no-progress-meter --parallel --parallel-max 4 -K "$WORK/tenants.cfg" > "$OUTDIR/seed_tenants_$label.codes"
+created=$(grep -c '^201 ' "$OUTDIR/seed_tenants_$label.codes" || true)
+SEED_T1=$(date +%s.%N)
+curl -sS --no-progress-meter --parallel --parallel-max 4 -K "$WORK/hotels.cfg" > "$OUTDIR/seed_hotels_$label.codes"
+seeded=$(grep -c '^201 ' "$OUTDIR/seed_hotels_$label.codes" || true)
+SEED_T2=$(date +%s.%N)
+log "  tenants created: $created in $(awk -v a="$SEED_T0" -v b="$SEED_T1" 'BEGIN { printf "%.1f", b - a }') s; hotels: $seeded in $(awk -v a="$SEED_T1" -v b="$SEED_T2" 'BEGIN { printf "%.1f", b - a }') s"
+[ "$created" = "$TENANTS" ] && [ "$seeded" = "$TENANTS" ] || { echo "$label seeding failed: $created tenants, $seeded hotels" >&2; exit 1; }
+echo "$label seed: $created tenants in $(awk -v a="$SEED_T0" -v b="$SEED_T1" 'BEGIN { printf "%.1f", b - a }') s, $seeded hotels in $(awk -v a="$SEED_T1" -v b="$SEED_T2" 'BEGIN { printf "%.1f", b - a }') s (admin API, curl --parallel-max 4)" >> "$OUTDIR/seed.txt"
+}
+
 # ---------------------------------------------------------------- P1, P2
 : > "$WORK/results"
 : > "$OUTDIR/seed.txt"; : > "$OUTDIR/backends.txt"
@@ -344,26 +404,7 @@ fi
 
 # ---------------------------------------------------------------- P3
 if wants P3; then
-log "P3: creating $TENANTS tenants t0001.. with one hotel each (admin API, 4 at a time)"
-SEED_T0=$(date +%s.%N)
-: > "$WORK/tenants.cfg"; : > "$WORK/hotels.cfg"
-for i in $(seq 1 "$TENANTS"); do
-  printf -v t 't%04d' "$i"
-  [ "$i" = 1 ] || { echo next >> "$WORK/tenants.cfg"; echo next >> "$WORK/hotels.cfg"; }
-  printf 'url = "%s/tenants"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\":\\"%s\\"}"\noutput = "%s/seed.body"\nwrite-out = "%%{http_code} %s\\n"\n' \
-    "$HOTEL" "$TOKEN" "$t" "$WORK" "$t" >> "$WORK/tenants.cfg"
-  printf 'url = "%s/hotels/"\nheader = "Tenant-Header: %s"\nheader = "Content-Type: application/json"\ndata = "{\\"name\\":\\"%s\\",\\"location\\":\\"%s\\",\\"description\\":\\"bench hotel %s\\"}"\noutput = "/dev/null"\nwrite-out = "%%{http_code} %s\\n"\n' \
-    "$HOTEL" "$t" "$t" "$t" "$t" "$t" >> "$WORK/hotels.cfg"
-done
-curl -sS --no-progress-meter --parallel --parallel-max 4 -K "$WORK/tenants.cfg" > "$OUTDIR/seed_tenants.codes"
-created=$(grep -c '^201 ' "$OUTDIR/seed_tenants.codes" || true)
-SEED_T1=$(date +%s.%N)
-curl -sS --no-progress-meter --parallel --parallel-max 4 -K "$WORK/hotels.cfg" > "$OUTDIR/seed_hotels.codes"
-seeded=$(grep -c '^201 ' "$OUTDIR/seed_hotels.codes" || true)
-SEED_T2=$(date +%s.%N)
-log "  tenants created: $created in $(awk -v a="$SEED_T0" -v b="$SEED_T1" 'BEGIN { printf "%.1f", b - a }') s; hotels: $seeded in $(awk -v a="$SEED_T1" -v b="$SEED_T2" 'BEGIN { printf "%.1f", b - a }') s"
-[ "$created" = "$TENANTS" ] && [ "$seeded" = "$TENANTS" ] || { echo "seeding failed: $created tenants, $seeded hotels" >&2; exit 1; }
-echo "seed: $created tenants in $(awk -v a="$SEED_T0" -v b="$SEED_T1" 'BEGIN { printf "%.1f", b - a }') s, $seeded hotels in $(awk -v a="$SEED_T1" -v b="$SEED_T2" 'BEGIN { printf "%.1f", b - a }') s (admin API, curl --parallel-max 4)" > "$OUTDIR/seed.txt"
+seed_many "$HOTEL" P3
 
 log "P3: $TENANTS tenants, a random tenant per request, vs one tenant"
 P3_START=$(date +%T)
@@ -372,6 +413,18 @@ pair "$ROUNDS" hotel_random "$HOTEL/hotels/" "-s|$REPO/bench/lua/tenants.lua|--|
 psql -Atq -d "$HOTEL_DB" -c "SELECT count(*) || ' backends of the service at the end, started ' || min(backend_start)::time(0)
   || ' .. ' || max(backend_start)::time(0) || ' (P3 runs began $P3_START)'
   FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()" > "$OUTDIR/backends.txt" || true
+fi
+
+if wants P3R; then
+seed_many "$ROWS" P3R
+log "P3R: $TENANTS row tenants, a random tenant per request, vs one tenant"
+pair "$ROUNDS" rows_random "$ROWS/hotels/" "-s|$REPO/bench/lua/tenants.lua|--|$TENANTS" \
+     rows_single "$ROWS/hotels/" "-s|$REPO/bench/lua/tenants.lua|--|1"
+fi
+if wants PRS; then
+log "PRS: one tenant, row mode vs schema mode (t0001 on each service)"
+pair "$ROUNDS" rows_one "$ROWS/hotels/" "-s|$REPO/bench/lua/tenants.lua|--|1" \
+     schema_one "$HOTEL/hotels/" "-s|$REPO/bench/lua/tenants.lua|--|1"
 fi
 
 # ---------------------------------------------------------------- table
@@ -405,6 +458,8 @@ row() {
   if wants P2; then row P2 hotel_one baseline 0.85; fi
   if wants P2R; then row P2R hotel_roles hotel_plain -; fi
   if wants P3; then row P3 hotel_random hotel_single 0.80; fi
+  if wants P3R; then row P3R rows_random rows_single 0.90; fi
+  if wants PRS; then row PRS rows_one schema_one -; fi
   echo
   echo "Response checks per round (every run must have non200=0 wrong_body=0; P3 count_mismatch <= $CONNS):"
   for n in $(awk '{ print $1 }' "$WORK/results" | sort -u); do echo "- $n: $(checks "$n")"; done
@@ -413,7 +468,8 @@ row() {
   sed 's/^/    /' "$WORK/results"
   echo
   echo "Rocket workers $WORKERS, pool size ${POOL_SIZE:-default (10)}"
-  if wants P3; then cat "$OUTDIR/seed.txt" "$OUTDIR/backends.txt"; fi
+  if wants P3 || wants P3R; then cat "$OUTDIR/seed.txt"; fi
+  if wants P3; then cat "$OUTDIR/backends.txt"; fi
 } | tee "$OUTDIR/table.md"
 
 # Any failed check fails the script.

@@ -18,6 +18,10 @@ pub enum SchemaRef {
     Public,
     /// A tenant schema, by its schema name.
     Schema(String),
+    /// One row tenant's rows in the row schema, by the tenant's registry id.
+    RowTenant(i64),
+    /// Every row tenant's rows (the row schema as its owner).
+    AllRows,
 }
 
 impl fmt::Display for SchemaRef {
@@ -25,6 +29,8 @@ impl fmt::Display for SchemaRef {
         match self {
             SchemaRef::Public => f.write_str("the public schema"),
             SchemaRef::Schema(s) => write!(f, "tenant schema `{s}`"),
+            SchemaRef::RowTenant(id) => write!(f, "the rows of row tenant {id}"),
+            SchemaRef::AllRows => f.write_str("every row tenant's rows"),
         }
     }
 }
@@ -197,6 +203,17 @@ pub enum Error {
         /// The tenant role.
         role: String,
         /// What PostgreSQL or the role proof reported.
+        reason: String,
+    },
+
+    /// Row tenants cannot be kept apart on this database as it stands, so nothing was
+    /// done: the pool logs in as a superuser or a `BYPASSRLS` role (row-level security
+    /// never applies to them), the row role is missing or may bypass the policies, or a
+    /// table of the row schema has no forced tenant policy. `reason` says which, and how
+    /// to fix it (which role to create, which table to give the policy).
+    #[error("row tenants cannot be isolated here: {reason}")]
+    RowSecurity {
+        /// What was found, and how to fix it.
         reason: String,
     },
 

@@ -33,8 +33,8 @@ pub use error::{Error, Hook, HookError, MigrationError, Result, SchemaRef};
 pub use migrate::{
     BatchOptions, CitusNode, CitusStatus, Distributed, EachReport, HookResult, MigrateOptions,
     MigrateReport, MigrationStatus, NewTenant, Progress, ProgressFn, Refusal, RoleReport,
-    SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport, TenantRoleReport,
-    TenantRun, TenantStatus, TransferMode, REGISTRY_MIGRATIONS,
+    RowSchemaStatus, SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport,
+    TenantRoleReport, TenantRun, TenantStatus, TransferMode, UnprotectedTable, REGISTRY_MIGRATIONS,
 };
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,
@@ -42,7 +42,7 @@ pub use pool::{
 };
 pub use registry::{
     schema, tenant_name_key, validate_tenant_name, Domain, DomainName, NameKeys, RegistryCache,
-    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantRegistry, TenantWithDomains,
+    RegistryCacheBuilder, RegistrySnapshot, Tenant, TenantMode, TenantRegistry, TenantWithDomains,
     MAX_TENANT_NAME_LEN,
 };
 pub use schema_name::{SchemaName, SchemaRules};

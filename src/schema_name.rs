@@ -61,6 +61,12 @@ impl SchemaName {
         quote_ident(&self.0)
     }
 
+    /// A name the crate itself spells (a constant that follows the rules).
+    pub(crate) fn from_static(name: &'static str) -> Self {
+        debug_assert!(check_chars(name).is_ok(), "{name}");
+        SchemaName(Arc::from(name))
+    }
+
     /// Trusts a name read back from the catalog or the registry.
     ///
     /// Still checks the character rules, so a hand-edited registry row cannot

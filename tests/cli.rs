@@ -192,14 +192,14 @@ fn migrate_and_check() {
     sh(&router, "tenant list").assert_failed("did you forget to run `migrate`?");
     let check = sh(&router, "migrate --check");
     assert_eq!(check.outcome, Outcome::Pending);
-    assert!(check.out.starts_with("public: 5 pending"), "{}", check.out);
+    assert!(check.out.starts_with("public: 6 pending"), "{}", check.out);
     let json = sh(&router, "migrate --check --json").json();
     assert_eq!(json["pending"], true);
-    assert_eq!(json["shared_pending"].as_array().map(Vec::len), Some(5));
+    assert_eq!(json["shared_pending"].as_array().map(Vec::len), Some(6));
 
     let first = ok(&router, "migrate").out;
     assert!(
-        first.starts_with("Shared: applied 5 migration(s)"),
+        first.starts_with("Shared: applied 6 migration(s)"),
         "{first}"
     );
     assert!(first.contains("Tenants: 0 migrated"), "{first}");

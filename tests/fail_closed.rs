@@ -254,6 +254,7 @@ fn class7_one_rule_for_tenant_name_equality() {
     let router = db.router(1);
     let named = |name: &str, schema: &str| NewTenant {
         name: name.into(),
+        mode: None,
         schema_name: Some(SchemaName::new(schema).unwrap()),
         domains: vec![],
     };
@@ -344,6 +345,7 @@ fn class7_a_registry_with_names_that_collide_under_the_rule_is_refused_by_name()
     let dup = router
         .create_tenant(&NewTenant {
             name: "PLAIN".into(),
+            mode: None,
             schema_name: Some(SchemaName::new("plain2").unwrap()),
             domains: vec![],
         })

@@ -76,6 +76,7 @@ fn a_pool_of_one_never_carries_the_previous_scope() {
                     let rows = hotel_names(&mut conn).unwrap();
                     assert_eq!(rows, vec![(1, s.as_str().to_owned())], "{mode:?} step {i}");
                 }
+                other => unreachable!("no row scope here: {other:?}"),
             }
             conn.commit().unwrap();
         }

@@ -14,6 +14,7 @@ fn registry_operations() {
     let acme = router
         .create_tenant(&NewTenant {
             name: "Acme".into(),
+            mode: None,
             schema_name: Some(schema("acme_corp")),
             domains: vec![
                 DomainName::new("acme.example.com").unwrap(),

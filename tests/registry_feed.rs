@@ -54,6 +54,7 @@ fn bench() -> Bench {
     let a = router
         .create_tenant(&NewTenant {
             name: "a".into(),
+            mode: None,
             schema_name: None,
             domains: vec![DomainName::new(DOMAIN).unwrap()],
         })

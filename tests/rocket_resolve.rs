@@ -44,7 +44,7 @@ fn header_selects_the_tenant_case_insensitively_and_trimmed() {
     assert_eq!(get_as(&client, "/schema", "Demo 2"), ok("demo_2"));
     assert_eq!(
         get_as(&client, "/whoami", "DEMO1"),
-        ok(r#"{"id":1,"name":"demo1","schema":"demo1"}"#)
+        ok(r#"{"id":1,"name":"demo1","schema":"demo1","mode":"schema"}"#)
     );
     // Writes land in the resolved tenant only.
     assert_eq!(
@@ -148,7 +148,7 @@ fn the_public_tenant_option_runs_tenant_routes_in_public() {
     assert_eq!(get_as(&client, "/hotels", "public"), ok("[]"));
     assert_eq!(
         get_as(&client, "/whoami", "public"),
-        ok(r#"{"id":null,"name":"public","schema":"public"}"#)
+        ok(r#"{"id":null,"name":"public","schema":"public","mode":"schema"}"#)
     );
     assert_eq!(get_as(&client, "/hotels", "demo1"), ok(r#"["D1 hotel"]"#));
     // No tenant named is still no tenant.

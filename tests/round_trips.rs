@@ -157,3 +157,67 @@ fn tenant_roles_add_no_round_trip() {
         );
     }
 }
+
+#[test]
+fn row_tenants_add_no_round_trip() {
+    let db = TestDb::new();
+    let (_, url) = db.plain_owner();
+    let router = diesel_tenancy::SyncRouter::new(
+        TenantPool::builder()
+            .max_size(1)
+            .row_tenants(true)
+            .build(&url)
+            .unwrap(),
+        common::TENANT,
+    );
+    router.migrate_shared().unwrap();
+    let row = |name: &str| {
+        router
+            .create_tenant(&NewTenant::named(name).mode(diesel_tenancy::TenantMode::Rows))
+            .unwrap()
+            .id
+    };
+    let (a, b) = (row("a"), row("b"));
+    let role = router.tenant_role_name(router.pool().row_schema()).unwrap();
+    for (mode, per_request) in [(PoolMode::Session, 2), (PoolMode::TransactionLocal, 3)] {
+        let counter = Counter::default();
+        let c = counter.clone();
+        let pool = TenantPool::builder()
+            .mode(mode)
+            .max_size(1)
+            .row_tenants(true)
+            .instrumentation(move || Box::new(Count(c.clone())))
+            .build(&url)
+            .unwrap();
+        for tenant in [a, a, b, a] {
+            let before = counter.statements.load(Ordering::SeqCst);
+            let rows = pool
+                .with_scope(diesel_tenancy::Scope::Rows { tenant }, |c| {
+                    Ok::<_, Error>(
+                        hotels::table
+                            .select((hotels::id, hotels::name))
+                            .load::<(i64, String)>(c)?,
+                    )
+                })
+                .unwrap();
+            assert!(rows.is_empty());
+            let sent = counter.statements.load(Ordering::SeqCst) - before;
+            assert_eq!(sent, per_request, "{mode:?}");
+        }
+        let log = counter.log.lock().unwrap();
+        let set = if mode == PoolMode::Session {
+            "SET "
+        } else {
+            "SET LOCAL "
+        };
+        let wanted = format!(
+            "{set}diesel_tenancy.tenant TO '{b}'; EXECUTE diesel_tenancy_checkout; \
+             EXECUTE diesel_tenancy_row_tenant; {set}search_path TO \"tenant_rows\", \
+             pg_temp; {set}ROLE \"{role}\"; EXECUTE diesel_tenancy_row_role"
+        );
+        assert!(
+            log.iter().any(|s| s.ends_with(&wanted)),
+            "{mode:?}: {wanted} not in {log:?}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ fn status_on_a_fresh_database_says_everything_shared_is_pending() {
     let db = TestDb::new();
     let router = SyncRouter::new(db.pool(1), TENANT);
     let status = router.status().unwrap();
-    assert_eq!(status.shared_pending.len(), 5, "{status:?}");
+    assert_eq!(status.shared_pending.len(), 6, "{status:?}");
     assert!(status.tenants.is_empty() && status.has_pending());
     router.migrate_shared().unwrap();
     assert!(!router.status().unwrap().has_pending());

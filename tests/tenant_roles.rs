@@ -466,6 +466,7 @@ fn scopes_interleave_on_one_connection_without_carrying_a_role_over() {
             let expected = match scope {
                 Scope::Public => "postgres".to_owned(),
                 Scope::Tenant(s) | Scope::Pinned { schema: s, .. } => format!("{group}_{s}"),
+                other => unreachable!("no row scope here: {other:?}"),
             };
             assert_eq!(who, expected, "{mode:?} {scope:?}");
             pids.push(pid);

@@ -35,7 +35,9 @@ function request()
   return reqs[i]
 end
 
-local pattern = '^%[{"id":1,"name":"(t%d+)","location":"(t%d+)",'
+-- The id is 1 in a schema tenant (ids per schema) and any number in a row tenant (ids
+-- are global in row mode).
+local pattern = '^%[{"id":%d+,"name":"(t%d+)","location":"(t%d+)",'
   .. '"description":"bench hotel (t%d+)","picture":null}%]$'
 
 function response(status, headers, body)

@@ -334,6 +334,7 @@ mod tests {
             name: name.into(),
             schema_name: crate::SchemaName::new(name).unwrap(),
             created_at: chrono::Utc::now(),
+            mode: crate::TenantMode::Schema,
         };
         status.citus = Some(crate::CitusStatus {
             undistributed: vec![tenant("acme"), tenant("globex")],

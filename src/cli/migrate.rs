@@ -126,8 +126,14 @@ fn selected<'a>(args: &MigrateArgs, status: &'a MigrationStatus) -> Result<Vec<&
 fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
     let status = router.status()?;
     let tenants = selected(args, &status)?;
-    let pending =
-        !status.shared_pending.is_empty() || !tenants.is_empty() || status.name_keys.needs_work();
+    let rows_pending = status
+        .row_schema
+        .as_ref()
+        .is_some_and(|r| r.needs_migration());
+    let pending = !status.shared_pending.is_empty()
+        || !tenants.is_empty()
+        || status.name_keys.needs_work()
+        || rows_pending;
     let output = if args.output.json {
         let list: Vec<Value> = tenants
             .iter()
@@ -150,19 +156,29 @@ fn check(args: &MigrateArgs, router: &SyncRouter) -> Result<Done> {
             "file_limit_exceeded": status.file_limit_exceeded(),
             "name_keys": status.name_keys,
             "citus": status.citus,
+            "row_schema": status.row_schema,
+            "unprotected_row_tables": status.unprotected_row_tables,
         });
         format!("{value:#}\n")
     } else {
         human_check(&status, &tenants)
     };
+    let unprotected = status.unprotected_row_tables.len();
     Ok(Done {
-        outcome: if pending {
+        outcome: if unprotected > 0 {
+            Outcome::Failed
+        } else if pending {
             Outcome::Pending
         } else {
             Outcome::Success
         },
         output,
-        problem: None,
+        problem: (unprotected > 0).then(|| {
+            format!(
+                "{unprotected} relation(s) of the row schema would show one row tenant's rows \
+                 to another; each is listed with its fix"
+            )
+        }),
     })
 }
 
@@ -175,6 +191,26 @@ fn human_check(status: &MigrationStatus, tenants: &[&TenantStatus]) -> String {
             status.shared_pending.len(),
             status.shared_pending.join(", ")
         );
+    }
+    if let Some(rows) = status.row_schema.as_ref() {
+        if rows.schema_missing {
+            let _ = writeln!(
+                out,
+                "row schema `{}`: not provisioned (`migrate` provisions it)",
+                rows.schema
+            );
+        } else if !rows.pending.is_empty() {
+            let _ = writeln!(
+                out,
+                "row schema `{}`: {} pending: {}",
+                rows.schema,
+                rows.pending.len(),
+                rows.pending.join(", ")
+            );
+        }
+    }
+    for table in &status.unprotected_row_tables {
+        let _ = writeln!(out, "error: row table {table}");
     }
     for t in tenants.iter().take(LISTED) {
         let (name, schema) = (&t.tenant.name, &t.tenant.schema_name);
@@ -209,14 +245,23 @@ fn human_check(status: &MigrationStatus, tenants: &[&TenantStatus]) -> String {
     }
     name_key_lines(&mut out, &status.name_keys);
     super::citus::check_lines(&mut out, status);
-    if status.shared_pending.is_empty() && tenants.is_empty() && !status.name_keys.needs_work() {
+    let rows_pending = status
+        .row_schema
+        .as_ref()
+        .is_some_and(|r| r.needs_migration());
+    if status.shared_pending.is_empty()
+        && tenants.is_empty()
+        && !status.name_keys.needs_work()
+        && !rows_pending
+    {
         out.push_str("Nothing pending.\n");
     } else {
         let _ = writeln!(
             out,
-            "Pending: {} shared migration(s), {} tenant(s) to migrate.",
+            "Pending: {} shared migration(s), {} tenant(s) to migrate{}.",
             status.shared_pending.len(),
-            tenants.len()
+            tenants.len(),
+            if rows_pending { ", the row schema" } else { "" }
         );
     }
     out

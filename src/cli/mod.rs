@@ -7,9 +7,9 @@
 //! | command | does |
 //! |---|---|
 //! | `migrate [--jobs N] [--tenant NAME]… [--skip NAME]… [--keep-going] [--check]` | the shared set, then every tenant with something pending |
-//! | `tenant create NAME [--schema S] [--domain D]…` | registers a tenant, creates and migrates its schema |
-//! | `tenant list` | every tenant with its schema and domains |
-//! | `tenant delete NAME [--drop-schema]` | removes the registry row; the data only with `--drop-schema` |
+//! | `tenant create NAME [--schema S] [--domain D]… [--mode schema\|rows]` | registers a tenant, creates and migrates its schema (a row tenant: the registry row only) |
+//! | `tenant list` | every tenant with its mode, schema and domains |
+//! | `tenant delete NAME [--drop-schema]` | removes the registry row; the data (a row tenant's rows) only with `--drop-schema` (or `--drop-data`) |
 //! | `tenant rename OLD NEW` | changes the name; the schema keeps its name |
 //! | `tenant sql (SQL \| --file PATH) [--tenant NAME]… [--skip NAME]… [--jobs N] [--keep-going]` | runs SQL in each tenant's scope, one transaction per tenant (see [`SqlArgs`]) |
 //! | `tenant roles` | makes or repairs every tenant's database role ([tenant roles](crate::TenantRoles) on) |
@@ -22,7 +22,8 @@
 //!
 //! Every command prints human text, or JSON with `--json`. Exit codes ([`Outcome`]): `0`
 //! success, `1` something is pending (`migrate --check` only), `2` failure, with one line
-//! on stderr saying what failed.
+//! on stderr saying what failed (`migrate --check` also fails when a table of the row
+//! schema has no forced tenant policy: one line per table, with the fix).
 //!
 //! ```no_run
 //! use std::process::ExitCode;
@@ -77,6 +78,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::error::Error;
+use crate::registry::TenantMode;
 
 use crate::migrate::SyncRouter;
 
@@ -146,15 +148,21 @@ pub enum TenantCommand {
         /// A domain the tenant is reached at (repeatable; the first is primary).
         #[arg(long = "domain", value_name = "D")]
         domains: Vec<String>,
+        /// `schema` (its own schema) or `rows` (rows in the shared row schema); the
+        /// application's default when not given.
+        #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+        mode: Option<TenantMode>,
     },
     /// List every tenant.
     List,
-    /// Unregister a tenant. Its schema and data are kept unless --drop-schema is given.
+    /// Unregister a tenant. Its schema and data (a row tenant's rows) are kept unless
+    /// --drop-schema is given.
     Delete {
         /// The tenant's name.
         name: String,
-        /// Also drop the tenant's schema and all its data.
-        #[arg(long)]
+        /// Also drop the tenant's schema and all its data; for a row tenant, delete its
+        /// rows from every table of the row schema.
+        #[arg(long, visible_alias = "drop-data")]
         drop_schema: bool,
     },
     /// Rename a tenant; its schema keeps its name.
@@ -365,6 +373,11 @@ fn json_text(value: &impl serde::Serialize) -> String {
     format!("{value:#}\n")
 }
 
+/// Reads `--mode`: `schema` or `rows`.
+fn parse_mode(text: &str) -> Result<TenantMode, String> {
+    TenantMode::parse(text).ok_or_else(|| format!("`{text}` is not a tenant mode: schema or rows"))
+}
+
 /// Collapses a message onto one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -443,6 +456,7 @@ mod tests {
                     name: "Demo 1".into(),
                     schema: Some("demo1".into()),
                     domains: vec!["a.test".into(), "b.test".into()],
+                    mode: None,
                 },
                 output: OutputArgs::default(),
             })
@@ -470,6 +484,31 @@ mod tests {
                 new: "b".into()
             }
         );
+        let Command::Tenant(t) = parse(&["tenant", "create", "r", "--mode", "rows"]).unwrap()
+        else {
+            panic!("not tenant")
+        };
+        assert!(
+            matches!(
+                t.command,
+                TenantCommand::Create {
+                    mode: Some(TenantMode::Rows),
+                    ..
+                }
+            ),
+            "{t:?}"
+        );
+        assert!(parse(&["tenant", "create", "r", "--mode", "cells"]).is_err());
+        let Command::Tenant(t) = parse(&["tenant", "delete", "x", "--drop-data"]).unwrap() else {
+            panic!("not tenant")
+        };
+        assert!(matches!(
+            t.command,
+            TenantCommand::Delete {
+                drop_schema: true,
+                ..
+            }
+        ));
         assert!(parse(&["tenant", "create"]).is_err());
         assert!(parse(&["tenant", "rename", "a"]).is_err());
         assert!(parse(&["tenant"]).is_err());

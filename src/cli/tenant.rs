@@ -7,8 +7,8 @@ use serde_json::json;
 use super::{json_text, DomainCommand, Done, TenantCommand};
 use crate::error::Result;
 use crate::migrate::{NewTenant, SyncRouter};
-use crate::registry::DomainName;
 use crate::registry::TenantRegistry;
+use crate::registry::{DomainName, TenantMode};
 use crate::schema_name::SchemaName;
 
 pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRouter) -> Result<Done> {
@@ -17,7 +17,8 @@ pub(super) fn run_tenant(command: &TenantCommand, json: bool, router: &SyncRoute
             name,
             schema,
             domains,
-        } => create(router, name, schema.as_deref(), domains, json),
+            mode,
+        } => create(router, name, schema.as_deref(), domains, *mode, json),
         TenantCommand::List => list(router, json),
         TenantCommand::Delete { name, drop_schema } => delete(router, name, *drop_schema, json),
         TenantCommand::Rename { old, new } => rename(router, old, new, json),
@@ -43,6 +44,7 @@ fn create(
     name: &str,
     schema: Option<&str>,
     domains: &[String],
+    mode: Option<TenantMode>,
     json: bool,
 ) -> Result<Done> {
     let new = NewTenant {
@@ -52,6 +54,7 @@ fn create(
             .iter()
             .map(|d| DomainName::new(d))
             .collect::<Result<_>>()?,
+        mode,
     };
     let tenant = router.create_tenant(&new)?;
     let listed = router
@@ -60,10 +63,18 @@ fn create(
     Ok(Done::ok(if json {
         json_text(&listed)
     } else {
-        let mut text = format!(
-            "Created tenant `{}` in schema `{}`",
-            listed.tenant.name, listed.tenant.schema_name
-        );
+        let mut text = match listed.tenant.mode {
+            TenantMode::Rows => format!(
+                "Created row tenant `{}` (id {}, rows in schema `{}`)",
+                listed.tenant.name,
+                listed.tenant.id,
+                router.pool().row_schema()
+            ),
+            _ => format!(
+                "Created tenant `{}` in schema `{}`",
+                listed.tenant.name, listed.tenant.schema_name
+            ),
+        };
         if !listed.domains.is_empty() {
             let _ = write!(text, " (domains: {})", listed.domain_names().join(", "));
         }
@@ -81,11 +92,12 @@ fn list(router: &SyncRouter, json: bool) -> Result<Done> {
     if tenants.is_empty() {
         return Ok(Done::ok("No tenants.\n".into()));
     }
-    let rows: Vec<[String; 4]> = tenants
+    let rows: Vec<[String; 5]> = tenants
         .iter()
         .map(|t| {
             [
                 t.tenant.name.clone(),
+                t.tenant.mode.to_string(),
                 t.tenant.schema_name.to_string(),
                 t.tenant
                     .created_at
@@ -96,7 +108,7 @@ fn list(router: &SyncRouter, json: bool) -> Result<Done> {
         })
         .collect();
     Ok(Done::ok(table(
-        ["NAME", "SCHEMA", "CREATED", "DOMAINS"],
+        ["NAME", "MODE", "SCHEMA", "CREATED", "DOMAINS"],
         &rows,
     )))
 }
@@ -136,6 +148,18 @@ fn delete(router: &SyncRouter, name: &str, drop_schema: bool, json: bool) -> Res
                 "schema_name": tenant.schema_name.as_str(),
                 "schema_dropped": drop_schema,
             })
+        )
+    } else if tenant.mode == TenantMode::Rows && drop_schema {
+        format!(
+            "Deleted row tenant `{}` and its rows in schema `{}`.\n",
+            tenant.name,
+            router.pool().row_schema()
+        )
+    } else if tenant.mode == TenantMode::Rows {
+        format!(
+            "Deleted row tenant `{}`; its rows in schema `{}` were kept (use --drop-schema to delete them).\n",
+            tenant.name,
+            router.pool().row_schema()
         )
     } else if drop_schema {
         format!(

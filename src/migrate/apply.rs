@@ -16,7 +16,7 @@ use super::role_provision::{ensure_tenant_role, sync_shared_grants, Context};
 use crate::error::{Error, Result, SchemaRef};
 use crate::pool::{lock, TenantPool};
 use crate::registry::name_keys;
-use crate::registry::{Tenant, TenantRegistry};
+use crate::registry::{Tenant, TenantMode, TenantRegistry};
 use crate::schema_name::SchemaName;
 
 /// The crate's own shared migrations: the tenant registry.
@@ -83,7 +83,8 @@ pub(super) fn migrate_tenant(
 }
 
 /// Migrates the tenants `status` shows behind (those `options` select), `options.jobs`
-/// at a time, each with [`migrate_tenant`].
+/// at a time, each with [`migrate_tenant`]; first, with row tenants on, the row schema
+/// (one unit of the report), unless `options` select tenants by name or skip it.
 pub(super) fn migrate_all(
     pool: &TenantPool,
     set: &MigrationSet,
@@ -93,18 +94,45 @@ pub(super) fn migrate_all(
     let todo = options.select(status)?;
     let jobs = options.jobs.clamp(1, pool.max_size().max(1) as usize);
     let started = Instant::now();
-    let tenants = run_parallel(todo, jobs, options, |tenant: &Tenant| {
+    let mut up_to_date = status
+        .tenants
+        .iter()
+        .filter(|t| t.tenant.mode == TenantMode::Schema && t.pending.is_empty())
+        .count();
+    let mut tenants = Vec::new();
+    if let Some(rows) = status
+        .row_schema
+        .as_ref()
+        .filter(|r| options.admits_row_schema(r))
+    {
+        if rows.needs_migration() {
+            let t0 = Instant::now();
+            let result = super::row_schema::migrate(pool, set);
+            let report = TenantReport::for_row_schema(&rows.schema, result, t0.elapsed());
+            if let Some(progress) = &options.progress {
+                progress(&report);
+            }
+            let stop = report.error.is_some() && !options.keep_going;
+            tenants.push(report);
+            if stop {
+                return Ok(MigrateReport {
+                    tenants,
+                    up_to_date,
+                    duration: started.elapsed(),
+                });
+            }
+        } else {
+            up_to_date += 1;
+        }
+    }
+    tenants.extend(run_parallel(todo, jobs, options, |tenant: &Tenant| {
         let t0 = Instant::now();
         let result = migrate_tenant(pool, set, &tenant.schema_name);
         TenantReport::new(tenant, result, t0.elapsed())
-    });
+    }));
     Ok(MigrateReport {
         tenants,
-        up_to_date: status
-            .tenants
-            .iter()
-            .filter(|t| t.pending.is_empty())
-            .count(),
+        up_to_date,
         duration: started.elapsed(),
     })
 }

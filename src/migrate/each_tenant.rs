@@ -8,9 +8,9 @@ use diesel::pg::PgConnection;
 
 use super::batch::{run_parallel, BatchOptions, Outcome};
 use super::transaction_mark::TransactionMark;
-use crate::error::{Error, Result, SchemaRef};
+use crate::error::{Error, Result};
 use crate::pool::TenantPool;
-use crate::registry::{Tenant, TenantRegistry};
+use crate::registry::{Tenant, TenantMode, TenantRegistry};
 
 /// What running the work in one tenant gave.
 #[derive(Debug)]
@@ -98,23 +98,26 @@ where
     })
 }
 
-/// `work` in one tenant's scope and transaction.
+/// `work` in one tenant's scope and transaction: a schema tenant's schema (which must
+/// exist), or a row tenant's rows ([`Scope::Rows`](crate::Scope::Rows)).
 fn run_in<T, E, F>(pool: &TenantPool, tenant: &Tenant, work: &F) -> std::result::Result<T, E>
 where
     F: Fn(&mut PgConnection, &Tenant) -> std::result::Result<T, E>,
     E: From<Error> + From<diesel::result::Error>,
 {
+    let scope = tenant.scope();
+    let place = scope.schema_ref();
     let schema = &tenant.schema_name;
-    pool.with_tenant(schema, |conn| {
+    let rows = tenant.mode == TenantMode::Rows;
+    pool.with_scope(scope, |conn| {
         conn.transaction(|conn| {
-            if !crate::sql::schema_exists(conn, schema.as_str())? {
+            if !rows && !crate::sql::schema_exists(conn, schema.as_str())? {
                 return Err(E::from(Error::SchemaMissing {
                     schema: schema.to_string(),
                 }));
             }
             let mark = TransactionMark::take(conn)?;
             let value = work(conn, tenant)?;
-            let place = SchemaRef::Schema(schema.to_string());
             mark.check(conn, &place, "the work")?;
             Ok(value)
         })

@@ -9,6 +9,7 @@ use diesel::pg::PgConnection;
 use super::transaction_mark::TransactionMark;
 use crate::error::{Error, Hook, HookError, Result, SchemaRef};
 use crate::registry::Tenant;
+use crate::schema_name::{quote_ident, SchemaName};
 
 /// What a hook returns: `Ok(())`, or any error (boxed), which rolls the whole change back.
 pub type HookResult = std::result::Result<(), HookError>;
@@ -40,6 +41,12 @@ type AfterRename = Arc<dyn Fn(&mut PgConnection, &Tenant, &str) -> HookResult + 
 /// data migration, also with [tenant roles](crate::TenantPoolBuilder::tenant_roles) on:
 /// what a hook writes is then readable and writable by the tenant's role through the
 /// grants every tenant table gets, but the hook itself is not confined to the tenant.
+///
+/// A [row tenant](crate::TenantMode::Rows)'s hooks run in its scope as a checkout of it
+/// sets it: the row schema on the path, as the row role, with the tenant's id in
+/// `diesel_tenancy.tenant`, so row-level security shows them that tenant's rows only and
+/// what they insert gets its `tenant_id`. After them the transaction runs as the login
+/// role again.
 ///
 /// A hook must not end the transaction itself (`COMMIT`, `ROLLBACK`) nor swallow a failed
 /// statement's error: the crate checks with the server after the hooks and fails with
@@ -115,7 +122,8 @@ impl TenantHooks {
 
     /// Runs `hook` before a tenant is deleted, inside the deletion transaction, in the
     /// tenant's scope (if its schema exists). The third argument says whether the schema
-    /// and its data are about to be dropped. An error vetoes the deletion.
+    /// and its data (a row tenant's rows) are about to be dropped. An error vetoes the
+    /// deletion.
     pub fn before_delete<F>(mut self, hook: F) -> Self
     where
         F: Fn(&mut PgConnection, &Tenant, bool) -> HookResult + Send + Sync + 'static,
@@ -141,15 +149,20 @@ impl TenantHooks {
             && self.after_rename.is_empty()
     }
 
+    /// Whether an after-create hook is registered.
+    pub(crate) fn has_after_create(&self) -> bool {
+        !self.after_create.is_empty()
+    }
+
     pub(crate) fn run_after_create(
         &self,
         conn: &mut PgConnection,
-        path: &str,
+        scope: &HookScope,
         tenant: &Tenant,
     ) -> Result<()> {
         run(
             conn,
-            path,
+            scope,
             tenant,
             Hook::AfterCreate,
             &self.after_create,
@@ -160,13 +173,13 @@ impl TenantHooks {
     pub(crate) fn run_before_delete(
         &self,
         conn: &mut PgConnection,
-        path: &str,
+        scope: &HookScope,
         tenant: &Tenant,
         drop_schema: bool,
     ) -> Result<()> {
         run(
             conn,
-            path,
+            scope,
             tenant,
             Hook::BeforeDelete,
             &self.before_delete,
@@ -177,13 +190,13 @@ impl TenantHooks {
     pub(crate) fn run_after_rename(
         &self,
         conn: &mut PgConnection,
-        path: &str,
+        scope: &HookScope,
         tenant: &Tenant,
         old_name: &str,
     ) -> Result<()> {
         run(
             conn,
-            path,
+            scope,
             tenant,
             Hook::AfterRename,
             &self.after_rename,
@@ -192,11 +205,48 @@ impl TenantHooks {
     }
 }
 
-/// Sets the tenant's path for the rest of the transaction, runs `hooks` in order, then
-/// proves the transaction is still the one the crate opened and not aborted.
+/// Where hooks run: the statements that put the crate's transaction into a tenant's
+/// scope (as a checkout of that tenant would) and take it out again, and the place
+/// errors name.
+#[derive(Debug, Clone)]
+pub(crate) struct HookScope {
+    enter: String,
+    leave: Option<String>,
+    place: SchemaRef,
+}
+
+impl HookScope {
+    /// A schema tenant's scope: `path` (rendered by `Scope::search_path`) for the rest of
+    /// the transaction. Hooks run as the login role.
+    pub(crate) fn schema(path: &str, schema: &SchemaName) -> HookScope {
+        HookScope {
+            enter: format!("SET LOCAL search_path TO {path}"),
+            leave: None,
+            place: SchemaRef::Schema(schema.to_string()),
+        }
+    }
+
+    /// Row tenant `tenant`'s scope: `path` (the row schema's), the row role `role` and
+    /// the tenant setting, for the hooks only; the transaction goes back to the login
+    /// role and no tenant after them.
+    pub(crate) fn rows(path: &str, role: &str, tenant: i64) -> HookScope {
+        HookScope {
+            enter: format!(
+                "SET LOCAL search_path TO {path}; SET LOCAL ROLE {}; \
+                 SET LOCAL diesel_tenancy.tenant TO '{tenant}'",
+                quote_ident(role)
+            ),
+            leave: Some("SET LOCAL ROLE NONE; SET LOCAL diesel_tenancy.tenant TO ''".into()),
+            place: SchemaRef::RowTenant(tenant),
+        }
+    }
+}
+
+/// Enters the tenant's scope, runs `hooks` in order, proves the transaction is still the
+/// one the crate opened and not aborted, and leaves the scope.
 fn run<H>(
     conn: &mut PgConnection,
-    path: &str,
+    scope: &HookScope,
     tenant: &Tenant,
     hook: Hook,
     hooks: &[H],
@@ -205,8 +255,8 @@ fn run<H>(
     if hooks.is_empty() {
         return Ok(());
     }
-    // `path` is rendered from a validated schema name (`Scope::search_path`).
-    conn.batch_execute(&format!("SET LOCAL search_path TO {path}"))?;
+    // Rendered from validated names, a quoted role and an integer.
+    conn.batch_execute(&scope.enter)?;
     let mark = TransactionMark::take(conn)?;
     for h in hooks {
         call(h, conn).map_err(|source| Error::Hook {
@@ -215,8 +265,11 @@ fn run<H>(
             source,
         })?;
     }
-    let place = SchemaRef::Schema(tenant.schema_name.to_string());
-    mark.check(conn, &place, &format!("the {hook} hook"))
+    mark.check(conn, &scope.place, &format!("the {hook} hook"))?;
+    if let Some(leave) = &scope.leave {
+        conn.batch_execute(leave)?;
+    }
+    Ok(())
 }
 
 /// A hook's deliberate "no": return it (`Err(Refusal::new("…").into())`) to veto a

@@ -17,6 +17,10 @@
 //!   per tenant) left it open and healthy;
 //! - `role_provision.rs`: creating, granting and dropping tenant roles in those
 //!   transactions; `role_sync.rs`: the backfill ([`SyncRouter::sync_tenant_roles`]);
+//! - row tenants: `row_schema.rs` provisions and migrates the row schema (and deletes a
+//!   tenant's rows), `row_role.rs` makes and grants the row role, `row_check.rs` proves
+//!   every row table protected by forced row-level security ([`UnprotectedTable`]),
+//!   `row_tenants.rs` creates (one or many) and deletes row tenants;
 //! - `citus/`: tenant schemas as Citus distributed schemas, where tenants live, moving
 //!   them, shared tables as reference tables.
 
@@ -31,6 +35,10 @@ pub(crate) mod report;
 pub(crate) mod role_provision;
 mod role_sync;
 mod router;
+mod row_check;
+mod row_role;
+mod row_schema;
+mod row_tenants;
 mod spares;
 mod status;
 mod transaction_mark;
@@ -44,10 +52,12 @@ pub use each_tenant::{EachReport, TenantRun};
 pub use hooks::{HookResult, Refusal, TenantHooks};
 pub use lifecycle::NewTenant;
 pub use report::{
-    MigrateOptions, MigrateReport, MigrationStatus, ProgressFn, TenantReport, TenantStatus,
+    MigrateOptions, MigrateReport, MigrationStatus, ProgressFn, RowSchemaStatus, TenantReport,
+    TenantStatus,
 };
 pub use role_sync::{RoleReport, TenantRoleReport};
 pub use router::SyncRouter;
+pub use row_check::UnprotectedTable;
 
 #[cfg(feature = "cli")]
 pub(crate) use batch::{Outcome, Selection};

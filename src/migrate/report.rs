@@ -5,8 +5,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::batch::{BatchOptions, Outcome, Progress, Selection};
+use super::row_check::UnprotectedTable;
 use crate::error::{Error, Result};
-use crate::registry::Tenant;
+use crate::registry::{tenant_name_key, Tenant, TenantMode};
+use crate::schema_name::SchemaName;
 
 /// Called after each tenant is migrated (e.g. to advance a progress bar).
 pub type ProgressFn = Progress<TenantReport>;
@@ -23,6 +25,13 @@ pub type ProgressFn = Progress<TenantReport>;
 pub type MigrateOptions = BatchOptions<TenantReport>;
 
 impl MigrateOptions {
+    /// Whether these options let `migrate_all` migrate the row schema: no tenants named
+    /// in `only`, and the row schema's name not in `skip`.
+    pub(crate) fn admits_row_schema(&self, rows: &RowSchemaStatus) -> bool {
+        let key = tenant_name_key(rows.schema.as_str());
+        self.only.is_empty() && !self.skip.iter().any(|s| tenant_name_key(s) == key)
+    }
+
     /// The tenants with pending migrations that these options select.
     pub(crate) fn select(&self, status: &MigrationStatus) -> Result<Vec<Tenant>> {
         Ok(status
@@ -82,6 +91,27 @@ impl TenantReport {
         TenantReport {
             tenant: tenant.name.clone(),
             schema: tenant.schema_name.to_string(),
+            applied,
+            duration,
+            error,
+        }
+    }
+}
+
+impl TenantReport {
+    /// The report of migrating the row schema `schema`, listed under its name.
+    pub(crate) fn for_row_schema(
+        schema: &SchemaName,
+        result: Result<Vec<String>>,
+        duration: Duration,
+    ) -> Self {
+        let (applied, error) = match result {
+            Ok(applied) => (applied, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        TenantReport {
+            tenant: schema.to_string(),
+            schema: schema.to_string(),
             applied,
             duration,
             error,
@@ -163,14 +193,43 @@ pub struct TenantStatus {
     pub schema_missing: bool,
 }
 
+/// Migration state of the row schema, the one schema every row tenant's rows live in.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RowSchemaStatus {
+    /// The row schema.
+    pub schema: SchemaName,
+    /// Versions of the tenant set not applied in it.
+    pub pending: Vec<String>,
+    /// Versions applied in it that the tenant set does not know.
+    pub unknown_applied: Vec<String>,
+    /// The row schema does not exist yet (`migrate_shared` provisions it).
+    pub schema_missing: bool,
+}
+
+impl RowSchemaStatus {
+    /// Whether `migrate_all` has work to do in the row schema.
+    pub fn needs_migration(&self) -> bool {
+        self.schema_missing || !self.pending.is_empty()
+    }
+}
+
 /// Migration state of the whole database, from [`SyncRouter::status`](crate::SyncRouter::status).
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct MigrationStatus {
     /// Shared (and, with the public tenant, tenant) versions not applied to `public`.
     pub shared_pending: Vec<String>,
-    /// Every registered tenant.
+    /// Every registered tenant. A row tenant has no schema: its `pending` is empty and
+    /// its schema never missing; its tables' state is [`row_schema`](Self::row_schema)'s.
     pub tenants: Vec<TenantStatus>,
+    /// With row tenants on, the row schema's migration state; `None` otherwise.
+    pub row_schema: Option<RowSchemaStatus>,
+    /// Relations of the row schema whose rows row-level security does not keep apart
+    /// by tenant (no `tenant_id`, row security off or not forced, no tenant policy, a
+    /// policy that widens it, a view that reads as its owner). `migrate --check` fails
+    /// while any is listed, and migrating the row schema refuses to commit one.
+    pub unprotected_row_tables: Vec<UnprotectedTable>,
     /// Schemas that hold a Diesel tracking table but have no registry row.
     pub orphan_schemas: Vec<String>,
     /// Relations with storage (tables, indexes, sequences, materialized views) in the
@@ -213,6 +272,7 @@ impl MigrationStatus {
         Ok(self
             .tenants
             .iter()
+            .filter(|t| t.tenant.mode == TenantMode::Schema)
             .filter(|t| !t.pending.is_empty() || t.schema_missing)
             .filter(|t| selection.admits(&t.tenant.name))
             .collect())
@@ -223,6 +283,10 @@ impl MigrationStatus {
     pub fn has_pending(&self) -> bool {
         !self.shared_pending.is_empty()
             || self.name_keys.needs_work()
+            || self
+                .row_schema
+                .as_ref()
+                .is_some_and(RowSchemaStatus::needs_migration)
             || self
                 .tenants
                 .iter()
@@ -239,6 +303,8 @@ pub(crate) fn file_status(
     MigrationStatus {
         shared_pending: Vec::new(),
         tenants: Vec::new(),
+        row_schema: None,
+        unprotected_row_tables: Vec::new(),
         orphan_schemas: Vec::new(),
         relation_files,
         max_files_per_process,
@@ -251,7 +317,6 @@ pub(crate) fn file_status(
 mod tests {
     use super::file_status as status;
     use super::*;
-    use crate::schema_name::SchemaName;
 
     #[test]
     fn a_migration_report_has_one_json_shape() {

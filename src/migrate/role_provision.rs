@@ -28,6 +28,10 @@ pub(crate) struct Context {
     superuser: bool,
     #[diesel(sql_type = Bool)]
     createrole: bool,
+    #[diesel(sql_type = Bool)]
+    bypassrls: bool,
+    #[diesel(sql_type = Text)]
+    database_name: String,
 }
 
 impl Context {
@@ -42,7 +46,8 @@ impl Context {
     pub(crate) fn read(conn: &mut PgConnection) -> Result<Context> {
         Ok(diesel::sql_query(
             "SELECT d.oid::int8 AS database, r.rolname::text AS login, \
-             r.rolsuper AS superuser, r.rolcreaterole AS createrole \
+             r.rolsuper AS superuser, r.rolcreaterole AS createrole, \
+             r.rolbypassrls AS bypassrls, d.datname::text AS database_name \
              FROM pg_catalog.pg_database d, pg_catalog.pg_roles r \
              WHERE d.datname = pg_catalog.current_database() AND r.rolname = current_user",
         )
@@ -53,6 +58,32 @@ impl Context {
         u32::try_from(self.database)
             .map(RoleNames::new)
             .map_err(|_| Error::Config(format!("database OID {} out of range", self.database)))
+    }
+
+    /// The role the work runs as (the pool's login role).
+    pub(crate) fn login(&self) -> &str {
+        &self.login
+    }
+
+    /// Whether row-level security would not bind the current role (a superuser or a
+    /// `BYPASSRLS` role): then row tenants cannot be kept apart.
+    pub(crate) fn escapes_row_security(&self) -> bool {
+        self.superuser || self.bypassrls
+    }
+
+    /// Whether the current role is a superuser.
+    pub(crate) fn is_superuser(&self) -> bool {
+        self.superuser
+    }
+
+    /// The current database's name.
+    pub(crate) fn database_name(&self) -> &str {
+        &self.database_name
+    }
+
+    /// Whether the current role may create roles.
+    pub(crate) fn may_create_roles(&self) -> bool {
+        self.superuser || self.createrole
     }
 
     /// Fails unless the current role may create and drop roles.
@@ -83,13 +114,23 @@ pub(crate) struct RoleState {
 }
 
 impl RoleState {
+    /// Whether the role is a direct member of `role`.
+    pub(crate) fn is_member_of(&self, role: &str) -> bool {
+        self.member_of.iter().any(|m| m == role)
+    }
+
     /// Fails unless the role is what the crate makes: it cannot log in (then it is
     /// someone's account, never used nor dropped), it is no superuser and has neither
     /// `CREATEROLE` nor `BYPASSRLS`, and it is a member of `allowed` roles only. A tenant
     /// role given more (by hand, or by SQL that changed the role in a checkout) would
     /// reach past its grants. Checked wherever roles are made or repaired, not on every
     /// checkout, where reading these shared catalogs is costly.
-    fn audit(&self, place: &SchemaRef, tenant_role: &str, allowed: &[&str]) -> Result<()> {
+    pub(crate) fn audit(
+        &self,
+        place: &SchemaRef,
+        tenant_role: &str,
+        allowed: &[&str],
+    ) -> Result<()> {
         let extra: Vec<&str> = self
             .member_of
             .iter()
@@ -152,7 +193,7 @@ pub(crate) fn existing_roles(
 /// first tenants do not both create it), with the declared shared grants; audits it if
 /// it existed. `known`: the roles an earlier look-up found (`None`: look it up).
 /// `place` and `tenant_role` name what was being done, for errors.
-fn ensure_group(
+pub(super) fn ensure_group(
     conn: &mut PgConnection,
     names: &RoleNames,
     roles: &TenantRoles,
@@ -229,7 +270,7 @@ struct Found {
 /// In one round trip: the roles of `names` that exist, and the tables and sequences of
 /// `schema`, found through `pg_depend`'s index on the referenced object (every relation
 /// depends on its schema), not by scanning `pg_class`.
-fn look_up(
+pub(super) fn look_up(
     conn: &mut PgConnection,
     names: &[String],
     schema: &SchemaName,

@@ -12,15 +12,17 @@ use super::role_provision::{ensure_tenant_role, existing_roles, sync_shared_gran
 use crate::error::{Error, Result};
 use crate::pool::{lock, TenantPool};
 use crate::pool::{RoleNames, TenantRoles};
-use crate::registry::{Tenant, TenantRegistry};
+use crate::registry::{Tenant, TenantMode, TenantRegistry};
 use crate::schema_name::SchemaName;
 
-/// The tenants of `tenants` whose role does not exist.
+/// The schema tenants of `tenants` whose role does not exist (row tenants have none:
+/// they share the row role).
 fn without_role(
     conn: &mut PgConnection,
     names: &RoleNames,
     mut tenants: Vec<Tenant>,
 ) -> Result<Vec<Tenant>> {
+    tenants.retain(|t| t.mode == TenantMode::Schema);
     let wanted: Vec<String> = tenants
         .iter()
         .map(|t| names.tenant(&t.schema_name))
@@ -60,7 +62,8 @@ pub struct TenantRoleReport {
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RoleReport {
-    /// One entry per registered tenant, in name order.
+    /// One entry per registered schema tenant, in name order (row tenants have no role
+    /// of their own).
     pub tenants: Vec<TenantRoleReport>,
     /// Wall time.
     pub duration: Duration,
@@ -119,6 +122,7 @@ pub(super) fn sync_roles(pool: &TenantPool, only_missing: bool) -> Result<RoleRe
         conn.transaction(|conn| sync_shared_grants(conn, &roles))?;
         let names = Context::read(conn)?.names()?;
         let mut tenants = TenantRegistry::list(conn)?;
+        tenants.retain(|t| t.mode == TenantMode::Schema);
         if only_missing {
             tenants = without_role(conn, &names, tenants)?;
         }

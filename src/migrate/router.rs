@@ -16,15 +16,17 @@ use super::citus::{
 };
 use super::each_tenant::{self, EachReport, TenantRun};
 use super::hooks::TenantHooks;
-use super::lifecycle::{self, NewTenant};
+use super::lifecycle::{self, Creation, NewTenant};
 use super::migration_set::{MigrationSet, Source};
 use super::report::{MigrateOptions, MigrateReport, MigrationStatus};
 use super::role_sync::{self, RoleReport};
+use super::row_schema;
+use super::row_tenants;
 use super::spares;
 use super::status;
 use crate::error::{Error, Result, SchemaRef};
 use crate::pool::TenantPool;
-use crate::registry::Tenant;
+use crate::registry::{Tenant, TenantMode};
 use crate::schema_name::{SchemaName, SchemaRules};
 
 /// Routes migrations: the shared set (the crate's registry plus the app's shared
@@ -55,6 +57,8 @@ pub struct SyncRouter {
     hooks: TenantHooks,
     /// Citus: `migrate_shared` makes the shared tables reference tables.
     reference_tables: bool,
+    /// The mode of a new tenant that names none.
+    tenant_mode: TenantMode,
 }
 
 impl std::fmt::Debug for SyncRouter {
@@ -65,6 +69,7 @@ impl std::fmt::Debug for SyncRouter {
             .field("public_tenant", &self.public_tenant)
             .field("hooks", &self.hooks)
             .field("reference_tables", &self.reference_tables)
+            .field("tenant_mode", &self.tenant_mode)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +86,7 @@ impl SyncRouter {
             rules: SchemaRules::default(),
             hooks: TenantHooks::default(),
             reference_tables: false,
+            tenant_mode: TenantMode::Schema,
         }
     }
 
@@ -111,6 +117,21 @@ impl SyncRouter {
     pub fn hooks(mut self, hooks: TenantHooks) -> Self {
         self.hooks = hooks;
         self
+    }
+
+    /// The mode of new tenants whose [`NewTenant::mode`] is `None`: their own schema, or
+    /// rows in the pool's row schema. Defaults to [`TenantMode::Schema`]. Row tenants
+    /// need a pool built with
+    /// [`row_tenants`](crate::TenantPoolBuilder::row_tenants); one application can hold
+    /// tenants of both modes.
+    pub fn tenant_mode(mut self, mode: TenantMode) -> Self {
+        self.tenant_mode = mode;
+        self
+    }
+
+    /// The mode of new tenants that name none ([`tenant_mode`](Self::tenant_mode)).
+    pub fn default_tenant_mode(&self) -> TenantMode {
+        self.tenant_mode
     }
 
     /// Whether the tenant set is also applied to `public`.
@@ -156,8 +177,40 @@ impl SyncRouter {
 
     /// Applies the pending shared migrations to `public` under an advisory lock and
     /// returns the versions applied.
+    ///
+    /// When the pool serves [row tenants](crate::TenantPoolBuilder::row_tenants), it then
+    /// provisions the row schema in a second transaction, under the row schema's lock:
+    /// the schema and its sentinel table, the row role and its grants, the tenant set
+    /// applied to it (as the login role), and the proof that every relation in it is
+    /// protected by forced row-level security; any failure rolls that transaction back
+    /// with [`Error::RowSecurity`] naming the table and the fix. It refuses a login role
+    /// that is a superuser or has `BYPASSRLS` (row-level security never binds them).
     pub fn migrate_shared(&self) -> Result<Vec<String>> {
-        apply::migrate_shared(&self.pool, &self.shared_set()?, self.reference_tables)
+        let applied =
+            apply::migrate_shared(&self.pool, &self.shared_set()?, self.reference_tables)?;
+        if self.pool.has_row_tenants() {
+            row_schema::migrate(&self.pool, &self.tenant)?;
+        }
+        Ok(applied)
+    }
+
+    /// The rules new tenants' schema names follow: the router's, and, with row tenants
+    /// on, the row schema reserved.
+    fn creation_rules(&self) -> SchemaRules {
+        match self.pool.has_row_tenants() {
+            true => self.rules.clone().reserve(self.pool.row_schema().as_str()),
+            false => self.rules.clone(),
+        }
+    }
+
+    fn creation<'a>(&'a self, rules: &'a SchemaRules) -> Creation<'a> {
+        Creation {
+            pool: &self.pool,
+            tenant_set: &self.tenant,
+            rules,
+            hooks: &self.hooks,
+            default_mode: self.tenant_mode,
+        }
     }
 
     /// Registers a tenant, creates its schema, applies the tenant set to it, adds its
@@ -169,14 +222,39 @@ impl SyncRouter {
     ///
     /// With [tenant roles](crate::TenantPoolBuilder::tenant_roles) on, the tenant's role
     /// is created and granted its schema in the same transaction.
+    ///
+    /// A row tenant ([`NewTenant::mode`], or the router's
+    /// [`tenant_mode`](Self::tenant_mode)) is one registry row (its derived
+    /// `schema_name` reserved for it, never created) and its domains: no DDL. Its
+    /// `after_create` hooks run in its scope (the row schema on the path, as the row
+    /// role, with its id in `diesel_tenancy.tenant`), in the same transaction. Fails with
+    /// [`Error::Config`] when the pool does not serve row tenants or the row schema is
+    /// not provisioned yet ([`migrate_shared`](Self::migrate_shared)).
     pub fn create_tenant(&self, new: &NewTenant) -> Result<Tenant> {
-        lifecycle::create(&self.pool, &self.tenant, &self.rules, &self.hooks, new)
+        let rules = self.creation_rules();
+        lifecycle::create(&self.creation(&rules), new)
+    }
+
+    /// Creates many row tenants at once, in one transaction (all or none): 1,000 per
+    /// multi-row `INSERT`, then each one's domains and `after_create` hooks (in its
+    /// scope). Returns them in the order given. Each [`NewTenant`]'s mode must be `None`
+    /// or [`TenantMode::Rows`]; a name or schema already registered, or repeated in
+    /// `new`, fails with [`Error::TenantExists`] or [`Error::SchemaExists`] and creates
+    /// nothing.
+    pub fn create_row_tenants(&self, new: &[NewTenant]) -> Result<Vec<Tenant>> {
+        let rules = self.creation_rules();
+        row_tenants::create_many(&self.creation(&rules), new)
     }
 
     /// Deletes a tenant's registry row (and domains) and its tenant role, if it has one.
     /// The schema and its data are dropped only when `drop_schema` is true. The
     /// [`before_delete`](TenantHooks::before_delete) hooks run first, in the same
     /// transaction, and can veto it.
+    ///
+    /// For a row tenant, `drop_schema` deletes its rows from every table of the row
+    /// schema that has a `tenant_id` column (as the login role, which sees every row), in
+    /// the same transaction; without it the rows are kept, and no tenant sees them (ids
+    /// are never reused). Its hooks run in its scope.
     pub fn delete_tenant(&self, name: &str, drop_schema: bool) -> Result<Tenant> {
         lifecycle::delete(&self.pool, &self.hooks, name, drop_schema)
     }
@@ -203,6 +281,11 @@ impl SyncRouter {
     /// queries), so up-to-date tenants cost nothing. Each tenant migrates in its own
     /// transaction; a failing tenant is rolled back whole and, with `keep_going`, the
     /// others still run.
+    ///
+    /// Row tenants have no schema of their own: with row tenants on, the row schema is
+    /// migrated first, as one unit of the report listed under the row schema's name (as
+    /// [`migrate_shared`](Self::migrate_shared) provisions it), unless `options.only`
+    /// names tenants or `options.skip` names the row schema.
     pub fn migrate_all(&self, options: &MigrateOptions) -> Result<MigrateReport> {
         let status = self.status()?;
         apply::migrate_all(&self.pool, &self.tenant, &status, options)
@@ -335,7 +418,8 @@ impl SyncRouter {
         citus::provision::distribute_all(&self.pool)
     }
 
-    /// Where every tenant lives: its node and its size, tenants in registry order.
+    /// Where every schema tenant lives: its node and its size, tenants in registry order
+    /// (row tenants live in the row schema and are not listed).
     /// Fails with [`Error::NeedsCitus`] on plain PostgreSQL.
     pub fn placement(&self) -> Result<Vec<TenantPlacement>> {
         citus::placement::placement(&self.pool)

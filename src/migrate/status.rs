@@ -7,10 +7,11 @@ use diesel::prelude::*;
 use diesel::query_builder::SqlQuery;
 use diesel::sql_types::{Array, BigInt, Text};
 
-use super::report::{MigrationStatus, TenantStatus};
+use super::report::{MigrationStatus, RowSchemaStatus, TenantStatus};
+use super::row_check::{unprotected_tables, UnprotectedTable};
 use crate::error::{Error, Result};
 use crate::pool::TenantPool;
-use crate::registry::TenantRegistry;
+use crate::registry::{Tenant, TenantMode, TenantRegistry};
 use crate::schema_name::SchemaName;
 use crate::schema_union::SchemaUnion;
 
@@ -45,92 +46,146 @@ struct VersionRow {
     version: String,
 }
 
+/// What status reads in `public`'s transaction: the registry, the catalog, the row
+/// schema's protection.
+struct Found {
+    tenants: Vec<Tenant>,
+    tracked: HashSet<String>,
+    catalog: TenantCatalog,
+    spares: Vec<String>,
+    to_read: Vec<SchemaName>,
+    name_keys: crate::registry::NameKeys,
+    citus: Option<super::citus::provision::CitusStatus>,
+    unprotected: Vec<UnprotectedTable>,
+}
+
+/// The registry, the catalog and the row schema's protection, on one connection.
+fn find(conn: &mut PgConnection, rows: Option<&SchemaName>) -> Result<Found> {
+    // On a database the shared set never reached, there is no registry yet:
+    // everything shared is pending and there are no tenants.
+    let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
+        TenantRegistry::list(conn)?
+    } else {
+        Vec::new()
+    };
+    let schema_tenants: Vec<Tenant> = tenants
+        .iter()
+        .filter(|t| t.mode == TenantMode::Schema)
+        .cloned()
+        .collect();
+    let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
+    let names: Vec<&str> = schema_tenants
+        .iter()
+        .map(|t| t.schema_name.as_str())
+        .collect();
+    let catalog = tenant_catalog(conn, &names)?;
+    let mut to_read: Vec<SchemaName> = schema_tenants
+        .iter()
+        .map(|t| t.schema_name.clone())
+        .filter(|s| tracked.contains(s.as_str()))
+        .collect();
+    let extra = std::iter::once("public").chain(rows.map(SchemaName::as_str));
+    for schema in extra.filter(|s| tracked.contains(*s)) {
+        to_read.push(SchemaName::from_stored(schema)?);
+    }
+    let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
+        super::spares::spare_names(conn)?
+    } else {
+        Vec::new()
+    };
+    let unprotected = match rows {
+        Some(rows) => unprotected_tables(conn, rows)?,
+        None => Vec::new(),
+    };
+    Ok(Found {
+        name_keys: crate::registry::name_keys::check_if_present(conn)?,
+        citus: super::citus::status(conn, &schema_tenants)?,
+        tenants,
+        tracked,
+        catalog,
+        spares,
+        to_read,
+        unprotected,
+    })
+}
+
 /// Which schemas lack which of the `shared` and `tenant_versions`, plus
-/// registry/catalog mismatches, in `8 + tenants / 500` queries (9 on Citus).
+/// registry/catalog mismatches, in `8 + tenants / 500` queries (9 on Citus, one more
+/// with row tenants on).
 pub(super) fn status(
     pool: &TenantPool,
     shared: &[String],
     tenant_versions: &[String],
 ) -> Result<MigrationStatus> {
-    let (tenants, tracked, catalog, spares, to_read, (name_keys, citus)) =
-        pool.with_public(|conn| {
-            // On a database the shared set never reached, there is no registry yet:
-            // everything shared is pending and there are no tenants.
-            let tenants = if crate::sql::table_exists(conn, "public.tenants")? {
-                TenantRegistry::list(conn)?
-            } else {
-                Vec::new()
-            };
-            let tracked: HashSet<String> = tracked_schemas(conn)?.into_iter().collect();
-            let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-            let catalog = tenant_catalog(conn, &names)?;
-            let mut to_read: Vec<SchemaName> = tenants
-                .iter()
-                .map(|t| t.schema_name.clone())
-                .filter(|s| tracked.contains(s.as_str()))
-                .collect();
-            if tracked.contains("public") {
-                to_read.push(SchemaName::from_stored("public")?);
-            }
-            let spares = if crate::sql::table_exists(conn, "public.tenant_spares")? {
-                super::spares::spare_names(conn)?
-            } else {
-                Vec::new()
-            };
-            let name_keys = crate::registry::name_keys::check_if_present(conn)?;
-            let citus = super::citus::status(conn, &tenants)?;
-            Ok::<_, Error>((
-                tenants,
-                tracked,
-                catalog,
-                spares,
-                to_read,
-                (name_keys, citus),
-            ))
-        })?;
-    let applied = applied_versions(pool, &to_read)?;
+    let rows = pool.has_row_tenants().then(|| pool.row_schema().clone());
+    let found = pool.with_public(|conn| find(conn, rows.as_ref()))?;
+    let applied = applied_versions(pool, &found.to_read)?;
     let empty = BTreeSet::new();
-    let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
-    {
-        let registered: HashSet<&str> = names
-            .iter()
-            .copied()
-            .chain(spares.iter().map(String::as_str))
-            .collect();
-        let orphan_schemas = tracked
-            .iter()
-            .filter(|s| *s != "public" && !registered.contains(s.as_str()))
+    let registered: HashSet<&str> = found
+        .tenants
+        .iter()
+        .filter(|t| t.mode == TenantMode::Schema)
+        .map(|t| t.schema_name.as_str())
+        .chain(found.spares.iter().map(String::as_str))
+        .chain(rows.as_ref().map(SchemaName::as_str))
+        .collect();
+    let orphan_schemas = found
+        .tracked
+        .iter()
+        .filter(|s| *s != "public" && !registered.contains(s.as_str()))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let shared_pending = missing(shared, applied.get("public").unwrap_or(&empty));
+    let unknown = |done: &BTreeSet<String>| -> Vec<String> {
+        done.iter()
+            .filter(|v| !tenant_versions.contains(v))
             .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let shared_pending = missing(shared, applied.get("public").unwrap_or(&empty));
-        let tenants = tenants
-            .into_iter()
-            .map(|tenant| {
-                let done = applied.get(tenant.schema_name.as_str()).unwrap_or(&empty);
-                TenantStatus {
-                    pending: missing(tenant_versions, done),
-                    unknown_applied: done
-                        .iter()
-                        .filter(|v| !tenant_versions.contains(v))
-                        .cloned()
-                        .collect(),
-                    schema_missing: !catalog.existing.contains(tenant.schema_name.as_str()),
+            .collect()
+    };
+    let row_schema = rows.map(|schema| {
+        let done = applied.get(schema.as_str()).unwrap_or(&empty);
+        RowSchemaStatus {
+            pending: missing(tenant_versions, done),
+            unknown_applied: unknown(done),
+            schema_missing: !found.tracked.contains(schema.as_str()),
+            schema,
+        }
+    });
+    let catalog = &found.catalog;
+    let tenants = found
+        .tenants
+        .into_iter()
+        .map(|tenant| {
+            if tenant.mode == TenantMode::Rows {
+                return TenantStatus {
+                    pending: Vec::new(),
+                    unknown_applied: Vec::new(),
+                    schema_missing: false,
                     tenant,
-                }
-            })
-            .collect();
-        Ok(MigrationStatus {
-            shared_pending,
-            tenants,
-            orphan_schemas,
-            relation_files: catalog.relation_files,
-            max_files_per_process: catalog.max_files_per_process,
-            name_keys,
-            citus,
+                };
+            }
+            let done = applied.get(tenant.schema_name.as_str()).unwrap_or(&empty);
+            TenantStatus {
+                pending: missing(tenant_versions, done),
+                unknown_applied: unknown(done),
+                schema_missing: !catalog.existing.contains(tenant.schema_name.as_str()),
+                tenant,
+            }
         })
-    }
+        .collect();
+    Ok(MigrationStatus {
+        shared_pending,
+        tenants,
+        row_schema,
+        unprotected_row_tables: found.unprotected,
+        orphan_schemas,
+        relation_files: catalog.relation_files,
+        max_files_per_process: catalog.max_files_per_process,
+        name_keys: found.name_keys,
+        citus: found.citus,
+    })
 }
 
 /// Diesel's tracking table in every schema: its versions.

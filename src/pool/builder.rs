@@ -10,6 +10,7 @@ use super::tenant_pool::TenantPool;
 use super::tenant_roles::TenantRoles;
 use super::watch::InstrumentationFactory;
 use crate::error::Result;
+use crate::schema_name::SchemaName;
 
 /// Configures a [`TenantPool`].
 #[derive(Debug, Clone)]
@@ -211,6 +212,27 @@ impl TenantPoolBuilder {
         self
     }
 
+    /// Lets the pool serve row tenants ([`Scope::Rows`](crate::Scope::Rows),
+    /// [`Scope::AllRows`](crate::Scope::AllRows)), whose tables live in the row schema
+    /// (`tenant_rows` unless [`row_schema`](Self::row_schema) names another). Defaults to
+    /// off.
+    ///
+    /// With row tenants on, `build` refuses a login role that row-level security would
+    /// not bind (a superuser or a `BYPASSRLS` role) with
+    /// [`Error::RowSecurity`](crate::Error::RowSecurity), and every checkout resets the
+    /// role before its proof. See the crate docs, "Choosing a mode".
+    pub fn row_tenants(mut self, enabled: bool) -> Self {
+        self.connections.set_row_tenants(enabled);
+        self
+    }
+
+    /// The schema that holds row tenants' tables (and turns row tenants on). Defaults to
+    /// `tenant_rows`. No schema tenant may be given this schema.
+    pub fn row_schema(mut self, schema: SchemaName) -> Self {
+        self.connections.set_row_schema(schema);
+        self
+    }
+
     /// Whether [`tenant_roles`](Self::tenant_roles) was set.
     #[cfg(feature = "rocket")]
     pub(crate) fn has_tenant_roles(&self) -> bool {
@@ -250,8 +272,16 @@ impl TenantPoolBuilder {
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
         manager.probe()?;
-        if self.has_tenant_roles() {
-            super::citus::refuse_tenant_roles_at(database_url)?;
+        if self.connections.tenant_roles().is_some() {
+            super::citus::refuse_nologin_roles_at(database_url, "tenant roles")?;
+        }
+        if self.connections.row_tenants() {
+            super::citus::refuse_nologin_roles_at(database_url, "row tenants")?;
+        }
+        if self.connections.row_tenants() {
+            // Before r2d2 opens connections: its build retries a failing connect until the
+            // connection timeout instead of returning this error.
+            super::row_security::refuse_unbound_login_at(database_url)?;
         }
         let settings = manager.settings();
         let inner = r2d2::Pool::builder()

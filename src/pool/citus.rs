@@ -30,25 +30,27 @@ pub(crate) fn require(conn: &mut PgConnection, what: &'static str) -> Result<()>
     }
 }
 
-/// Tenant roles cannot work on Citus: for the worker part of a distributed query Citus
-/// opens a connection to the worker *as the current role*, and a tenant role is
-/// `NOLOGIN` ("role … is not permitted to log in"). Refused up front, when the pool is
-/// built, with [`Error::Citus`].
-pub(crate) fn refuse_tenant_roles(conn: &mut PgConnection) -> Result<()> {
+/// Tenant roles and the row role cannot work on Citus: for the worker part of a
+/// distributed query Citus opens a connection to the worker *as the current role*, and
+/// those roles are `NOLOGIN` ("role … is not permitted to log in"). Refused up front,
+/// when the pool is built, with [`Error::Citus`]; `what` names the option ("tenant
+/// roles", "row tenants").
+pub(crate) fn refuse_nologin_roles(conn: &mut PgConnection, what: &'static str) -> Result<()> {
     if installed(conn)? {
         return Err(Error::Citus {
-            what: "tenant roles",
-            reason: "Citus runs the worker part of every distributed query over a \
-                     connection it opens as the current role, and tenant roles cannot \
-                     log in; turn tenant roles off on a Citus database"
-                .into(),
+            what,
+            reason: format!(
+                "Citus runs the worker part of every distributed query over a connection \
+                 it opens as the current role, and the role {what} run as cannot log in; \
+                 turn {what} off on a Citus database"
+            ),
         });
     }
     Ok(())
 }
 
-/// [`refuse_tenant_roles`] on a connection of its own to `url`.
-pub(crate) fn refuse_tenant_roles_at(url: &str) -> Result<()> {
+/// [`refuse_nologin_roles`] on a connection of its own to `url`.
+pub(crate) fn refuse_nologin_roles_at(url: &str, what: &'static str) -> Result<()> {
     let mut conn = PgConnection::establish(url)?;
-    refuse_tenant_roles(&mut conn)
+    refuse_nologin_roles(&mut conn, what)
 }

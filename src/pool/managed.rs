@@ -18,7 +18,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 
 use super::mode::PoolMode;
-use super::proof::{self, Identity, Proof};
+use super::proof::{self, Checkout, Identity, Proof};
+use super::row_security::{self, RowProof};
 use super::scope::Scope;
 use super::settings::ConnectionSettings;
 use super::tenant_roles::RoleNames;
@@ -53,6 +54,11 @@ pub struct ManagedConnection {
     role_names: Option<RoleNames>,
     /// The scope last entered.
     last_scope: Option<Scope>,
+    /// The `search_path` of the scope last entered: statements are planned against it,
+    /// so only a change of path is a switch (row tenants share one).
+    last_path: Option<String>,
+    /// Whether the row statements are prepared on this session.
+    rows_prepared: bool,
     /// The scope whose `search_path` Diesel used to look up (and cache, for the
     /// connection's life) a custom type declared without a schema.
     types_scope: Option<Scope>,
@@ -103,22 +109,38 @@ impl ManagedConnection {
         )
         .get_result::<Backend>(&mut conn)?;
         let mut proof = Proof::new(
-            Identity::new((!behind_pooler).then_some(backend.pid), backend.login),
+            Identity::new(
+                (!behind_pooler).then_some(backend.pid),
+                backend.login.clone(),
+            ),
             settings.mode(),
             !behind_pooler,
         );
+        let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
+            Error::Config(format!("database OID {} out of range", backend.database))
+        })?);
+        // Also through the bare manager (e.g. `rocket_sync_db_pools`).
+        if settings.tenant_roles().is_some() {
+            super::citus::refuse_nologin_roles(&mut conn, "tenant roles")?;
+        }
+        if settings.row_tenants() {
+            super::citus::refuse_nologin_roles(&mut conn, "row tenants")?;
+        }
         let role_names = match settings.tenant_roles() {
             Some(_) => {
-                // Also through the bare manager (e.g. `rocket_sync_db_pools`).
-                super::citus::refuse_tenant_roles(&mut conn)?;
-                let names = RoleNames::new(u32::try_from(backend.database).map_err(|_| {
-                    Error::Config(format!("database OID {} out of range", backend.database))
-                })?);
                 proof = proof.with_tenant_roles(names.group());
                 Some(names)
             }
             None => None,
         };
+        if settings.row_tenants() {
+            row_security::refuse_unbound_login(&mut conn)?;
+            proof = proof.with_rows(RowProof::new(
+                &backend.login,
+                names,
+                settings.row_schema().clone(),
+            ));
+        }
         if proof.is_prepared() {
             conn.batch_execute(&proof.prepare())?;
         }
@@ -133,6 +155,8 @@ impl ManagedConnection {
             proof,
             role_names,
             last_scope: None,
+            last_path: None,
+            rows_prepared: false,
             types_scope: None,
             schemas: HashSet::new(),
             poisoned: false,
@@ -252,20 +276,39 @@ impl ManagedConnection {
             self.discard(&reason);
             return Err(unclean(scope, &reason));
         }
+        let path = self.settings.search_path(scope);
         let deallocate = (self.settings.reset_statements_on_switch()
             || self.schemas_diverge.load(Ordering::Relaxed))
-            && self.last_scope.as_ref().is_some_and(|last| last != scope);
-        let path = self.settings.search_path(scope);
-        // Every scope that names a tenant schema (pinned routes included) runs as the
-        // tenant's role; `public` as the login role.
-        let role = match (scope.schema(), &self.role_names) {
-            (Some(schema), Some(names)) => Some(names.tenant(schema)),
-            _ => None,
+            && self.last_path.as_ref().is_some_and(|last| *last != path);
+        let row_tenant = scope.row_tenant();
+        let role = match (scope, self.proof.rows()) {
+            (Scope::Rows { .. } | Scope::AllRows, None) => {
+                return Err(Error::Config(format!(
+                    "{} needs a pool that serves row tenants (TenantPoolBuilder::row_tenants)",
+                    scope.schema_ref()
+                )));
+            }
+            // A row tenant runs as the row role, which row security binds.
+            (Scope::Rows { .. }, Some(rows)) => Some(rows.role().to_owned()),
+            // Every scope that names a tenant schema (pinned routes included) runs as the
+            // tenant's role with tenant roles on; `public` and every row tenant's rows at
+            // once as the login role.
+            _ => match (scope.schema(), &self.role_names) {
+                (Some(schema), Some(names)) => Some(names.tenant(schema)),
+                _ => None,
+            },
         };
+        let prepare_rows =
+            row_tenant.is_some() && self.proof.is_prepared() && (deallocate || !self.rows_prepared);
         let route = scope.route();
-        let sql = self
-            .proof
-            .checkout(&path, route.as_deref(), role.as_deref(), deallocate);
+        let sql = self.proof.message(&Checkout {
+            path: &path,
+            route: route.as_deref(),
+            role: role.as_deref(),
+            row_tenant,
+            deallocate,
+            prepare_rows,
+        });
         let sent = match self.settings.mode() {
             PoolMode::Session => self.conn.batch_execute(&sql),
             PoolMode::TransactionLocal => {
@@ -274,6 +317,12 @@ impl ManagedConnection {
         };
         if let Err(source) = sent {
             return Err(self.failed_checkout(scope, role.as_deref(), source));
+        }
+        if deallocate {
+            self.rows_prepared = false;
+        }
+        if prepare_rows {
+            self.rows_prepared = true;
         }
         if deallocate && self.settings.statement_cache() {
             // The server forgot every prepared statement: make Diesel forget them too.
@@ -286,6 +335,9 @@ impl ManagedConnection {
         self.flags.clear();
         if self.last_scope.as_ref() != Some(scope) {
             self.last_scope = Some(scope.clone());
+        }
+        if self.last_path.as_ref() != Some(&path) {
+            self.last_path = Some(path);
         }
         if let Some(schema) = scope.schema() {
             if !self.schemas.contains(schema) {
@@ -315,6 +367,23 @@ impl ManagedConnection {
             "its checkout for {} failed: {reason}",
             scope.schema_ref()
         ));
+        if let Some(tenant) = reason.strip_prefix(row_security::STALE_ROW_TENANT) {
+            return Error::StaleRoute {
+                schema: format!("row tenant {tenant}"),
+            };
+        }
+        if matches!(scope, Scope::Rows { .. }) && role.is_some_and(|role| reason.contains(role)) {
+            // The row role is missing, not granted to the login role, or not bound by
+            // row security: no connection of this pool would do better.
+            return Error::RowSecurity {
+                reason: format!(
+                    "the row role {} cannot serve {}: {reason} (SyncRouter::migrate_shared \
+                     creates and checks it)",
+                    role.unwrap_or_default(),
+                    scope.schema_ref()
+                ),
+            };
+        }
         if reason.starts_with(proof::STALE_ROUTE) {
             // The session itself was clean (no other reason): the route is what failed.
             return Error::StaleRoute {

@@ -24,6 +24,7 @@ mod manager;
 mod mode;
 mod pooler;
 mod proof;
+mod row_security;
 mod schema_lock;
 mod scope;
 mod settings;
@@ -40,7 +41,8 @@ pub use scope::Scope;
 pub use tenant_pool::TenantPool;
 pub use tenant_roles::TenantRoles;
 
+pub(crate) use row_security::{unbound_login_reason, SENTINEL_TABLE};
 pub(crate) use schema_lock::lock;
 #[cfg(feature = "rocket")]
 pub(crate) use tenant_pool::Routed;
-pub(crate) use tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects};
+pub(crate) use tenant_roles::{schema_grants_sql, RoleNames, SchemaObjects, TRACKING_TABLE};

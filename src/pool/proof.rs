@@ -34,6 +34,7 @@
 //! `search_path` the previous borrower left, so nothing it calls may resolve elsewhere.
 
 use super::mode::PoolMode;
+use super::row_security::RowProof;
 
 /// The name of the proof's prepared statement on every direct connection.
 pub(crate) const STATEMENT: &str = "diesel_tenancy_checkout";
@@ -77,6 +78,26 @@ pub(crate) struct Proof {
     prepared: bool,
     /// With tenant roles on: the group role every tenant role is a member of.
     tenant_group: Option<String>,
+    /// With row tenants on: how row scopes are proven.
+    rows: Option<RowProof>,
+}
+
+/// What one checkout message must do besides the proof every checkout runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Checkout<'a> {
+    /// The rendered `search_path` value (quoted, validated identifiers).
+    pub(crate) path: &'a str,
+    /// A pinned scope's `<oid>:<schema>`.
+    pub(crate) route: Option<&'a str>,
+    /// The role the scope runs as (a tenant role, or the row role), validated.
+    pub(crate) role: Option<&'a str>,
+    /// A row scope's tenant id.
+    pub(crate) row_tenant: Option<i64>,
+    /// Forget every prepared statement first (the pool's reset on a schema switch).
+    pub(crate) deallocate: bool,
+    /// Prepare the row statements in this message (the connection's first row scope, or
+    /// after a deallocation).
+    pub(crate) prepare_rows: bool,
 }
 
 impl Proof {
@@ -86,7 +107,19 @@ impl Proof {
             mode,
             prepared,
             tenant_group: None,
+            rows: None,
         }
+    }
+
+    /// The same proof for a pool that serves row tenants.
+    pub(crate) fn with_rows(mut self, rows: RowProof) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// How row scopes are proven, if the pool serves row tenants.
+    pub(crate) fn rows(&self) -> Option<&RowProof> {
+        self.rows.as_ref()
     }
 
     /// The same proof for a pool with tenant roles, whose group role is `group`.
@@ -126,12 +159,9 @@ impl Proof {
         sql
     }
 
-    /// The checkout message for `path` (an already rendered `search_path` value made of
-    /// quoted, validated identifiers, spliced as they are). `deallocate` also forgets every prepared statement
-    /// first (the pool's reset on a schema switch). `route` (`<oid>:<schema>`, from
-    /// `Scope::route`) makes the proof also check that the schema still has that OID.
-    /// `role`: the tenant role the scope runs as (tenant roles on, tenant scopes), a
-    /// validated role name.
+    /// The checkout message for `path` (see [`Checkout`]); a shorthand of
+    /// [`message`](Self::message) for scopes without row tenants.
+    #[cfg(test)]
     pub(crate) fn checkout(
         &self,
         path: &str,
@@ -139,23 +169,44 @@ impl Proof {
         role: Option<&str>,
         deallocate: bool,
     ) -> String {
+        self.message(&Checkout {
+            path,
+            route,
+            role,
+            deallocate,
+            ..Checkout::default()
+        })
+    }
+
+    /// The checkout message. `path` is spliced as it is (quoted, validated identifiers);
+    /// `route` (`<oid>:<schema>`, from `Scope::route`) makes the proof also check that the
+    /// schema still has that OID; `role` is set after the path and proven; a row tenant is
+    /// set before the proof and proven a registered row tenant, and its role proven bound
+    /// by row security (`row_security.rs`).
+    pub(crate) fn message(&self, c: &Checkout<'_>) -> String {
         let local = self.mode == PoolMode::TransactionLocal;
+        let set = if local { "SET LOCAL " } else { "SET " };
         let mut sql = String::with_capacity(96);
         if local {
             sql.push_str("BEGIN; ");
         }
-        if deallocate {
+        if c.deallocate {
             sql.push_str("DEALLOCATE ALL; ");
             if self.prepared {
                 sql.push_str(&self.prepare());
                 sql.push_str("; ");
             }
         }
+        let rows = self.rows.as_ref();
+        if let (Some(rows), true, true) = (rows, c.prepare_rows, self.prepared) {
+            sql.push_str(&rows.prepare());
+            sql.push_str("; ");
+        }
         // Settings a borrower changed go back to the connection's defaults (role,
         // database and URL settings); the proof then sets the crate's own again.
         sql.push_str("RESET ALL; ");
-        if self.tenant_group.is_some() {
-            // `RESET ALL` leaves the role alone: the previous tenant's must go before the
+        if self.tenant_group.is_some() || rows.is_some() {
+            // `RESET ALL` leaves the role alone: the previous scope's must go before the
             // proof, which checks that the session runs as the login role.
             sql.push_str("RESET ROLE; ");
         }
@@ -165,21 +216,31 @@ impl Proof {
             // escapes a transaction resolves an unqualified table.
             sql.push_str("SET search_path TO ''; ");
         }
-        if let Some(route) = route {
+        if let Some(route) = c.route {
             // A utility statement read by the proof: the proof itself stays parameterless
             // (one generic plan). `route` is digits, `:` and a validated schema name.
-            sql.push_str(if local { "SET LOCAL " } else { "SET " });
+            sql.push_str(set);
             sql.push_str(ROUTE_SETTING);
             sql.push_str(" TO '");
             sql.push_str(route);
             sql.push_str("'; ");
         }
-        if local && route.is_some() {
+        if let Some(tenant) = c.row_tenant {
+            // Digits only: safe in a literal.
+            sql.push_str(&format!(
+                "{set}{} TO '{tenant}'; ",
+                super::row_security::TENANT_SETTING
+            ));
+        }
+        if local && c.route.is_some() {
             // Held until the pool's transaction ends, and taken before the proof checks
             // the schema: the router's own deletion, creation and migration of that
             // schema take this lock exclusively, so they wait for the request instead of
             // dropping the schema between the proof and the borrower's statements.
-            let schema = route.and_then(|r| r.split_once(':')).map_or("", |(_, s)| s);
+            let schema = c
+                .route
+                .and_then(|r| r.split_once(':'))
+                .map_or("", |(_, s)| s);
             sql.push_str(&super::schema_lock::lock_shared_sql(schema));
         }
         if self.prepared {
@@ -188,27 +249,30 @@ impl Proof {
         } else {
             sql.push_str(&self.select());
         }
+        if let (Some(rows), Some(_)) = (rows, c.row_tenant) {
+            // Still as the login role, which may read the registry.
+            sql.push_str("; ");
+            sql.push_str(&rows.tenant_check(self.prepared));
+        }
         // Reached only when the proof did not raise. A utility statement, so nothing is
         // planned; `path` is made of quoted, validated identifiers only.
-        sql.push_str(if local {
-            "; SET LOCAL search_path TO "
-        } else {
-            "; SET search_path TO "
-        });
-        sql.push_str(path);
-        if let Some(role) = role {
-            sql.push_str(if local {
-                "; SET LOCAL ROLE "
-            } else {
-                "; SET ROLE "
-            });
+        sql.push_str("; ");
+        sql.push_str(set);
+        sql.push_str("search_path TO ");
+        sql.push_str(c.path);
+        if let Some(role) = c.role {
+            sql.push_str("; ");
+            sql.push_str(set);
+            sql.push_str("ROLE ");
             sql.push_str(&crate::schema_name::quote_ident(role));
-            if self.prepared {
-                sql.push_str("; EXECUTE ");
-                sql.push_str(ROLE_STATEMENT);
-            } else {
-                sql.push_str("; ");
-                sql.push_str(&self.role_select());
+            sql.push_str("; ");
+            match (rows, c.row_tenant) {
+                (Some(rows), Some(_)) => sql.push_str(&rows.role_check(self.prepared)),
+                _ if self.prepared => {
+                    sql.push_str("EXECUTE ");
+                    sql.push_str(ROLE_STATEMENT);
+                }
+                _ => sql.push_str(&self.role_select()),
             }
         }
         sql

@@ -12,6 +12,9 @@ use super::watch::InstrumentationFactory;
 use crate::error::{Error, Result};
 use crate::schema_name::SchemaName;
 
+/// The row schema's name unless the builder names another.
+pub(crate) const DEFAULT_ROW_SCHEMA: &str = "tenant_rows";
+
 /// The settings a pool's connections share. The defaults are the ones
 /// [`TenantPoolBuilder`](super::TenantPoolBuilder)'s setters document.
 #[derive(Debug, Clone)]
@@ -24,6 +27,10 @@ pub(super) struct ConnectionSettings {
     max_schemas_per_connection: usize,
     check_pooler: bool,
     tenant_roles: Option<Arc<TenantRoles>>,
+    /// The shared schema of row tenants' tables.
+    row_schema: SchemaName,
+    /// Whether row scopes are checked at build time and every checkout resets the role.
+    row_tenants: bool,
 }
 
 impl Default for ConnectionSettings {
@@ -37,6 +44,8 @@ impl Default for ConnectionSettings {
             max_schemas_per_connection: 2000,
             check_pooler: true,
             tenant_roles: None,
+            row_schema: SchemaName::from_static(DEFAULT_ROW_SCHEMA),
+            row_tenants: false,
         }
     }
 }
@@ -68,6 +77,23 @@ impl ConnectionSettings {
 
     pub(super) fn skip_pooler_check(&mut self) {
         self.check_pooler = false;
+    }
+
+    pub(super) fn set_row_tenants(&mut self, enabled: bool) {
+        self.row_tenants = enabled;
+    }
+
+    pub(super) fn set_row_schema(&mut self, schema: SchemaName) {
+        self.row_schema = schema;
+        self.row_tenants = true;
+    }
+
+    pub(super) fn row_tenants(&self) -> bool {
+        self.row_tenants
+    }
+
+    pub(super) fn row_schema(&self) -> &SchemaName {
+        &self.row_schema
     }
 
     pub(super) fn set_tenant_roles(&mut self, roles: Option<Arc<TenantRoles>>) {
@@ -125,6 +151,6 @@ impl ConnectionSettings {
 
     /// The `search_path` a checkout into `scope` sets (with the extra schemas).
     pub(super) fn search_path(&self, scope: &Scope) -> String {
-        scope.search_path(&self.extra_schemas)
+        scope.search_path(&self.extra_schemas, &self.row_schema)
     }
 }

@@ -87,7 +87,12 @@ impl TenantPool {
                 Ok(conn) => return Ok(conn),
                 // Every connection would say the same: the route, or the tenant's role,
                 // failed, not the session.
-                Err(e @ (Error::StaleRoute { .. } | Error::TenantRole { .. })) => return Err(e),
+                Err(
+                    e @ (Error::StaleRoute { .. }
+                    | Error::TenantRole { .. }
+                    | Error::RowSecurity { .. }
+                    | Error::Config(_)),
+                ) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -169,6 +174,28 @@ impl TenantPool {
     /// The per-tenant role settings, if tenant roles are on.
     pub fn tenant_roles(&self) -> Option<&TenantRoles> {
         self.settings.tenant_roles()
+    }
+
+    /// Checks out the rows of row tenant `tenant` (its registry id); see [`Scope::Rows`].
+    pub fn row_tenant(&self, tenant: i64) -> Result<TenantConnection> {
+        self.checkout(Scope::Rows { tenant })
+    }
+
+    /// Checks out every row tenant's rows at once, as the owner of the row tables; see
+    /// [`Scope::AllRows`]. For work across all row tenants only.
+    pub fn all_tenant_rows(&self) -> Result<TenantConnection> {
+        self.checkout(Scope::AllRows)
+    }
+
+    /// Whether the pool serves row tenants
+    /// ([`TenantPoolBuilder::row_tenants`](crate::TenantPoolBuilder::row_tenants)).
+    pub fn has_row_tenants(&self) -> bool {
+        self.settings.row_tenants()
+    }
+
+    /// The schema that holds row tenants' tables.
+    pub fn row_schema(&self) -> &SchemaName {
+        self.settings.row_schema()
     }
 
     /// The pool's size limit.

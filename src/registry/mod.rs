@@ -30,7 +30,7 @@ mod tenant_registry;
 pub use cache::{RegistryCache, RegistryCacheBuilder};
 pub use domain_name::DomainName;
 pub use name_keys::NameKeys;
-pub use rows::{Domain, Tenant, TenantWithDomains};
+pub use rows::{Domain, Tenant, TenantMode, TenantWithDomains};
 pub use snapshot::RegistrySnapshot;
 pub use tenant_name::{tenant_name_key, validate_tenant_name, MAX_TENANT_NAME_LEN};
 

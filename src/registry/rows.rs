@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::domain_name::DomainName;
 use super::schema::{domains, tenants};
 use crate::error::{Error, Result};
+use crate::pool::Scope;
 use crate::schema_name::SchemaName;
 
 /// A registered tenant.
@@ -21,6 +22,50 @@ pub struct Tenant {
     pub schema_name: SchemaName,
     /// When the tenant was registered.
     pub created_at: DateTime<Utc>,
+    /// Where its data lives: its own schema, or rows of the shared row schema.
+    pub mode: TenantMode,
+}
+
+/// Where a tenant's data lives.
+///
+/// One application can hold tenants of both modes; the same `table!` declarations, queries
+/// and tenant migrations serve both (see the crate docs, "Choosing a mode").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TenantMode {
+    /// The tenant has its own schema (`schema_name`), alone on the path of its scope.
+    #[default]
+    Schema,
+    /// The tenant's rows live in the tables of the pool's shared row schema, tagged with
+    /// its registry id in a `tenant_id` column and kept apart by row-level security. Its
+    /// `schema_name` is reserved for it but names no schema.
+    Rows,
+}
+
+impl TenantMode {
+    /// The registry's spelling: `"schema"` or `"rows"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantMode::Schema => "schema",
+            TenantMode::Rows => "rows",
+        }
+    }
+
+    /// Reads the registry's spelling (also `"row"`, case-insensitively, for humans).
+    pub fn parse(text: &str) -> Option<TenantMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "schema" => Some(TenantMode::Schema),
+            "rows" | "row" => Some(TenantMode::Rows),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TenantMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A domain a tenant is reached at.
@@ -53,6 +98,24 @@ impl Tenant {
             name: name.into(),
             schema_name,
             created_at,
+            mode: TenantMode::Schema,
+        }
+    }
+
+    /// The same tenant in `mode`.
+    pub fn with_mode(mut self, mode: TenantMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The scope a checkout for this tenant's data names: its schema, or its rows in the
+    /// row schema. A route made from a registry snapshot should use
+    /// [`RegistrySnapshot::scope_of`](crate::RegistrySnapshot::scope_of), which also pins
+    /// a schema tenant's schema by OID.
+    pub fn scope(&self) -> Scope {
+        match self.mode {
+            TenantMode::Schema => Scope::Tenant(self.schema_name.clone()),
+            TenantMode::Rows => Scope::Rows { tenant: self.id },
         }
     }
 }
@@ -73,7 +136,7 @@ impl Domain {
 /// listing of tenants shows ([`TenantRegistry::list_with_domains`](crate::TenantRegistry::list_with_domains)).
 ///
 /// It serializes as the management CLI and the hotel example's admin API show a tenant:
-/// `{"name", "schema_name", "domains": ["…"], "created_at": "<RFC 3339>"}`.
+/// `{"name", "schema_name", "mode", "domains": ["…"], "created_at": "<RFC 3339>"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TenantWithDomains {
@@ -99,9 +162,10 @@ impl TenantWithDomains {
 impl Serialize for TenantWithDomains {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("TenantWithDomains", 4)?;
+        let mut st = s.serialize_struct("TenantWithDomains", 5)?;
         st.serialize_field("name", &self.tenant.name)?;
         st.serialize_field("schema_name", self.tenant.schema_name.as_str())?;
+        st.serialize_field("mode", self.tenant.mode.as_str())?;
         st.serialize_field("domains", &self.domain_names())?;
         st.serialize_field("created_at", &self.tenant.created_at.to_rfc3339())?;
         st.end()
@@ -115,6 +179,7 @@ pub(super) struct TenantRow {
     name: String,
     schema_name: String,
     created_at: DateTime<Utc>,
+    mode: String,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -125,6 +190,12 @@ impl TryFrom<TenantRow> for Tenant {
             id: row.id,
             name: row.name,
             created_at: row.created_at,
+            mode: TenantMode::parse(&row.mode).ok_or_else(|| {
+                Error::Config(format!(
+                    "the registry holds an unknown tenant mode `{}`",
+                    row.mode
+                ))
+            })?,
         })
     }
 }

@@ -10,6 +10,7 @@ diesel::table! {
         schema_name -> Varchar,
         created_at -> Timestamptz,
         name_key -> Text,
+        mode -> Text,
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use diesel::pg::PgConnection;
 
 use super::domain_name::DomainName;
-use super::rows::{Domain, Tenant};
+use super::rows::{Domain, Tenant, TenantMode};
 use super::tenant_name::tenant_name_key;
 use super::tenant_registry::TenantRegistry;
 use crate::error::{Error, Result};
@@ -77,7 +77,12 @@ impl RegistrySnapshot {
     /// OIDs were loaded with the snapshot, so a checkout fails closed once that schema is
     /// gone or replaced (a tenant whose schema did not exist gets OID 0, which no schema
     /// has); [`Scope::Tenant`] for a snapshot built without them.
+    /// A row tenant's scope is [`Scope::Rows`] with its registry id, which is never
+    /// reused (the checkout proves that the id is still a registered row tenant).
     pub fn scope_of(&self, tenant: &Tenant) -> Scope {
+        if tenant.mode == TenantMode::Rows {
+            return tenant.scope();
+        }
         match &self.schema_oids {
             Some(oids) => Scope::Pinned {
                 schema: tenant.schema_name.clone(),
@@ -177,6 +182,7 @@ mod tests {
             name: name.into(),
             schema_name: SchemaName::derive_from(name).unwrap(),
             created_at: chrono::Utc::now(),
+            mode: TenantMode::Schema,
         }
     }
 

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::domain_name::DomainName;
-use super::rows::{Domain, Tenant, TenantRow, TenantWithDomains};
+use super::rows::{Domain, Tenant, TenantMode, TenantRow, TenantWithDomains};
 use super::schema::{domains, tenants};
 use super::tenant_name::{tenant_name_key, validate_tenant_name};
 use crate::error::{shorten, Error, Result};
@@ -22,19 +22,89 @@ use crate::schema_name::SchemaName;
 pub struct TenantRegistry;
 
 impl TenantRegistry {
-    /// Registers a tenant row for `schema`. Does not create the schema.
+    /// Registers a schema tenant row for `schema`. Does not create the schema.
     pub fn create(conn: &mut PgConnection, name: &str, schema: &SchemaName) -> Result<Tenant> {
+        Self::create_in_mode(conn, name, schema, TenantMode::Schema)
+    }
+
+    /// Registers a tenant row of `mode` for `schema` (for a row tenant, a name reserved
+    /// for it that no schema has). Creates no schema and no rows elsewhere.
+    pub fn create_in_mode(
+        conn: &mut PgConnection,
+        name: &str,
+        schema: &SchemaName,
+        mode: TenantMode,
+    ) -> Result<Tenant> {
         let name = validate_tenant_name(name)?;
         diesel::insert_into(tenants::table)
             .values((
                 tenants::name.eq(name),
                 tenants::name_key.eq(&*tenant_name_key(name)),
                 tenants::schema_name.eq(schema.as_str()),
+                tenants::mode.eq(mode.as_str()),
             ))
             .returning(TenantRow::as_returning())
             .get_result(conn)
             .map_err(|e| conflict(e, name, schema.as_str()))?
             .try_into()
+    }
+
+    /// Registers many row tenants, `(name, schema)` each (names already validated), with
+    /// one multi-row `INSERT`, and returns them in the order given. A name or schema
+    /// already registered (or given twice) fails with [`Error::TenantExists`] or
+    /// [`Error::SchemaExists`]; the caller's transaction then holds rows to roll back.
+    pub(crate) fn insert_row_tenants(
+        conn: &mut PgConnection,
+        new: &[(&str, &SchemaName)],
+    ) -> Result<Vec<Tenant>> {
+        let keys: Vec<String> = new
+            .iter()
+            .map(|(name, _)| tenant_name_key(name).into_owned())
+            .collect();
+        let rows: Vec<_> = new
+            .iter()
+            .zip(&keys)
+            .map(|((name, schema), key)| {
+                (
+                    tenants::name.eq(*name),
+                    tenants::name_key.eq(key.as_str()),
+                    tenants::schema_name.eq(schema.as_str()),
+                    tenants::mode.eq(TenantMode::Rows.as_str()),
+                )
+            })
+            .collect();
+        let inserted: Vec<TenantRow> = diesel::insert_into(tenants::table)
+            .values(&rows)
+            .on_conflict_do_nothing()
+            .returning(TenantRow::as_returning())
+            .get_results(conn)?;
+        let mut by_schema: HashMap<String, Tenant> = HashMap::with_capacity(inserted.len());
+        for row in inserted {
+            let tenant = Tenant::try_from(row)?;
+            by_schema.insert(tenant.schema_name.to_string(), tenant);
+        }
+        let mut out = Vec::with_capacity(new.len());
+        for (name, schema) in new {
+            match by_schema.remove(schema.as_str()) {
+                Some(tenant) => out.push(tenant),
+                None => return Err(Self::why_not_inserted(conn, name, schema)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why `name` in `schema` was not inserted: its name or its schema is taken.
+    fn why_not_inserted(conn: &mut PgConnection, name: &str, schema: &SchemaName) -> Result<Error> {
+        Ok(if Self::find_by_name(conn, name)?.is_some() {
+            Error::TenantExists {
+                name: shorten(name),
+            }
+        } else {
+            Error::SchemaExists {
+                tenant: shorten(name),
+                schema: schema.to_string(),
+            }
+        })
     }
 
     /// The tenant called `name`, compared by [`tenant_name_key`](crate::tenant_name_key)
@@ -78,6 +148,14 @@ impl TenantRegistry {
             .optional()?
             .map(Tenant::try_from)
             .transpose()
+    }
+
+    /// Whether any row tenant is registered.
+    pub fn has_row_tenants(conn: &mut PgConnection) -> Result<bool> {
+        Ok(diesel::select(diesel::dsl::exists(
+            tenants::table.filter(tenants::mode.eq(TenantMode::Rows.as_str())),
+        ))
+        .get_result(conn)?)
     }
 
     /// Every tenant, ordered by name.
@@ -153,6 +231,27 @@ impl TenantRegistry {
         Ok(tenant)
     }
 
+    /// Adds a domain to `tenant`, found already (the caller's transaction holds its row).
+    pub(crate) fn add_domain_to(
+        conn: &mut PgConnection,
+        tenant: &Tenant,
+        domain: &DomainName,
+        is_primary: bool,
+    ) -> Result<Domain> {
+        if is_primary {
+            Self::clear_primary(conn, tenant.id)?;
+        }
+        diesel::insert_into(domains::table)
+            .values((
+                domains::domain.eq(domain.as_str()),
+                domains::tenant_id.eq(tenant.id),
+                domains::is_primary.eq(is_primary),
+            ))
+            .returning(Domain::as_returning())
+            .get_result(conn)
+            .map_err(|e| domain_conflict(e, domain))
+    }
+
     /// Adds a domain to a tenant. With `is_primary`, it replaces the tenant's primary.
     pub fn add_domain(
         conn: &mut PgConnection,
@@ -162,18 +261,7 @@ impl TenantRegistry {
     ) -> Result<Domain> {
         conn.transaction(|conn| {
             let tenant = Self::get_by_name(conn, tenant_name)?;
-            if is_primary {
-                Self::clear_primary(conn, tenant.id)?;
-            }
-            diesel::insert_into(domains::table)
-                .values((
-                    domains::domain.eq(domain.as_str()),
-                    domains::tenant_id.eq(tenant.id),
-                    domains::is_primary.eq(is_primary),
-                ))
-                .returning(Domain::as_returning())
-                .get_result(conn)
-                .map_err(|e| domain_conflict(e, domain))
+            Self::add_domain_to(conn, &tenant, domain, is_primary)
         })
     }
 

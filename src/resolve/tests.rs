@@ -67,6 +67,7 @@ fn registry() -> RegistrySnapshot {
         name: name.into(),
         schema_name: SchemaName::derive_from(name).unwrap(),
         created_at: chrono::Utc::now(),
+        mode: crate::TenantMode::Schema,
     };
     RegistrySnapshot::new(
         vec![tenant(1, "demo1"), tenant(2, "Demo 2")],

@@ -7,6 +7,7 @@ use ::rocket::figment::Figment;
 use serde::Deserialize;
 
 use crate::pool::{PoolMode, TenantPoolBuilder, TenantRoles};
+use crate::registry::TenantMode;
 use crate::resolve::{ResolverChain, TenantResolver, TrustedProxies};
 
 /// Settings that code sets on [`TenancyFairing`](super::TenancyFairing) and that
@@ -26,6 +27,11 @@ pub(super) struct Options {
     max_registry_age: Duration,
     /// `Some`: the configuration turns tenant roles on or off, whatever code said.
     tenant_roles: Option<bool>,
+    /// `Some`: the mode the configuration gives new tenants (`rows` also lets the pool
+    /// serve row tenants).
+    tenant_mode: Option<TenantMode>,
+    /// `Some`: the configuration turns the pool's row tenants on or off.
+    row_tenants: Option<bool>,
 }
 
 impl Default for Options {
@@ -43,6 +49,8 @@ impl Default for Options {
             trusted_proxies: TrustedProxies::none(),
             max_registry_age: crate::registry::DEFAULT_MAX_AGE,
             tenant_roles: None,
+            tenant_mode: None,
+            row_tenants: None,
         }
     }
 }
@@ -116,11 +124,25 @@ impl Options {
         if let Some(mode) = self.mode {
             builder = builder.mode(mode);
         }
-        match self.tenant_roles {
+        builder = match self.tenant_roles {
             Some(true) if !builder.has_tenant_roles() => builder.tenant_roles(TenantRoles::new()),
             Some(false) => builder.without_tenant_roles(),
             _ => builder,
+        };
+        match (self.row_tenants, self.tenant_mode) {
+            (Some(on), _) => builder.row_tenants(on),
+            (None, Some(TenantMode::Rows)) => builder.row_tenants(true),
+            _ => builder,
         }
+    }
+
+    /// The mode the configuration gives new tenants, if it names one.
+    pub(super) fn tenant_mode(&self) -> Option<TenantMode> {
+        self.tenant_mode
+    }
+
+    pub(super) fn set_tenant_mode(&mut self, mode: TenantMode) {
+        self.tenant_mode = Some(mode);
     }
 
     pub(super) fn public_tenant(&self) -> bool {
@@ -191,6 +213,8 @@ struct TenancySection {
     trusted_proxies: Option<Vec<String>>,
     max_registry_age: Option<f64>,
     tenant_roles: Option<bool>,
+    tenant_mode: Option<String>,
+    row_tenants: Option<bool>,
 }
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
@@ -255,6 +279,12 @@ pub(super) fn read(
             })?;
     }
     o.tenant_roles = tenancy.tenant_roles.or(o.tenant_roles);
+    if let Some(mode) = tenancy.tenant_mode {
+        o.tenant_mode = Some(TenantMode::parse(&mode).ok_or_else(|| {
+            format!("`tenancy.tenant_mode` is {mode:?}: give \"schema\" or \"rows\"")
+        })?);
+    }
+    o.row_tenants = tenancy.row_tenants.or(o.row_tenants);
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
@@ -308,6 +338,16 @@ mod tests {
         assert!(!o.host && !o.migrate_tenants && o.public_tenant);
         assert_eq!(o.migrate_jobs, 4);
         assert_eq!(o.tenant_roles, Some(true));
+        assert_eq!((o.tenant_mode, o.row_tenants), (None, None));
+
+        let (_, o) =
+            parse("[databases.app]\nurl = \"u\"\n[tenancy]\ntenant_mode = \"Rows\"").unwrap();
+        assert_eq!(o.tenant_mode, Some(TenantMode::Rows));
+        let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nrow_tenants = true").unwrap();
+        assert_eq!((o.tenant_mode, o.row_tenants), (None, Some(true)));
+        let err =
+            parse("[databases.app]\nurl = \"u\"\n[tenancy]\ntenant_mode = \"cells\"").unwrap_err();
+        assert!(err.contains("tenant_mode") && err.contains("rows"), "{err}");
 
         let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
         assert_eq!(o.header, None);

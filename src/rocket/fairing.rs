@@ -18,7 +18,7 @@ use crate::migrate::SyncRouter;
 use crate::migrate::TenantHooks;
 use crate::pool::TenantRoles;
 use crate::pool::{TenantPool, TenantPoolBuilder};
-use crate::registry::RegistryCache;
+use crate::registry::{RegistryCache, TenantMode, TenantRegistry};
 use crate::resolve::{TenantResolver, TrustedProxies};
 use crate::schema_name::SchemaRules;
 
@@ -180,6 +180,18 @@ impl TenancyFairing {
         self
     }
 
+    /// The mode of the tenants this application creates (through
+    /// [`Tenancy::create_tenant`](super::Tenancy::create_tenant) and the router it hands
+    /// out); [`TenantMode::Rows`] also lets the pool serve row tenants
+    /// ([`TenantPoolBuilder::row_tenants`]). Defaults to [`TenantMode::Schema`]. Config
+    /// key: `tenancy.tenant_mode` (`"schema"` or `"rows"`); `tenancy.row_tenants`
+    /// turns the pool's row tenants on or off by itself (tenants of both modes in one
+    /// application need it on).
+    pub fn tenant_mode(mut self, mode: TenantMode) -> Self {
+        self.options.set_tenant_mode(mode);
+        self
+    }
+
     /// The rules new schema names are checked against. Defaults to
     /// [`SchemaRules::default`].
     pub fn schema_rules(mut self, rules: SchemaRules) -> Self {
@@ -227,7 +239,21 @@ impl Setup {
         for source in self.shared {
             router = router.shared(SharedSource(source));
         }
+        if let Some(mode) = o.tenant_mode() {
+            router = router.tenant_mode(mode);
+        }
         let applied = router.migrate_shared()?;
+        if !router.pool().has_row_tenants()
+            && router.pool().with_public(TenantRegistry::has_row_tenants)?
+        {
+            // Their requests would all fail: say so at launch instead.
+            return Err(Error::Config(
+                "the registry holds row tenants, but the pool does not serve them: set \
+                 `tenancy.row_tenants = true` (or `tenant_mode = \"rows\"`), or \
+                 TenancyFairing::pool_builder with TenantPoolBuilder::row_tenants(true)"
+                    .into(),
+            ));
+        }
         log::info!(
             "diesel-tenancy: shared migrations applied: {}",
             applied.len()

@@ -63,11 +63,19 @@ impl CurrentTenant {
         self.record.as_ref().map_or("public", |t| t.name.as_str())
     }
 
-    /// The tenant's schema; `public` for the public tenant.
+    /// The tenant's schema; `public` for the public tenant. A row tenant's is the name
+    /// reserved for it, which names no schema: its data is in the row schema.
     pub fn schema(&self) -> &str {
         self.record
             .as_ref()
             .map_or("public", |t| t.schema_name.as_str())
+    }
+
+    /// Where the tenant's data lives; the public tenant is a schema (`public`).
+    pub fn mode(&self) -> registry::TenantMode {
+        self.record
+            .as_ref()
+            .map_or(registry::TenantMode::Schema, |t| t.mode)
     }
 
     /// Whether this is the public tenant.
@@ -82,7 +90,7 @@ impl CurrentTenant {
     ) -> Result<CurrentTenant, ApiError> {
         match resolution {
             Resolution::Tenant(t) => Ok(CurrentTenant {
-                scope: Scope::Tenant(t.schema_name.clone()),
+                scope: t.scope(),
                 record: Some(Arc::clone(t)),
                 named: Arc::from([]),
             }),
@@ -100,10 +108,11 @@ impl CurrentTenant {
 impl Serialize for CurrentTenant {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("CurrentTenant", 3)?;
+        let mut st = s.serialize_struct("CurrentTenant", 4)?;
         st.serialize_field("id", &self.id())?;
         st.serialize_field("name", self.name())?;
         st.serialize_field("schema", self.schema())?;
+        st.serialize_field("mode", self.mode().as_str())?;
         st.end()
     }
 }

@@ -92,7 +92,8 @@ impl PgBouncer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let url = format!("postgres://postgres@127.0.0.1:{port}/{db}?sslmode=disable");
+        // Clients log in as the server user: the only one in `users.txt`.
+        let url = format!("postgres://{user}@127.0.0.1:{port}/{db}?sslmode=disable");
         PgBouncer { child, dir, url }
     }
 }

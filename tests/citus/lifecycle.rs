@@ -369,6 +369,17 @@ pub fn tenant_roles_are_refused_with_a_typed_error() {
             if reason.contains("cannot log in")),
         "{refused}"
     );
+    // Row tenants run as a NOLOGIN row role too: refused the same way (before the login
+    // role's own check, which a superuser coordinator login would also fail).
+    let refused = TenantPool::builder()
+        .row_tenants(true)
+        .build(&db.url)
+        .expect_err("row tenants on Citus");
+    assert!(
+        matches!(&refused, Error::Citus { what: "row tenants", reason }
+            if reason.contains("cannot log in")),
+        "{refused}"
+    );
     // The manager handed to another r2d2 pool (rocket_sync_db_pools) refuses each
     // connection the same way.
     let manager = TenantPool::builder()

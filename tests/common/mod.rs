@@ -84,6 +84,24 @@ impl TestDb {
         (name, url)
     }
 
+    /// A `LOGIN CREATEROLE` role (no superuser, no `BYPASSRLS`: row-level security binds
+    /// it) made the owner of this database, as row tenants need; its name and URL.
+    pub fn plain_owner(&self) -> (String, String) {
+        self.owner_role("app", "CREATEROLE")
+    }
+
+    /// A new login role with `attributes` made the owner of this database ([`login_role`]
+    /// and `ALTER DATABASE … OWNER TO`).
+    pub fn owner_role(&self, suffix: &str, attributes: &str) -> (String, String) {
+        let (login, url) = self.login_role(suffix, attributes);
+        let db = diesel_tenancy::testing::database_name(&self.url).expect("database name");
+        let mut admin = PgConnection::establish(&self.url).expect("admin connection");
+        admin
+            .batch_execute(&format!("ALTER DATABASE \"{db}\" OWNER TO \"{login}\""))
+            .expect("hand the database to the login role");
+        (login, url)
+    }
+
     /// The roles of the cluster whose name starts with `prefix`.
     pub fn roles_like(prefix: &str) -> Vec<String> {
         let mut admin = PgConnection::establish(&base_url()).expect("admin connection");

@@ -121,6 +121,7 @@ pub fn provision(router: &SyncRouter, name: &str, domains: &[&str], hotel: &str)
     let tenant = router
         .create_tenant(&NewTenant {
             name: name.into(),
+            mode: None,
             schema_name: None,
             domains: domains
                 .iter()

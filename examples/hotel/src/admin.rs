@@ -6,7 +6,8 @@
 use diesel_tenancy::diesel::PgConnection;
 use diesel_tenancy::rocket::{PublicDb, Tenancy};
 use diesel_tenancy::{
-    validate_tenant_name, DomainName, Error, NewTenant, SchemaName, Tenant, TenantRegistry,
+    validate_tenant_name, DomainName, Error, NewTenant, SchemaName, Tenant, TenantMode,
+    TenantRegistry,
 };
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
@@ -149,7 +150,18 @@ fn parse_new_tenant(body: Result<JsonObject, Problem>) -> Result<NewTenant, Prob
             errors.insert("domains".into(), vec!["Expected a list of items.".into()]);
         }
     }
-    let new = check_new_tenant(name, schema, &domains, &mut errors);
+    let mut new = check_new_tenant(name, schema, &domains, &mut errors);
+    if let Some(mode) = string_field(&body, "mode", false, &mut errors) {
+        match TenantMode::parse(mode) {
+            Some(mode) => new.mode = Some(mode),
+            None => {
+                errors.insert(
+                    "mode".into(),
+                    vec![format!("\"{mode}\" is not a valid choice: schema or rows.")],
+                );
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(Problem::Fields(errors));
     }
@@ -190,6 +202,7 @@ pub fn check_new_tenant(
         name: name.unwrap_or_default().to_owned(),
         schema_name,
         domains: valid,
+        mode: None,
     }
 }
 
@@ -201,6 +214,14 @@ async fn create_tenant(
 ) -> Result<Created<Json<Value>>, Problem> {
     admin?;
     let new = parse_new_tenant(body)?;
+    if new.mode == Some(TenantMode::Rows) && !tenancy.pool()?.has_row_tenants() {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            "mode".into(),
+            vec!["This service does not serve row tenants (HOTEL_TENANT_MODE=rows).".into()],
+        );
+        return Err(Problem::Fields(errors));
+    }
     // Through `Tenancy`, so the new tenant resolves here as soon as this returns.
     let tenant = tenancy.create_tenant(new).await?;
     let pool = tenancy.pool()?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use diesel_tenancy::database::create_database_if_missing;
-use diesel_tenancy::{cli, SyncRouter, TenantPool, TenantPoolBuilder, TenantRoles};
+use diesel_tenancy::{cli, SyncRouter, TenantMode, TenantPool, TenantPoolBuilder, TenantRoles};
 
 use crate::config::Settings;
 use crate::service::{service, TENANT_MIGRATIONS};
@@ -71,7 +71,8 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
 fn manage_pool(settings: &Settings, jobs: u32) -> TenantPoolBuilder {
     let builder = TenantPool::builder()
         .max_size(jobs.clamp(2, 64))
-        .min_idle(Some(0));
+        .min_idle(Some(0))
+        .row_tenants(settings.tenant_mode == TenantMode::Rows);
     if settings.tenant_roles {
         builder.tenant_roles(TenantRoles::new())
     } else {
@@ -104,6 +105,7 @@ fn manage(
     };
     let router = SyncRouter::new(pool, TENANT_MIGRATIONS)
         .public_tenant(true)
+        .tenant_mode(settings.tenant_mode)
         .hooks(seed::hooks(settings.seed_demo));
     // Registry commands on a fresh database: set up `public` first, as `serve` would.
     if !matches!(command, cli::Command::Migrate(_)) {

@@ -10,9 +10,11 @@
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
 //! | a demo hotel in every new tenant | `HOTEL_SEED_DEMO` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`) | `seed_demo` | off |
 //! | a database role per tenant (each request runs as its tenant's role) | `HOTEL_TENANT_ROLES` (as `HOTEL_SEED_DEMO`) | | off |
+//! | the mode of new tenants: a schema each, or rows in shared tables (row-level security; the login role must be a plain role, not a superuser) | `HOTEL_TENANT_MODE` (`schema` or `rows`) | `tenancy.tenant_mode` | `schema` |
 
 use std::path::{Path, PathBuf};
 
+use diesel_tenancy::TenantMode;
 use rocket::data::ToByteUnit;
 use rocket::figment::Figment;
 
@@ -59,6 +61,9 @@ pub struct Settings {
     /// Per-tenant database roles (`diesel_tenancy::TenantRoles`): PostgreSQL refuses a
     /// request's SQL that names another tenant's schema. The login role needs CREATEROLE.
     pub tenant_roles: bool,
+    /// The mode of new tenants (`diesel_tenancy::TenantMode`): `Rows` keeps them in the
+    /// shared row schema's tables, apart by row-level security.
+    pub tenant_mode: TenantMode,
     figment: Figment,
 }
 
@@ -127,6 +132,13 @@ impl Settings {
             base.extract_inner::<bool>("seed_demo").unwrap_or(false),
         )?;
         let tenant_roles = switch(env, "HOTEL_TENANT_ROLES", false)?;
+        let tenant_mode =
+            match var(env, "HOTEL_TENANT_MODE").or_else(|| from_rocket("tenancy.tenant_mode")) {
+                None => TenantMode::Schema,
+                Some(mode) => TenantMode::parse(&mode).ok_or_else(|| {
+                    format!("HOTEL_TENANT_MODE is {mode:?}: use schema (the default) or rows")
+                })?,
+            };
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
@@ -140,6 +152,7 @@ impl Settings {
             admin_token,
             seed_demo,
             tenant_roles,
+            tenant_mode,
             figment,
         })
     }

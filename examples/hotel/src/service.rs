@@ -20,6 +20,7 @@ pub fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
     if settings.tenant_roles {
         tenancy = tenancy.tenant_roles(TenantRoles::new());
     }
+    tenancy = tenancy.tenant_mode(settings.tenant_mode);
     rocket::custom(settings.figment(database_url))
         .attach(tenancy.hooks(seed::hooks(settings.seed_demo)))
         .manage(MediaRoot(settings.media_root.clone()))

@@ -61,7 +61,7 @@ fn migrate_on_a_fresh_database() {
     let out = ok(url, &["migrate"]);
     // The registry and, with the public-tenant option, the hotels table in public.
     assert!(
-        out.starts_with("Shared: applied 6 migration(s) to public"),
+        out.starts_with("Shared: applied 8 migration(s) to public"),
         "{out}"
     );
     assert!(out.contains("Tenants: 0 migrated"), "{out}");

@@ -110,6 +110,150 @@ fn proof_of_concept_with(tenant_roles: bool) -> TestDatabase {
     db
 }
 
+/// The seed's proof of concept with `HOTEL_TENANT_MODE=rows`: the same requests, the
+/// same isolation; what differs is that ids are global (one sequence for the row table)
+/// and the rows live in one table of the row schema, apart by row-level security.
+#[test]
+fn proof_of_concept_in_row_mode() {
+    let db = support::OwnedDatabase::new();
+    let mut options = Options::default();
+    options.env.push(("HOTEL_TENANT_MODE", "rows".into()));
+    proof_of_concept_in_row_mode_with(&db, options);
+}
+
+/// The same, with the mode from Rocket's configuration (`tenancy.tenant_mode`).
+#[test]
+fn proof_of_concept_in_row_mode_from_rocket_config() {
+    let db = support::OwnedDatabase::new();
+    let mut options = Options::default();
+    options
+        .env
+        .push(("ROCKET_TENANCY", "{tenant_mode=\"rows\"}".into()));
+    proof_of_concept_in_row_mode_with(&db, options);
+}
+
+fn proof_of_concept_in_row_mode_with(db: &support::OwnedDatabase, options: Options) {
+    let server = App::start_url(&db.url, options);
+    let demo1 = server.create_tenant("demo1");
+    assert_eq!(
+        (demo1["name"].clone(), demo1["mode"].clone()),
+        (json!("demo1"), json!("rows"))
+    );
+    server.create_tenant("demo2");
+    for tenant in [&DEMO1, &DEMO2] {
+        let r = server.get("/hotels/", tenant);
+        assert_eq!((r.status, r.json()), (200, json!([])));
+    }
+    let a = server.json("POST", "/hotels/", &DEMO1, hotel("Ritz", "Paris"));
+    assert_eq!(a.status, 201, "{}", a.text());
+    let b = server.json("POST", "/hotels/", &DEMO1, hotel("Negresco", "Nice"));
+    assert_eq!(b.status, 201, "{}", b.text());
+    let c = server.json("POST", "/hotels/", &DEMO2, hotel("Savoy", "London"));
+    assert_eq!(c.status, 201, "{}", c.text());
+    let (a, b, c) = (
+        a.json()["id"].as_i64().unwrap(),
+        b.json()["id"].as_i64().unwrap(),
+        c.json()["id"].as_i64().unwrap(),
+    );
+    // Ids are global in row mode: three hotels, three ids.
+    assert!(a < b && b < c, "{a} {b} {c}");
+
+    let list1 = server.get("/hotels/", &DEMO1).json();
+    assert_eq!(ids(&list1), [a, b]);
+    assert_eq!(list1[0]["name"], "Ritz");
+    let list2 = server.get("/hotels/", &DEMO2).json();
+    assert_eq!(ids(&list2), [c]);
+    assert_eq!(list2[0]["name"], "Savoy");
+
+    // Another tenant's id is not found, for reads, updates and deletes.
+    assert_eq!(server.get(&format!("/hotels/{a}/"), &DEMO2).status, 404);
+    let put = server.json(
+        "PUT",
+        &format!("/hotels/{c}/"),
+        &DEMO1,
+        hotel("Stolen", "Nowhere"),
+    );
+    assert_eq!(put.status, 404, "{}", put.text());
+    assert_eq!(
+        server
+            .send("DELETE", &format!("/hotels/{c}/"), &DEMO1, None)
+            .status,
+        404
+    );
+    assert_eq!(
+        server.get(&format!("/hotels/{c}/"), &DEMO2).json()["name"],
+        "Savoy"
+    );
+    // Unknown and missing tenants: the seed's 400.
+    let unknown = server.get("/hotels/", &[("Tenant-Header", "demo3")]);
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (400, json!({"detail": "Tenant not found"}))
+    );
+
+    // One service holds both modes: a schema tenant asked for by name, beside them.
+    let r = server.admin(
+        "POST",
+        "/tenants",
+        Some(json!({"name": "demo3", "mode": "schema"})),
+    );
+    assert_eq!(
+        (r.status, r.json()["mode"].clone()),
+        (201, json!("schema")),
+        "{}",
+        r.text()
+    );
+    const DEMO3: [(&str, &str); 1] = [("Tenant-Header", "demo3")];
+    let d = server.json("POST", "/hotels/", &DEMO3, hotel("Adlon", "Berlin"));
+    assert_eq!(
+        (d.status, d.json()["id"].clone()),
+        (201, json!(1)),
+        "{}",
+        d.text()
+    );
+    assert_eq!(ids(&server.get("/hotels/", &DEMO1).json()), [a, b]);
+    let bad = server.admin(
+        "POST",
+        "/tenants",
+        Some(json!({"name": "demo4", "mode": "cells"})),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("mode"), "{}", bad.text());
+
+    // The rows are in the row schema's one table, tagged with their tenant; no tenant
+    // schema was made for them.
+    let mut conn = PgConnection::establish(&db.admin_url).expect("connect");
+    let per_tenant: Vec<(String, i64)> = diesel::sql_query(
+        "SELECT t.name AS name, count(*) AS n FROM tenant_rows.hotels h \
+         JOIN public.tenants t ON t.id = h.tenant_id GROUP BY t.name ORDER BY t.name",
+    )
+    .load::<NameCount>(&mut conn)
+    .expect("count")
+    .into_iter()
+    .map(|r| (r.name, r.n))
+    .collect();
+    assert_eq!(
+        per_tenant,
+        [("demo1".to_owned(), 2), ("demo2".to_owned(), 1)]
+    );
+    let schemas = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('demo1', 'demo2', 'demo3')",
+    )
+    .get_result::<Count>(&mut conn)
+    .expect("schemas")
+    .n;
+    assert_eq!(schemas, 1, "demo3's schema only");
+    drop(server);
+}
+
+#[derive(QueryableByName)]
+struct NameCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -137,6 +137,7 @@ fn churn(recreate: bool) {
             outside
                 .create_tenant(&NewTenant {
                     name: format!("new{round}"),
+                    mode: None,
                     schema_name: Some(SchemaName::new("churn").unwrap()),
                     domains: vec![],
                 })
@@ -228,6 +229,7 @@ fn a_dead_feed_never_serves_an_old_route_past_the_bound() {
         outside
             .create_tenant(&NewTenant {
                 name: again.clone(),
+                mode: None,
                 schema_name: Some(SchemaName::new(&format!("s{suffix}")).unwrap()),
                 domains: vec![],
             })

@@ -98,6 +98,7 @@ pub(crate) fn move_tenant(
     pool.with_public(|conn| {
         crate::pool::citus::require(conn, "`tenant move`")?;
         let tenant = TenantRegistry::get_by_name(conn, name)?;
+        super::provision::refuse_row_tenant(&tenant, "`tenant move`")?;
         let schema = tenant.schema_name.as_str();
         let from = nodes_of(conn, &[schema])?
             .remove(schema)
@@ -137,7 +138,7 @@ pub(crate) fn rebalance(
 ) -> Result<Vec<TenantMove>> {
     pool.with_public(|conn| {
         crate::pool::citus::require(conn, "`tenant rebalance`")?;
-        let tenants = TenantRegistry::list(conn)?;
+        let tenants = super::provision::schema_tenants(TenantRegistry::list(conn)?);
         let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
         let before = nodes_of(conn, &names)?;
         let sources: Vec<&CitusNode> = before.values().collect();

@@ -128,7 +128,7 @@ fn rows(conn: &mut PgConnection, schemas: &[&str]) -> Result<Vec<Row>> {
 pub(crate) fn placement(pool: &TenantPool) -> Result<Vec<TenantPlacement>> {
     pool.with_public(|conn| {
         crate::pool::citus::require(conn, "`tenant placement`")?;
-        let tenants = TenantRegistry::list(conn)?;
+        let tenants = super::provision::schema_tenants(TenantRegistry::list(conn)?);
         let names: Vec<&str> = tenants.iter().map(|t| t.schema_name.as_str()).collect();
         let rows = rows(conn, &names)?;
         Ok(tenants

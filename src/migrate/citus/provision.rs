@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::pool::lock;
 use crate::pool::TenantPool;
-use crate::registry::{Tenant, TenantRegistry};
+use crate::registry::{Tenant, TenantMode, TenantRegistry};
 use crate::schema_name::SchemaName;
 
 #[derive(QueryableByName)]
@@ -135,6 +135,7 @@ pub(crate) fn distribute_tenant(pool: &TenantPool, name: &str) -> Result<Distrib
     let (tenant, result) = pool.with_public(|conn| {
         crate::pool::citus::require(conn, "`tenant distribute`")?;
         let tenant = TenantRegistry::get_by_name(conn, name)?;
+        refuse_row_tenant(&tenant, "`tenant distribute`")?;
         let result = conn.transaction(|conn| {
             lock(conn, tenant.schema_name.as_str())?;
             ensure_distributed(conn, &tenant.schema_name)
@@ -148,7 +149,7 @@ pub(crate) fn distribute_tenant(pool: &TenantPool, name: &str) -> Result<Distrib
 pub(crate) fn distribute_all(pool: &TenantPool) -> Result<Vec<Distributed>> {
     let todo = pool.with_public(|conn| {
         crate::pool::citus::require(conn, "`tenant distribute --all`")?;
-        let tenants = TenantRegistry::list(conn)?;
+        let tenants = schema_tenants(TenantRegistry::list(conn)?);
         Ok::<_, Error>(status(conn, &tenants)?.unwrap_or_default().undistributed)
     })?;
     Ok(todo
@@ -164,6 +165,28 @@ pub(crate) fn distribute_all(pool: &TenantPool) -> Result<Vec<Distributed>> {
             distributed(tenant, result, started)
         })
         .collect())
+}
+
+/// Fails with [`Error::Citus`] for a row tenant: its rows live in the row schema with
+/// every other row tenant's, so there is no schema of its own to distribute or move.
+pub(crate) fn refuse_row_tenant(tenant: &Tenant, what: &'static str) -> Result<()> {
+    if tenant.mode == TenantMode::Rows {
+        return Err(Error::Citus {
+            what,
+            reason: format!(
+                "tenant `{}` is a row tenant: its rows live in the shared row schema, not in \
+                 a schema of its own that Citus could place or move",
+                tenant.name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The schema tenants of `tenants` (the only ones Citus places).
+pub(crate) fn schema_tenants(mut tenants: Vec<Tenant>) -> Vec<Tenant> {
+    tenants.retain(|t| t.mode == TenantMode::Schema);
+    tenants
 }
 
 fn distributed(tenant: &Tenant, result: Result<bool>, started: Instant) -> Distributed {

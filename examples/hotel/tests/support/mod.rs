@@ -47,6 +47,55 @@ pub fn fresh_database() -> TestDatabase {
     TestDatabase::reserve(&server_url()).expect("a database name")
 }
 
+/// A database of its own owned by a plain login role (no superuser: row security binds
+/// it), for row mode; the role is dropped after the database.
+pub struct OwnedDatabase {
+    db: Option<TestDatabase>,
+    /// The login role.
+    pub role: String,
+    /// The database's URL, logging in as the role.
+    pub url: String,
+    /// The same database as the test server's superuser.
+    pub admin_url: String,
+}
+
+impl OwnedDatabase {
+    pub fn new() -> OwnedDatabase {
+        use diesel::connection::SimpleConnection;
+        let db = test_database();
+        let name = diesel_tenancy::testing::database_name(db.url()).expect("database name");
+        let role = format!("{name}_app");
+        let mut admin = PgConnection::establish(db.url()).expect("admin connection");
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE \"{role}\" LOGIN CREATEROLE; ALTER DATABASE \"{name}\" OWNER TO \"{role}\""
+            ))
+            .expect("a plain login role owning the database");
+        let url = db.url().replacen("://postgres@", &format!("://{role}@"), 1);
+        assert_ne!(
+            url,
+            db.url(),
+            "the test server URL must log in as postgres@"
+        );
+        OwnedDatabase {
+            admin_url: db.url().to_owned(),
+            db: Some(db),
+            role,
+            url,
+        }
+    }
+}
+
+impl Drop for OwnedDatabase {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        drop(self.db.take());
+        if let Ok(mut admin) = PgConnection::establish(&server_url()) {
+            let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS \"{}\"", self.role));
+        }
+    }
+}
+
 /// The group role of the tenant roles of the database `url` names (`dt<oid>`).
 pub fn role_group(url: &str) -> String {
     let mut conn = PgConnection::establish(url).expect("connect");
