@@ -15,12 +15,13 @@ use super::row_check::require_protected;
 use super::row_role::{ensure_row_role, refuse_unbound_login};
 use crate::error::{Error, Result, SchemaRef};
 use crate::pool::SENTINEL_TABLE as SENTINEL;
-use crate::pool::{lock, TenantPool};
+use crate::pool::{lock, Scope, TenantPool};
 use crate::registry::TenantRegistry;
 use crate::schema_name::{quote_ident, SchemaName};
 
 /// Provisions the pool's row schema and applies the pending tenant migrations to it, in
-/// one transaction under the row schema's advisory lock: the schema (owned by the login
+/// a [`Scope::AllRows`] checkout (never a row tenant's scope), in one transaction under
+/// the row schema's advisory lock: the schema (owned by the login
 /// role), its sentinel table, the row role and its grants, the migrations (the row
 /// schema alone on the path, as the login role), the grants again for what they added,
 /// and the proof that every relation of the schema is protected by forced row-level
@@ -31,7 +32,8 @@ use crate::schema_name::{quote_ident, SchemaName};
 pub(super) fn migrate(pool: &TenantPool, set: &MigrationSet) -> Result<Vec<String>> {
     let schema = pool.row_schema().clone();
     let place = SchemaRef::Schema(schema.to_string());
-    pool.with_public(|conn| {
+    // The explicit scope of work across all row tenants: the row schema, as its owner.
+    pool.with_scope(Scope::AllRows, |conn| {
         conn.transaction(|conn| {
             let context = Context::read(conn)?;
             refuse_unbound_login(&context)?;
