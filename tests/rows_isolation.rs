@@ -450,3 +450,40 @@ fn row_tenants_behind_pgbouncer_in_transaction_mode() {
     // pool's transaction is reset by the next checkout on whichever backend it lands.
     innocent(&rows, &pool, rows.a, "a-hotel");
 }
+
+#[test]
+fn a_row_scope_cannot_read_schema_tenants_or_the_registry() {
+    let rows = Rows::new();
+    let router = SyncRouter::new(rows.pool(PoolMode::Session), common::TENANT);
+    let s = router.create_tenant(&NewTenant::named("s")).unwrap();
+    {
+        let mut conn = rows.pool(PoolMode::Session).tenant(&s.schema_name).unwrap();
+        add_hotel(&mut conn, "s-hotel");
+    }
+    for mode in MODES {
+        let pool = rows.pool(mode);
+        for sql in [
+            format!("SELECT count(*) FROM {}.hotels", s.schema_name),
+            "SELECT count(*) FROM public.tenants".to_owned(),
+            "SELECT count(*) FROM public.domains".to_owned(),
+            "SELECT count(*) FROM tenant_rows.__diesel_schema_migrations".to_owned(),
+        ] {
+            let mut conn = pool.row_tenant(rows.a).unwrap();
+            let err = count(&mut conn, &sql).unwrap_err();
+            assert!(
+                err.to_string().contains("permission denied"),
+                "{mode:?} {sql}: {err}"
+            );
+            drop(conn);
+        }
+        // A path switched to the schema tenant's schema finds nothing it may use.
+        let mut conn = pool.row_tenant(rows.a).unwrap();
+        exec(&mut conn, &format!("SET search_path TO {}", s.schema_name)).unwrap();
+        assert!(
+            count(&mut conn, "SELECT count(*) FROM hotels").is_err(),
+            "{mode:?}"
+        );
+        drop(conn);
+        innocent(&rows, &pool, rows.a, "a-hotel");
+    }
+}
