@@ -487,3 +487,44 @@ fn a_row_scope_cannot_read_schema_tenants_or_the_registry() {
         innocent(&rows, &pool, rows.a, "a-hotel");
     }
 }
+
+/// What a careless or hostile borrower of a row scope leaves behind, by the classes of
+/// the fail-closed suite: a transaction opened and left open, temporary objects that
+/// would shadow the row table, settings other than the tenant (row security, the role
+/// through `set_config`, a DO block), the pool's prepared statements dropped, cursors
+/// and `LISTEN`. After each, the next innocent checkout of either tenant sees only its
+/// own rows, as the row role, with its own tenant set.
+#[test]
+fn what_a_hostile_row_scope_leaves_behind_never_reaches_the_next_checkout() {
+    let rows = Rows::new();
+    let b = rows.b;
+    let attacks = [
+        "BEGIN".to_owned(),
+        format!("BEGIN; SET LOCAL diesel_tenancy.tenant = '{b}'"),
+        "CREATE TEMP TABLE hotels (id bigint, name text, location text, description text, \
+         picture text)"
+            .to_owned(),
+        "CREATE TEMP VIEW hotels AS SELECT 0::bigint AS id, 'planted'::varchar AS name".to_owned(),
+        "SET row_security = off".to_owned(),
+        format!("DO $$ BEGIN PERFORM set_config('diesel_tenancy.tenant', '{b}', false); END $$"),
+        "SELECT set_config('role', 'none', false)".to_owned(),
+        "DEALLOCATE ALL".to_owned(),
+        "DISCARD ALL".to_owned(),
+        "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT * FROM hotels; COMMIT".to_owned(),
+        "LISTEN dt_channel".to_owned(),
+        "SET search_path TO public".to_owned(),
+    ];
+    for mode in MODES {
+        let pool = rows.pool(mode);
+        for attack in &attacks {
+            if let Ok(mut conn) = pool.row_tenant(rows.a) {
+                // Some attacks are refused by the server or end the pool's transaction:
+                // what matters is what the next checkout sees.
+                let _ = exec(&mut conn, attack);
+                let _ = conn.commit();
+            }
+            innocent(&rows, &pool, rows.b, "b-hotel");
+            innocent(&rows, &pool, rows.a, "a-hotel");
+        }
+    }
+}
