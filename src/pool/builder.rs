@@ -272,11 +272,8 @@ impl TenantPoolBuilder {
     pub fn build(self, database_url: &str) -> Result<TenantPool> {
         let manager = self.manager(database_url)?;
         manager.probe()?;
-        if self.connections.tenant_roles().is_some() {
-            super::citus::refuse_nologin_roles_at(database_url, "tenant roles")?;
-        }
-        if self.connections.row_tenants() {
-            super::citus::refuse_nologin_roles_at(database_url, "row tenants")?;
+        if let Some(what) = self.connections.nologin_roles() {
+            super::citus::refuse_nologin_roles_at(database_url, what)?;
         }
         if self.connections.row_tenants() {
             // Before r2d2 opens connections: its build retries a failing connect until the

@@ -120,11 +120,8 @@ impl ManagedConnection {
             Error::Config(format!("database OID {} out of range", backend.database))
         })?);
         // Also through the bare manager (e.g. `rocket_sync_db_pools`).
-        if settings.tenant_roles().is_some() {
-            super::citus::refuse_nologin_roles(&mut conn, "tenant roles")?;
-        }
-        if settings.row_tenants() {
-            super::citus::refuse_nologin_roles(&mut conn, "row tenants")?;
+        if let Some(what) = settings.nologin_roles() {
+            super::citus::refuse_nologin_roles(&mut conn, what)?;
         }
         let role_names = match settings.tenant_roles() {
             Some(_) => {

@@ -92,6 +92,18 @@ impl ConnectionSettings {
         self.row_tenants
     }
 
+    /// What makes checkouts run as a `NOLOGIN` role, which Citus cannot use: tenant roles
+    /// (named first, when both are on) or row tenants. One Citus check covers both.
+    pub(super) fn nologin_roles(&self) -> Option<&'static str> {
+        if self.tenant_roles.is_some() {
+            Some("tenant roles")
+        } else if self.row_tenants {
+            Some("row tenants")
+        } else {
+            None
+        }
+    }
+
     pub(super) fn row_schema(&self) -> &SchemaName {
         &self.row_schema
     }
