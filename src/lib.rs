@@ -9,6 +9,12 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// TEMPORARY: the async pool lands from `main`; this stand-in goes at the merge.
+#[cfg(feature = "async")]
+mod async_standin;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -48,6 +54,13 @@ pub use registry::{
 pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use async_standin::{AsyncTenantConnection, AsyncTenantPool};
+
 pub use diesel;
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use diesel_async;
 pub use diesel_migrations;
 pub use r2d2;

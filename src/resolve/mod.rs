@@ -37,9 +37,17 @@ use crate::registry::{names_public, read_name, NameShape};
 /// The header the default chain reads the tenant name from.
 pub const DEFAULT_HEADER: &str = "Tenant-Header";
 
+mod current_tenant;
 mod host;
+mod http_error;
+#[cfg(any(feature = "rocket", feature = "axum"))]
+pub(crate) mod routing;
 mod trusted_proxies;
 
+pub use current_tenant::CurrentTenant;
+#[cfg(any(feature = "rocket", feature = "axum"))]
+pub(crate) use http_error::HttpError;
+pub use http_error::{REGISTRY_UNAVAILABLE, TENANT_NOT_FOUND};
 pub use trusted_proxies::{InvalidProxy, TrustedProxies};
 
 /// The parts of an HTTP request the resolvers look at.

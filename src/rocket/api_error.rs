@@ -10,10 +10,8 @@ use ::rocket::{Catcher, Request};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::migrate::Refusal;
-
-/// The detail sent when no tenant was resolved or the one named is not registered.
-pub const TENANT_NOT_FOUND: &str = "Tenant not found";
+use crate::resolve::HttpError;
+pub use crate::resolve::TENANT_NOT_FOUND;
 
 /// An HTTP error with a JSON body `{"detail": "…"}`.
 ///
@@ -76,33 +74,14 @@ impl std::error::Error for ApiError {}
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        use diesel::result::Error as D;
-        if e.is_unavailable() {
-            log::warn!("diesel-tenancy: answering 503: {e}");
-            return ApiError::new(
-                Status::ServiceUnavailable,
-                "Database unavailable, try again later",
-            );
-        }
-        match e {
-            // A route proved stale names a tenant that is gone (deleted a moment ago).
-            Error::UnknownTenant { .. } | Error::StaleRoute { .. } => ApiError::tenant_not_found(),
-            Error::Query(D::NotFound) => ApiError::new(Status::NotFound, "Not found"),
-            Error::UnknownDomain { .. } => ApiError::new(Status::NotFound, e.to_string()),
-            Error::InvalidTenantName { .. }
-            | Error::InvalidDomain { .. }
-            | Error::InvalidSchemaName { .. } => ApiError::new(Status::BadRequest, e.to_string()),
-            Error::TenantExists { .. }
-            | Error::DomainExists { .. }
-            | Error::SchemaExists { .. } => ApiError::new(Status::Conflict, e.to_string()),
-            Error::Hook { ref source, .. } if source.downcast_ref::<Refusal>().is_some() => {
-                ApiError::new(Status::Conflict, e.to_string())
-            }
-            other => {
-                log::error!("diesel-tenancy: answering 500: {other}");
-                ApiError::new(Status::InternalServerError, "Internal server error")
-            }
-        }
+        ApiError::from(HttpError::from(e))
+    }
+}
+
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        let (code, detail) = e.into_parts();
+        ApiError::new(Status::new(code), detail)
     }
 }
 
@@ -166,6 +145,7 @@ pub fn catchers() -> Vec<Catcher> {
 mod tests {
     use super::*;
     use crate::error::Hook;
+    use crate::migrate::Refusal;
 
     fn hook_error(source: crate::error::HookError) -> Error {
         Error::Hook {

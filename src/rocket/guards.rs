@@ -6,116 +6,15 @@ use ::rocket::http::Status;
 use ::rocket::request::{FromRequest, Outcome};
 use ::rocket::{Ignite, Request, Rocket, Sentinel};
 use diesel::pg::PgConnection;
-use serde::Serialize;
 
 use super::api_error::{stash, ApiError};
-use super::state::{blocking, Decided, Routing, Tenancy};
+use super::state::{blocking, Tenancy};
 use crate::error::Error;
 use crate::pool::Routed;
 use crate::pool::Scope;
 use crate::pool::TenantPool;
-use crate::registry;
-use crate::resolve::{Resolution, TenantRef};
-
-/// The tenant a request resolved to, resolved once per request from the cached
-/// registry (no database round trip).
-///
-/// On a tenant route it fails with 400 `{"detail":"Tenant not found"}` when no tenant
-/// was named or the one named is not registered, and with 400 and a specific detail
-/// when the tenant header is malformed. `public` is accepted only with the public-tenant
-/// option on; it is then the public scope. Use `Option<CurrentTenant>` on routes where a
-/// tenant is optional.
-#[derive(Debug, Clone)]
-pub struct CurrentTenant {
-    scope: Scope,
-    record: Option<Arc<registry::Tenant>>,
-    /// What the request named, to decide again against a newer registry.
-    named: Arc<[TenantRef]>,
-}
-
-impl CurrentTenant {
-    /// Takes the route's pinned scope and what the request named.
-    fn routed(mut self, decided: &Decided) -> Self {
-        self.named = Arc::clone(decided.named());
-        if let Some(scope) = decided.scope() {
-            self.scope = scope.clone();
-        }
-        self
-    }
-
-    /// The scope this tenant's connections are put into.
-    pub fn scope(&self) -> &Scope {
-        &self.scope
-    }
-
-    /// The registry row, or `None` for the public tenant.
-    pub fn record(&self) -> Option<&registry::Tenant> {
-        self.record.as_deref()
-    }
-
-    /// The registry id, or `None` for the public tenant.
-    pub fn id(&self) -> Option<i64> {
-        self.record.as_ref().map(|t| t.id)
-    }
-
-    /// The tenant's name; `public` for the public tenant.
-    pub fn name(&self) -> &str {
-        self.record.as_ref().map_or("public", |t| t.name.as_str())
-    }
-
-    /// The tenant's schema; `public` for the public tenant. A row tenant's is the name
-    /// reserved for it, which names no schema: its data is in the row schema.
-    pub fn schema(&self) -> &str {
-        self.record
-            .as_ref()
-            .map_or("public", |t| t.schema_name.as_str())
-    }
-
-    /// Where the tenant's data lives; the public tenant is a schema (`public`).
-    pub fn mode(&self) -> registry::TenantMode {
-        self.record
-            .as_ref()
-            .map_or(registry::TenantMode::Schema, |t| t.mode)
-    }
-
-    /// Whether this is the public tenant.
-    pub fn is_public(&self) -> bool {
-        self.record.is_none()
-    }
-
-    /// Maps a resolution to a tenant, or to the error a tenant route answers.
-    pub(crate) fn from_resolution(
-        resolution: &Resolution,
-        public_tenant: bool,
-    ) -> Result<CurrentTenant, ApiError> {
-        match resolution {
-            Resolution::Tenant(t) => Ok(CurrentTenant {
-                scope: t.scope(),
-                record: Some(Arc::clone(t)),
-                named: Arc::from([]),
-            }),
-            Resolution::Public if public_tenant => Ok(CurrentTenant {
-                scope: Scope::Public,
-                record: None,
-                named: Arc::from([]),
-            }),
-            Resolution::Malformed(m) => Err(ApiError::new(Status::BadRequest, m.detail.clone())),
-            _ => Err(ApiError::tenant_not_found()),
-        }
-    }
-}
-
-impl Serialize for CurrentTenant {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("CurrentTenant", 4)?;
-        st.serialize_field("id", &self.id())?;
-        st.serialize_field("name", self.name())?;
-        st.serialize_field("schema", self.schema())?;
-        st.serialize_field("mode", self.mode().as_str())?;
-        st.end()
-    }
-}
+use crate::resolve::routing::{Decided, Routing};
+pub use crate::resolve::CurrentTenant;
 
 /// The request's resolution, computed at most once per request.
 struct Resolved(Result<Decided, ApiError>);
@@ -150,7 +49,7 @@ impl<'r> FromRequest<'r> for CurrentTenant {
         };
         match CurrentTenant::from_resolution(decided.resolution(), tenancy.is_public_tenant()) {
             Ok(tenant) => Outcome::Success(tenant.routed(decided)),
-            Err(e) => fail(request, e),
+            Err(e) => fail(request, e.into()),
         }
     }
 }
@@ -210,8 +109,8 @@ impl TenantDb {
         E: From<Error> + Send + 'static,
     {
         let pool = self.pool.clone();
-        let scope = self.tenant.scope.clone();
-        let named = Arc::clone(&self.tenant.named);
+        let scope = self.tenant.scope().clone();
+        let named = Arc::clone(self.tenant.named());
         let routing = self.routing.clone();
         blocking(move || match pool.run_routed(scope.clone(), f) {
             Routed::Done(result) => result,

@@ -1,30 +1,20 @@
 //! [`Tenancy`]: what the fairing puts into Rocket's managed state.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
 
 use ::rocket::http::uri::Origin;
-use ::rocket::http::Status;
-use ::rocket::tokio::sync::Mutex as AsyncMutex;
 use ::rocket::Request;
 
 use super::api_error::ApiError;
 use crate::error::{Error, Result};
 use crate::migrate::{NewTenant, SyncRouter};
-use crate::pool::Scope;
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
 use crate::registry::{RegistryCache, RegistrySnapshot};
-use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain, TenantRef};
-
-/// The longest a request waits for the registry to be reloaded through the pool when
-/// the cache's change feed is down; then it gets 503.
-const FALLBACK_DEADLINE: Duration = Duration::from_secs(2);
-
-/// The detail of the 503 sent when the registry cannot be confirmed within the bound.
-pub(crate) const REGISTRY_UNAVAILABLE: &str = "Tenant registry unavailable, try again later";
+pub(crate) use crate::resolve::routing::blocking;
+use crate::resolve::routing::{Decided, Decider, Routing};
+use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain};
 
 /// The tenancy of a Rocket application: the router (and its pool), the registry cache
 /// and the resolver chain. Managed by [`TenancyFairing`](super::TenancyFairing); reach it
@@ -36,14 +26,9 @@ pub(crate) const REGISTRY_UNAVAILABLE: &str = "Tenant registry unavailable, try 
 #[derive(Debug)]
 pub struct Tenancy {
     live: Arc<RwLock<Option<Live>>>,
-    cache: Arc<RegistryCache>,
-    chain: Arc<ResolverChain>,
-    public_tenant: bool,
+    /// The registry cache, the resolver chain and the fallback reload.
+    decider: Decider,
     path_prefix: Option<String>,
-    /// One reload through the pool at a time when the feed is down.
-    fallback: AsyncMutex<()>,
-    /// A fallback reload is still running (maybe stuck past its deadline).
-    fallback_busy: Arc<AtomicBool>,
 }
 
 /// What shutdown lets go of.
@@ -85,16 +70,12 @@ impl Tenancy {
         path_prefix: Option<String>,
     ) -> Self {
         Tenancy {
-            public_tenant: router.is_public_tenant(),
+            decider: Decider::new(Arc::new(cache), chain, router.is_public_tenant()),
             live: Arc::new(RwLock::new(Some(Live {
                 pool: router.pool().clone(),
                 router,
             }))),
-            cache: Arc::new(cache),
-            chain: Arc::new(chain),
             path_prefix,
-            fallback: AsyncMutex::new(()),
-            fallback_busy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -119,25 +100,25 @@ impl Tenancy {
 
     /// The in-memory tenant registry.
     pub fn cache(&self) -> &RegistryCache {
-        &self.cache
+        self.decider.cache()
     }
 
     /// Reloads the registry through the cache's own listener connection, on a blocking
     /// thread (the tenant test clients start from a registry that has their tenant).
     #[cfg(feature = "testing")]
     pub(crate) async fn refresh_listener(&self) -> Result<()> {
-        let cache = Arc::clone(&self.cache);
+        let cache = Arc::clone(self.decider.cache());
         blocking(move || cache.refresh()).await
     }
 
     /// Whether `public` also holds the tenant tables, so tenant routes accept `public`.
     pub fn is_public_tenant(&self) -> bool {
-        self.public_tenant
+        self.decider.is_public_tenant()
     }
 
     /// The rules requests are resolved by (from the fairing's configuration).
     pub fn resolvers(&self) -> &ResolverChain {
-        &self.chain
+        self.decider.chain()
     }
 
     /// Resolves `request` against the cached registry: no database round trip while the
@@ -146,72 +127,26 @@ impl Tenancy {
     /// ([`RegistryCache::max_age`]), the registry is first reloaded through the pool (one
     /// request at a time, at most 2 seconds); if that fails too, the error is a 503.
     pub async fn resolve(&self, request: &Request<'_>) -> Result<Resolution, ApiError> {
-        self.decide(request).await.map(|decided| decided.resolution)
+        self.decide(request).await.map(Decided::into_resolution)
     }
 
     /// What `request` names, what that resolves to now, and the scope of its route.
     pub(crate) async fn decide(&self, request: &Request<'_>) -> Result<Decided, ApiError> {
-        let named: Arc<[TenantRef]> = match self.chain.named(request) {
-            Ok(named) => named.into(),
-            Err(malformed) => {
-                return Ok(Decided {
-                    named: Arc::from([]),
-                    resolution: Resolution::Malformed(malformed),
-                    scope: None,
-                })
-            }
-        };
-        let snapshot = self.fresh_snapshot().await?;
-        let resolution = self.chain.find_first(&named, &*snapshot);
-        let scope = match &resolution {
-            Resolution::Tenant(t) => Some(snapshot.scope_of(t)),
-            _ => None,
-        };
-        Ok(Decided {
-            named,
-            resolution,
-            scope,
-        })
+        let named = self.decider.chain().named(request);
+        let decided = self.decider.decide(named, || self.reload_task()).await;
+        decided.map_err(ApiError::from)
     }
 
     /// What a request needs to be decided again later (by `TenantDb::run`).
     pub(crate) fn routing(&self) -> Routing {
-        Routing {
-            cache: Arc::clone(&self.cache),
-            chain: Arc::clone(&self.chain),
-            public_tenant: self.public_tenant,
-        }
+        self.decider.routing()
     }
 
     /// The cached registry if it is within its bound; otherwise reloaded through the
     /// pool (one reload at a time, each given 2 seconds); otherwise a 503.
     pub async fn fresh_snapshot(&self) -> Result<Arc<RegistrySnapshot>, ApiError> {
-        if let Ok(snapshot) = self.cache.fresh_snapshot() {
-            return Ok(snapshot);
-        }
-        let _turn = self.fallback.lock().await;
-        if let Ok(snapshot) = self.cache.fresh_snapshot() {
-            return Ok(snapshot);
-        }
-        if self.fallback_busy.swap(true, Ordering::AcqRel) {
-            // The last reload is still stuck: do not pile up more.
-            return Err(unavailable(None));
-        }
-        let busy = Arc::clone(&self.fallback_busy);
-        let reload = self.reload_task();
-        let task = ::rocket::tokio::task::spawn_blocking(move || {
-            let result = reload();
-            busy.store(false, Ordering::Release);
-            result
-        });
-        match ::rocket::tokio::time::timeout(FALLBACK_DEADLINE, task).await {
-            Ok(Ok(Ok(()))) => self
-                .cache
-                .fresh_snapshot()
-                .map_err(|e| unavailable(Some(e))),
-            Ok(Ok(Err(e))) => Err(unavailable(Some(e))),
-            Ok(Err(_)) | Err(_) => Err(unavailable(None)),
-        }
+        let snapshot = self.decider.fresh_snapshot(|| self.reload_task()).await;
+        snapshot.map_err(ApiError::from)
     }
 
     /// Reloads the registry through the pool and waits for it, so this process sees a
@@ -229,7 +164,7 @@ impl Tenancy {
     /// A reload through the pool, to run on a blocking thread.
     fn reload_task(&self) -> impl FnOnce() -> Result<()> + Send + 'static {
         let pool = self.pool();
-        let cache = Arc::clone(&self.cache);
+        let cache = Arc::clone(self.decider.cache());
         move || pool?.with_public(|conn| cache.reload_from(conn))
     }
 
@@ -289,7 +224,7 @@ impl Tenancy {
     pub(crate) fn release(&self) -> Release {
         Release {
             live: Arc::downgrade(&self.live),
-            cache: Arc::downgrade(&self.cache),
+            cache: Arc::downgrade(self.decider.cache()),
         }
     }
 
@@ -319,81 +254,6 @@ impl Tenancy {
 fn reloaded(result: Result<()>) {
     if let Err(e) = result {
         log::warn!("diesel-tenancy: the registry changed but the cache could not reload yet: {e}");
-    }
-}
-
-/// The 503 for a registry that cannot be confirmed within its bound.
-fn unavailable(cause: Option<Error>) -> ApiError {
-    match cause {
-        Some(e) => log::warn!("diesel-tenancy: answering 503: {e}"),
-        None => log::warn!("diesel-tenancy: answering 503: the registry reload through the pool did not finish in time"),
-    }
-    ApiError::new(Status::ServiceUnavailable, REGISTRY_UNAVAILABLE)
-}
-
-/// Runs blocking work on Rocket's blocking pool; a panic there is re-raised here.
-pub(crate) async fn blocking<T, E, F>(f: F) -> std::result::Result<T, E>
-where
-    F: FnOnce() -> std::result::Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: From<Error> + Send + 'static,
-{
-    match ::rocket::tokio::task::spawn_blocking(f).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(E::from(Error::Unavailable {
-            what: "the blocking database task",
-            reason: "it was cancelled (the server is shutting down)".into(),
-        })),
-    }
-}
-
-/// A request's decision: what it named, what that resolved to, the route's scope.
-pub(crate) struct Decided {
-    named: Arc<[TenantRef]>,
-    resolution: Resolution,
-    /// The scope of a resolved tenant, pinned to its schema's OID.
-    scope: Option<Scope>,
-}
-
-impl Decided {
-    /// What the request named, in the order of the rules.
-    pub(crate) fn named(&self) -> &Arc<[TenantRef]> {
-        &self.named
-    }
-
-    /// What that resolved to.
-    pub(crate) fn resolution(&self) -> &Resolution {
-        &self.resolution
-    }
-
-    /// The scope of a resolved tenant, pinned to its schema's OID.
-    pub(crate) fn scope(&self) -> Option<&Scope> {
-        self.scope.as_ref()
-    }
-}
-
-/// Deciding a request again against a reloaded registry, once its route proved stale.
-#[derive(Debug, Clone)]
-pub(crate) struct Routing {
-    cache: Arc<RegistryCache>,
-    chain: Arc<ResolverChain>,
-    public_tenant: bool,
-}
-
-impl Routing {
-    /// Reloads the registry through `pool`, then decides `named` again: the new scope,
-    /// or [`Error::UnknownTenant`] when it names no tenant any more. Blocking.
-    pub(crate) fn decide_again(&self, pool: &TenantPool, named: &[TenantRef]) -> Result<Scope> {
-        pool.with_public(|conn| self.cache.reload_from(conn))?;
-        let snapshot = self.cache.fresh_snapshot()?;
-        match self.chain.find_first(named, &*snapshot) {
-            Resolution::Tenant(t) => Ok(snapshot.scope_of(&t)),
-            Resolution::Public if self.public_tenant => Ok(Scope::Public),
-            _ => Err(Error::UnknownTenant {
-                name: named.first().map(ToString::to_string).unwrap_or_default(),
-            }),
-        }
     }
 }
 

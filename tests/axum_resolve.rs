@@ -1,0 +1,151 @@
+//! The axum face resolves requests as the Rocket face does: the tenant header in any
+//! case, the host, `public`, and the same 400 bodies; a request with no tenant gets no
+//! connection.
+
+mod axum_support;
+mod common;
+
+use axum::http::StatusCode;
+use axum_support::*;
+use diesel_tenancy::testing::TestTenancy;
+use diesel_tenancy::{DomainName, NewTenant};
+
+/// A test database with tenants `acme` (domain `acme.example.com`) and `globex`.
+fn tenants() -> TestTenancy {
+    let test = TestTenancy::new(common::TENANT);
+    test.create_tenant_with(&NewTenant {
+        domains: vec![DomainName::new("acme.example.com").expect("a domain")],
+        ..NewTenant::named("acme")
+    });
+    test.create_tenant("globex");
+    test
+}
+
+#[tokio::test]
+async fn the_header_selects_the_tenant_in_any_case_and_trimmed() {
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    let acme = r#"{"id":1,"name":"acme","schema":"acme","mode":"schema"}"#;
+    assert_eq!(get_as(&app, "/whoami", "acme").await, ok(acme));
+    assert_eq!(get_as(&app, "/whoami", " ACME ").await, ok(acme));
+    // The header's name is case-insensitive too.
+    assert_eq!(
+        send(&app, "GET", "/whoami", &[("tenant-header", "Acme")]).await,
+        ok(acme)
+    );
+    assert_eq!(get_as(&app, "/schema", "GLOBEX").await, ok("globex"));
+}
+
+#[tokio::test]
+async fn the_host_selects_a_registered_domain_and_the_header_wins() {
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    let by_host = send(&app, "GET", "/schema", &[("Host", "ACME.example.com:8000")]).await;
+    assert_eq!(by_host, ok("acme"));
+    let both = [("Host", "acme.example.com"), ("Tenant-Header", "globex")];
+    assert_eq!(send(&app, "GET", "/schema", &both).await, ok("globex"));
+    // An unregistered host names nothing.
+    let other = send(&app, "GET", "/schema", &[("Host", "other.example.com")]).await;
+    assert_eq!(other, tenant_not_found());
+}
+
+#[tokio::test]
+async fn an_unknown_or_missing_tenant_is_400_tenant_not_found_as_json() {
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    for path in ["/whoami", "/hotels", "/schema"] {
+        assert_eq!(get_as(&app, path, "nobody").await, tenant_not_found());
+        assert_eq!(send(&app, "GET", path, &[]).await, tenant_not_found());
+    }
+    let response = axum::http::Request::builder()
+        .uri("/whoami")
+        .body(axum::body::Body::empty())
+        .expect("a request");
+    let response = tower::ServiceExt::oneshot(app, response)
+        .await
+        .expect("infallible");
+    assert_eq!(
+        response.headers()["content-type"].to_str().ok(),
+        Some("application/json")
+    );
+}
+
+#[tokio::test]
+async fn public_is_the_public_scope_only_on_public_routes() {
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    assert_eq!(get_as(&app, "/whoami", "public").await, tenant_not_found());
+    assert_eq!(get_as(&app, "/hotels", "PUBLIC").await, tenant_not_found());
+    let names = ok(r#"["acme","globex"]"#);
+    assert_eq!(get_as(&app, "/tenants", "public").await, names);
+    assert_eq!(send(&app, "GET", "/tenants", &[]).await, names);
+    assert_eq!(get_as(&app, "/tenants", "nobody").await, names);
+}
+
+#[tokio::test]
+async fn malformed_headers_are_400_with_a_detail() {
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    let twice = [("Tenant-Header", "acme"), ("Tenant-Header", "acme")];
+    assert_eq!(
+        send(&app, "GET", "/whoami", &twice).await,
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"detail":"malformed Tenant-Header: sent more than once"}"#.to_owned()
+        )
+    );
+    let long = "a".repeat(256);
+    assert_eq!(
+        get_as(&app, "/whoami", &long).await,
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"detail":"malformed Tenant-Header: longer than 255 bytes"}"#.to_owned()
+        )
+    );
+    let hosts = [("Host", "acme.example.com"), ("Host", "globex.example.com")];
+    assert_eq!(
+        send(&app, "GET", "/whoami", &hosts).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    // A public route does not care.
+    assert_eq!(
+        send(&app, "GET", "/tenants", &twice).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_request_with_no_tenant_gets_no_connection() {
+    let test = tenants();
+    let tenancy = start(test.router(), async_pool(), test.url()).await;
+    let app = app(&tenancy);
+    // `TenantConn`, `TenantDb` (checkout_with) and `Option<CurrentTenant>`.
+    assert_eq!(send(&app, "GET", "/hotels", &[]).await, tenant_not_found());
+    assert_eq!(send(&app, "GET", "/schema", &[]).await, tenant_not_found());
+    assert_eq!(send(&app, "GET", "/maybe", &[]).await, ok("none"));
+    assert_eq!(get_as(&app, "/maybe", "nobody").await, ok("none"));
+    assert_eq!(get_as(&app, "/maybe", "acme").await, ok("acme"));
+
+    // Without the layer the extractors answer 500, never a default scope.
+    let bare = routes();
+    let failed = get_as(&bare, "/hotels", "acme").await;
+    assert_eq!(
+        failed,
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"detail":"Internal server error"}"#.to_owned()
+        )
+    );
+    assert_eq!(
+        get_as(&bare, "/tenants", "acme").await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+
+    // With `require_tenant` the layer answers before any handler runs.
+    let strict = routes().layer(tenancy.layer().require_tenant());
+    assert_eq!(
+        send(&strict, "GET", "/maybe", &[]).await,
+        tenant_not_found()
+    );
+    assert_eq!(get_as(&strict, "/maybe", "acme").await, ok("acme"));
+}
