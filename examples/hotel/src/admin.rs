@@ -56,28 +56,31 @@ impl<'r> FromRequest<'r> for Admin {
         let Some(AdminToken(expected)) = req.rocket().state::<AdminToken>() else {
             return Outcome::Error((Status::NotFound, Problem::not_found()));
         };
-        let presented = req.headers().get_one("Authorization").and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        match presented {
-            None => Outcome::Error((
-                Status::Unauthorized,
-                Problem::Unauthorized("Authentication credentials were not provided."),
-            )),
-            Some(token) if validate::same_secret(token.as_bytes(), expected.as_bytes()) => {
-                Outcome::Success(Admin)
-            }
-            Some(_) => Outcome::Error((
-                Status::Unauthorized,
-                Problem::Unauthorized("Invalid token."),
-            )),
+        match authorize(req.headers().get_one("Authorization"), expected) {
+            Ok(()) => Outcome::Success(Admin),
+            Err(problem) => Outcome::Error((Status::Unauthorized, problem)),
         }
     }
 }
 
+/// Checks an `Authorization` header against the admin token (every face): 401 without
+/// it or with another token.
+pub fn authorize(header: Option<&str>, expected: &str) -> Result<(), Problem> {
+    let presented = header.and_then(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    match presented {
+        None => Err(Problem::Unauthorized(
+            "Authentication credentials were not provided.",
+        )),
+        Some(token) if validate::same_secret(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(Problem::Unauthorized("Invalid token.")),
+    }
+}
+
 /// A tenant as the admin API shows it: with its domains, primary first.
-fn described(conn: &mut PgConnection, tenant: Tenant) -> Result<Value, Problem> {
+pub fn described(conn: &mut PgConnection, tenant: Tenant) -> Result<Value, Problem> {
     let listed = TenantRegistry::with_domains(conn, tenant)?;
     Ok(json!(listed))
 }
@@ -108,7 +111,7 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| Problem::internal("admin task", &e))?
 }
 
-fn string_field<'a>(
+pub fn string_field<'a>(
     body: &'a serde_json::Map<String, Value>,
     field: &str,
     required: bool,
@@ -129,9 +132,14 @@ fn string_field<'a>(
 
 fn parse_new_tenant(body: Result<JsonObject, Problem>) -> Result<NewTenant, Problem> {
     let JsonObject(body) = body?;
+    new_tenant(&body)
+}
+
+/// A new tenant from the admin API's JSON object (every face), or its field errors.
+pub fn new_tenant(body: &serde_json::Map<String, Value>) -> Result<NewTenant, Problem> {
     let mut errors = FieldErrors::new();
-    let name = string_field(&body, "name", true, &mut errors);
-    let schema = string_field(&body, "schema_name", false, &mut errors);
+    let name = string_field(body, "name", true, &mut errors);
+    let schema = string_field(body, "schema_name", false, &mut errors);
     let mut domains = Vec::new();
     match body.get("domains") {
         None | Some(Value::Null) => {}
@@ -151,7 +159,7 @@ fn parse_new_tenant(body: Result<JsonObject, Problem>) -> Result<NewTenant, Prob
         }
     }
     let mut new = check_new_tenant(name, schema, &domains, &mut errors);
-    if let Some(mode) = string_field(&body, "mode", false, &mut errors) {
+    if let Some(mode) = string_field(body, "mode", false, &mut errors) {
         match TenantMode::parse(mode) {
             Some(mode) => new.mode = Some(mode),
             None => {
@@ -215,12 +223,7 @@ async fn create_tenant(
     admin?;
     let new = parse_new_tenant(body)?;
     if new.mode == Some(TenantMode::Rows) && !tenancy.pool()?.has_row_tenants() {
-        let mut errors = FieldErrors::new();
-        errors.insert(
-            "mode".into(),
-            vec!["This service does not serve row tenants (HOTEL_TENANT_MODE=rows).".into()],
-        );
-        return Err(Problem::Fields(errors));
+        return Err(refuse_rows());
     }
     // Through `Tenancy`, so the new tenant resolves here as soon as this returns.
     let tenant = tenancy.create_tenant(new).await?;
@@ -260,11 +263,7 @@ async fn delete_tenant(
     tenancy: &State<Tenancy>,
 ) -> Result<Status, Problem> {
     admin?;
-    let drop_schema = match drop_schema.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("false" | "0" | "no" | "off") => false,
-        Some("true" | "1" | "yes" | "on" | "") => true,
-        Some(_) => return Err(Problem::field("drop_schema", "Must be a valid boolean.")),
-    };
+    let drop_schema = drop_schema_flag(drop_schema)?;
     tenancy
         .delete_tenant(name.to_owned(), drop_schema)
         .await
@@ -272,18 +271,19 @@ async fn delete_tenant(
     Ok(Status::NoContent)
 }
 
-#[post("/tenants/<name>/domains", data = "<body>")]
-async fn add_domain(
-    admin: Result<Admin, Problem>,
-    name: &str,
-    body: Result<JsonObject, Problem>,
-    db: PublicDb,
-    tenancy: &State<Tenancy>,
-) -> Result<Created<Json<Value>>, Problem> {
-    admin?;
-    let JsonObject(body) = body?;
+/// The `drop_schema` query parameter of a tenant deletion (every face).
+pub fn drop_schema_flag(value: Option<&str>) -> Result<bool, Problem> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on" | "") => Ok(true),
+        Some(_) => Err(Problem::field("drop_schema", "Must be a valid boolean.")),
+    }
+}
+
+/// A new domain's body (every face): the domain and whether it is the primary one.
+pub fn new_domain(body: &serde_json::Map<String, Value>) -> Result<(DomainName, bool), Problem> {
     let mut errors = FieldErrors::new();
-    let domain = string_field(&body, "domain", true, &mut errors).and_then(|d| {
+    let domain = string_field(body, "domain", true, &mut errors).and_then(|d| {
         DomainName::new(d)
             .map_err(|e| errors.insert("domain".into(), vec![e.to_string()]))
             .ok()
@@ -296,22 +296,53 @@ async fn add_domain(
             false
         }
     };
-    let Some(domain) = domain.filter(|_| errors.is_empty()) else {
-        return Err(Problem::Fields(errors));
-    };
+    match domain.filter(|_| errors.is_empty()) {
+        Some(domain) => Ok((domain, primary)),
+        None => Err(Problem::Fields(errors)),
+    }
+}
+
+/// Adds `domain` to tenant `name` in the registry; the admin API's answer (every face).
+pub fn add_domain_row(
+    conn: &mut PgConnection,
+    name: &str,
+    domain: &DomainName,
+    primary: bool,
+) -> Result<Value, Problem> {
+    let tenant = TenantRegistry::find_by_name(conn, name)?.ok_or_else(Problem::not_found)?;
+    let row = TenantRegistry::add_domain(conn, &tenant.name, domain, primary)
+        .map_err(not_found_on_miss)?;
+    Ok(json!({
+        "domain": row.domain,
+        "tenant": tenant.name,
+        "is_primary": row.is_primary,
+    }))
+}
+
+/// The message of a row-tenant creation on a service without row tenants.
+pub fn refuse_rows() -> Problem {
+    let mut errors = FieldErrors::new();
+    errors.insert(
+        "mode".into(),
+        vec!["This service does not serve row tenants (HOTEL_TENANT_MODE=rows).".into()],
+    );
+    Problem::Fields(errors)
+}
+
+#[post("/tenants/<name>/domains", data = "<body>")]
+async fn add_domain(
+    admin: Result<Admin, Problem>,
+    name: &str,
+    body: Result<JsonObject, Problem>,
+    db: PublicDb,
+    tenancy: &State<Tenancy>,
+) -> Result<Created<Json<Value>>, Problem> {
+    admin?;
+    let JsonObject(body) = body?;
+    let (domain, primary) = new_domain(&body)?;
     let name = name.to_owned();
     let value = db
-        .run(move |conn| {
-            let tenant =
-                TenantRegistry::find_by_name(conn, &name)?.ok_or_else(Problem::not_found)?;
-            let row = TenantRegistry::add_domain(conn, &tenant.name, &domain, primary)
-                .map_err(not_found_on_miss)?;
-            Ok::<_, Problem>(json!({
-                "domain": row.domain,
-                "tenant": tenant.name,
-                "is_primary": row.is_primary,
-            }))
-        })
+        .run(move |conn| add_domain_row(conn, &name, &domain, primary))
         .await?;
     refresh(tenancy).await;
     let location = uri!(remove_domain(value["domain"].as_str().unwrap_or_default())).to_string();

@@ -49,24 +49,32 @@ fn mode(req: &Request<'_>) -> Mode {
     }
 }
 
-enum Kind {
+pub enum Kind {
     Json,
     Form,
 }
 
 /// The body's kind, or 415 (DRF's wording).
 fn kind(req: &Request<'_>, forms: bool) -> Result<Kind, Problem> {
-    match req.content_type() {
+    kind_of(
+        req.content_type(),
+        req.headers().get_one("Content-Length"),
+        forms,
+    )
+}
+
+/// The kind of a body of `content_type` and `content_length` (headers), or 415 (DRF's
+/// wording); forms only where `forms`. Shared by every face.
+pub fn kind_of(
+    content_type: Option<&ContentType>,
+    content_length: Option<&str>,
+    forms: bool,
+) -> Result<Kind, Problem> {
+    match content_type {
         Some(ct) if ct.is_json() => Ok(Kind::Json),
         Some(ct) if forms && (ct.is_form_data() || ct.is_form()) => Ok(Kind::Form),
         // No body and no type: an empty JSON object, so the fields are reported missing.
-        None if req
-            .headers()
-            .get_one("Content-Length")
-            .is_none_or(|l| l.trim() == "0") =>
-        {
-            Ok(Kind::Json)
-        }
+        None if content_length.is_none_or(|l| l.trim() == "0") => Ok(Kind::Json),
         other => Err(Problem::new(
             Status::UnsupportedMediaType,
             format!(
@@ -115,7 +123,7 @@ async fn read_json(req: &Request<'_>, data: Data<'_>) -> Result<Value, Problem> 
         .map_err(|e| Problem::bad_request(format!("JSON parse error - {e}")))
 }
 
-fn too_large(limit: rocket::data::ByteUnit) -> Problem {
+pub fn too_large(limit: rocket::data::ByteUnit) -> Problem {
     Problem::new(
         Status::PayloadTooLarge,
         format!("Request body is too large (the limit is {limit})."),
@@ -155,13 +163,16 @@ impl<'r> FromData<'r> for HotelInput {
 
 async fn from_json(req: &Request<'_>, data: Data<'_>) -> Result<HotelInput, Problem> {
     let value = read_json(req, data).await?;
-    let Value::Object(object) = &value else {
-        return Err(Problem::Fields(validate::not_an_object(&value)));
+    hotel_from_json(&value, mode(req))
+}
+
+/// Validates a JSON hotel body (every face).
+pub fn hotel_from_json(value: &Value, mode: Mode) -> Result<HotelInput, Problem> {
+    let Value::Object(object) = value else {
+        return Err(Problem::Fields(validate::not_an_object(value)));
     };
     let mut errors = FieldErrors::new();
-    let text = validate::text_fields(mode(req), &mut errors, |f| {
-        validate::raw_json(object.get(f))
-    });
+    let text = validate::text_fields(mode, &mut errors, |f| validate::raw_json(object.get(f)));
     let picture = match object.get("picture") {
         None => PictureInput::Keep,
         Some(Value::Null) => PictureInput::Clear,

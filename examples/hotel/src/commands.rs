@@ -57,6 +57,12 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn serve(settings: &Settings, database_url: &str) -> ExitCode {
+    if crate::axum_face::chosen() {
+        return match crate::axum_face::serve(settings, database_url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
     let rocket = match service(settings, database_url) {
         Ok(rocket) => rocket,
         Err(e) => return cli::fail(&e),

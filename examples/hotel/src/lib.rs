@@ -13,6 +13,7 @@
 //! and `config.rs` for the settings.
 
 mod admin;
+mod axum_face;
 mod body;
 mod commands;
 pub mod config;
@@ -22,6 +23,9 @@ mod health;
 mod hotels;
 mod media;
 mod model;
+// The hotel queries on diesel-async (the axum face awaits some; the async Rocket face all).
+#[allow(dead_code)]
+mod model_async;
 mod oversize;
 mod panel;
 mod pg_server;
@@ -31,5 +35,6 @@ mod seed;
 mod service;
 mod validate;
 
+pub use axum_face::app as axum_app;
 pub use commands::run;
 pub use service::{rocket, service, TENANT_MIGRATIONS};

@@ -1,0 +1,101 @@
+//! The hotel service on axum (`HOTEL_FACE=axum`): the same `/hotels/` API, admin API
+//! and `/health` as the Rocket face, from the same database, with the same answers; the
+//! tenant resolved by `diesel_tenancy::axum`'s layer, each hotel query awaited on the
+//! async pool. The admin panel, media files and multipart bodies are the Rocket face's.
+
+mod admin;
+mod body;
+mod hotels;
+mod problem;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use diesel_tenancy::axum::Tenancy;
+use diesel_tenancy::database::create_database_if_missing;
+use diesel_tenancy::{SyncRouter, TenantMode, TenantPool, TenantPoolBuilder, TenantRoles};
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::seed;
+use crate::service::TENANT_MIGRATIONS;
+
+/// Whether `HOTEL_FACE` asks for this face.
+pub fn chosen() -> bool {
+    std::env::var("HOTEL_FACE").is_ok_and(|face| face.trim().eq_ignore_ascii_case("axum"))
+}
+
+/// Serves until Ctrl-C: creates the database if missing, migrates, starts the tenancy.
+pub fn serve(settings: &Settings, database_url: &str) -> Result<(), String> {
+    create_database_if_missing(database_url).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run(settings, database_url))
+}
+
+/// The pools' settings, as the Rocket face's fairing makes them.
+fn pool(settings: &Settings) -> TenantPoolBuilder {
+    let builder = TenantPool::builder().row_tenants(settings.tenant_mode == TenantMode::Rows);
+    if settings.tenant_roles {
+        builder.tenant_roles(TenantRoles::new())
+    } else {
+        builder
+    }
+}
+
+async fn run(settings: &Settings, database_url: &str) -> Result<(), String> {
+    let text = |e: diesel_tenancy::Error| e.to_string();
+    let url = database_url.to_owned();
+    let sync = pool(settings).max_size(2);
+    let sync = tokio::task::spawn_blocking(move || sync.build(&url))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(text)?;
+    let router = SyncRouter::new(sync, TENANT_MIGRATIONS)
+        .public_tenant(true)
+        .tenant_mode(settings.tenant_mode)
+        .hooks(seed::hooks(settings.seed_demo));
+    let pool = pool(settings)
+        .build_async(database_url)
+        .await
+        .map_err(text)?;
+    let tenancy = Tenancy::builder(router, pool)
+        .start(database_url)
+        .await
+        .map_err(text)?;
+    let figment = settings.figment(database_url);
+    let address = figment
+        .extract_inner::<IpAddr>("address")
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let port = figment.extract_inner::<u16>("port").unwrap_or(8000);
+    let listener = tokio::net::TcpListener::bind((address, port))
+        .await
+        .map_err(|e| format!("cannot listen on {address}:{port}: {e}"))?;
+    println!("hotel: the axum face serves on http://{address}:{port}");
+    let app = app(settings, &tenancy).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The service's routes behind the tenancy layer.
+pub fn app(settings: &Settings, tenancy: &Tenancy) -> Router {
+    let mut app = Router::new()
+        .route("/health", get(health))
+        .merge(hotels::routes(settings.media_root.clone()));
+    match &settings.admin_token {
+        Some(token) => app = app.merge(admin::routes(token.clone())),
+        None => log::info!("admin API off: set HOTEL_ADMIN_TOKEN to turn it on"),
+    }
+    app.fallback(problem::not_found).layer(tenancy.layer())
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
