@@ -74,14 +74,28 @@ async fn run(settings: &Settings, database_url: &str) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind((address, port))
         .await
         .map_err(|e| format!("cannot listen on {address}:{port}: {e}"))?;
-    println!("hotel: the axum face serves on http://{address}:{port}");
+    println!("hotel: the hotel API runs on the axum face, at http://{address}:{port}");
     let app = app(settings, &tenancy).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(stopped())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Ctrl-C, or SIGTERM (as `kill` sends; Rocket stops on both too).
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The service's routes behind the tenancy layer.
