@@ -36,6 +36,9 @@ pub use migrate::{
     RowSchemaStatus, SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport,
     TenantRoleReport, TenantRun, TenantStatus, TransferMode, UnprotectedTable, REGISTRY_MIGRATIONS,
 };
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use pool::{AsyncTenantConnection, AsyncTenantPool};
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,
     TenantPoolBuilder, TenantRoles,
@@ -49,5 +52,8 @@ pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
 pub use diesel;
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use diesel_async;
 pub use diesel_migrations;
 pub use r2d2;
