@@ -58,6 +58,8 @@ struct Here {
     role: String,
     #[diesel(sql_type = Text)]
     tenant: String,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
     /// `now()` of this statement; see [`here`].
     #[diesel(sql_type = Text)]
     now: String,
@@ -67,6 +69,7 @@ async fn here(conn: &mut AsyncPgConnection) -> Here {
     diesel::sql_query(
         "SELECT coalesce(current_schema(), '')::text AS schema, current_user::text AS role, \
          coalesce(current_setting('diesel_tenancy.tenant', true), '')::text AS tenant, \
+         pg_backend_pid() AS pid, \
          now()::text AS now",
     )
     .get_result(conn)
@@ -204,14 +207,21 @@ struct Expect<'a> {
 
 /// The next innocent checkouts: `other` (never touched by the cancelled work) must see
 /// exactly its own session and none of the cancelled rows; `same` must get a clean
-/// session too.
-async fn innocent(pool: &AsyncTenantPool, mode: PoolMode, other: &Expect<'_>, same: &Expect<'_>) {
-    for expect in [other, same] {
+/// session too. Returns the backend of each (the pool has one connection).
+async fn innocent(
+    pool: &AsyncTenantPool,
+    mode: PoolMode,
+    other: &Expect<'_>,
+    same: &Expect<'_>,
+) -> [i32; 2] {
+    let mut pids = [0; 2];
+    for (i, expect) in [other, same].into_iter().enumerate() {
         let mut conn = pool
             .checkout(expect.scope.clone())
             .await
             .expect("an innocent checkout after a cancelled operation");
         let at = here(&mut conn).await;
+        pids[i] = at.pid;
         assert_eq!(at.schema, expect.schema, "{mode:?} {:?}", expect.scope);
         assert_eq!(at.tenant, expect.tenant, "{mode:?} {:?}", expect.scope);
         if let Some(suffix) = expect.role_suffix {
@@ -233,6 +243,7 @@ async fn innocent(pool: &AsyncTenantPool, mode: PoolMode, other: &Expect<'_>, sa
         }
         conn.commit().await.expect("innocent commit");
     }
+    pids
 }
 
 /// Drives every await point of every operation on `pool`; returns how many drops
@@ -241,9 +252,20 @@ async fn drive(pool: &AsyncTenantPool, mode: PoolMode, victim: &Expect<'_>, othe
     for op in OPS {
         let mut cancelled = 0;
         let mut polls = 0;
+        let mut last = innocent(pool, mode, other, victim).await[1];
         loop {
             let completed = run(pool, &victim.scope, op, polls).await;
-            innocent(pool, mode, other, victim).await;
+            let next = innocent(pool, mode, other, victim).await;
+            if !completed && polls > 0 {
+                // Dropped after its first poll, the operation had started on the one
+                // connection: the client side discards it rather than leave it to the
+                // server's proof.
+                assert_ne!(
+                    next[0], last,
+                    "{mode:?} {op:?}: dropped after {polls} polls, the connection was reused"
+                );
+            }
+            last = next[1];
             if completed {
                 break;
             }
