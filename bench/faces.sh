@@ -30,6 +30,6 @@ for face in $FACES; do
   echo "=== face $face"
   HOTEL_FACE=$face SKIP_BUILD=1 OURS_BIN=$BIN OUTDIR="$OUTDIR/$face" MAIN=$PWD \
     bash "$PEER/bench.sh" > "$OUTDIR/$face.log" 2>&1 || { tail -30 "$OUTDIR/$face.log"; exit 1; }
-  grep -E '^\||^limit|^#' "$OUTDIR/$face/results.md" 2>/dev/null || tail -25 "$OUTDIR/$face.log"
+  sed -n '/^# ours/,/^limit share/p' "$OUTDIR/$face/table.md"
 done
 echo "results: $OUTDIR"
