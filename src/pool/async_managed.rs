@@ -124,7 +124,9 @@ impl AsyncManagedConnection {
         .ok()
     }
 
-    fn plan(&mut self, scope: &Scope) -> Result<Plan> {
+    /// `pipelined`: a first query will follow the message in the same round trip (see
+    /// [`Session::plan`]'s `wrap`).
+    fn plan(&mut self, scope: &Scope, pipelined: bool) -> Result<Plan> {
         let Some((depth, broken)) = self.client_state() else {
             self.session
                 .discard("a query future still held its state at checkout");
@@ -133,13 +135,13 @@ impl AsyncManagedConnection {
                 "a query future still held its state",
             ));
         };
-        self.session.plan(scope, depth, broken, true)
+        self.session.plan(scope, depth, broken, pipelined)
     }
 
     /// Puts the connection into `scope` and proves its session clean (one round trip);
     /// on any failure the connection is discarded.
     pub(super) async fn enter(&mut self, scope: &Scope) -> Result<()> {
-        let plan = self.plan(scope)?;
+        let plan = self.plan(scope, false)?;
         self.busy = true;
         let sent = match self.session.mode() {
             PoolMode::Session => self.conn.batch_execute(&plan.sql).await,
@@ -168,7 +170,7 @@ impl AsyncManagedConnection {
     where
         F: for<'c> FnMut(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>,
     {
-        let plan = self.plan(scope)?;
+        let plan = self.plan(scope, true)?;
         if plan.deallocate {
             // The message forgets every prepared statement, the first query's included:
             // it follows the checkout instead, once the client forgot them too.
