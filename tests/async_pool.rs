@@ -413,3 +413,51 @@ async fn a_deleted_tenant_is_a_stale_route_and_the_pool_goes_on() {
     let mut conn = pool.tenant(&schema("a")).await.unwrap();
     assert_eq!(here(&mut conn).await.schema, "a");
 }
+
+/// Behind PgBouncer in transaction mode (one server connection for every client one):
+/// `TransactionLocal`, the proof inline, the first query pipelined, tenants interleaved
+/// from two client connections on the one backend; `Session` mode is refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_local_behind_pgbouncer() {
+    let db = TestDb::new();
+    let _router = schema_tenants(&db);
+    let bouncer = common::pgbouncer::PgBouncer::start(&db.url, 1);
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .max_size(3)
+        .connection_timeout(Duration::from_secs(10))
+        .build_async(&bouncer.url)
+        .await
+        .unwrap();
+    // Two tasks, one per tenant, each on its own client connection; PgBouncer serves
+    // both from its one backend, transaction by transaction.
+    let tasks: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|tenant| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for round in 0..5 {
+                    let (mut conn, first) = pool
+                        .checkout_with(Scope::Tenant(schema(tenant)), list)
+                        .await
+                        .unwrap();
+                    let rows = first.unwrap();
+                    assert_eq!(rows.len(), round, "{tenant} round {round}: {rows:?}");
+                    assert!(rows.iter().all(|(_, n)| n == tenant), "{rows:?}");
+                    assert_eq!(here(&mut conn).await.schema, tenant);
+                    add(&mut conn, tenant).await;
+                    conn.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let session = TenantPool::builder().build_async(&bouncer.url).await;
+    assert!(
+        matches!(session, Err(Error::SessionModeBehindPooler)),
+        "{session:?}"
+    );
+}
