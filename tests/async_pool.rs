@@ -461,3 +461,46 @@ async fn transaction_local_behind_pgbouncer() {
         "{session:?}"
     );
 }
+
+/// A borrower that swaps its own `AsyncPgConnection` into the guard does not put it in
+/// the pool: check-in finds no pool instrumentation on it and closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_connection_is_not_returned_to_the_pool() {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    async fn pid(conn: &mut AsyncPgConnection) -> i32 {
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(conn)
+            .await
+            .unwrap()
+            .pid
+    }
+    let db = TestDb::new();
+    let _router = schema_tenants(&db);
+    let pool = TenantPool::builder()
+        .max_size(1)
+        .build_async(&db.url)
+        .await
+        .unwrap();
+    let mut conn = pool.tenant(&schema("a")).await.unwrap();
+    let pooled = pid(&mut conn).await;
+    let mut own = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let foreign = pid(&mut own).await;
+    std::mem::swap(&mut *conn, &mut own);
+    drop(conn);
+    let mut next = pool.tenant(&schema("b")).await.unwrap();
+    let served = pid(&mut next).await;
+    assert_ne!(
+        served, foreign,
+        "the borrower's own connection entered the pool"
+    );
+    assert_ne!(
+        served, pooled,
+        "the pool's connection is the borrower's now"
+    );
+    assert_eq!(here(&mut next).await.schema, "b");
+    drop(own);
+}
