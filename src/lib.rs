@@ -9,9 +9,6 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-// TEMPORARY: the async pool lands from `main`; this stand-in goes at the merge.
-#[cfg(feature = "async")]
-mod async_standin;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
@@ -42,6 +39,9 @@ pub use migrate::{
     RowSchemaStatus, SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport,
     TenantRoleReport, TenantRun, TenantStatus, TransferMode, UnprotectedTable, REGISTRY_MIGRATIONS,
 };
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use pool::{AsyncTenantConnection, AsyncTenantPool};
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,
     TenantPoolBuilder, TenantRoles,
@@ -54,9 +54,6 @@ pub use registry::{
 pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
-#[cfg(feature = "async")]
-#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
-pub use async_standin::{AsyncTenantConnection, AsyncTenantPool};
 
 pub use diesel;
 #[cfg(feature = "async")]
