@@ -54,7 +54,6 @@ pub use registry::{
 pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
-
 pub use diesel;
 #[cfg(feature = "async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]

@@ -150,3 +150,44 @@ impl RequestParts for HttpRequest<'_> {
         self.uri.path()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &[u8])], uri: &str) -> Request<()> {
+        let mut builder = Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).expect("a request")
+    }
+
+    #[test]
+    fn header_values_are_case_insensitive_raw_and_kept_apart() {
+        let r = request(
+            &[("Tenant-Header", b"a"), ("tenant-header", b"\xffb")],
+            "/hotels?x=1",
+        );
+        let parts = HttpRequest::of(&r);
+        assert_eq!(
+            parts.header_values("TENANT-HEADER"),
+            [&b"a"[..], &b"\xffb"[..]]
+        );
+        assert!(parts.header_values("not a header name").is_empty());
+        assert_eq!(parts.path(), "/hotels");
+        assert_eq!(parts.authority(), None);
+        assert_eq!(parts.peer(), None);
+    }
+
+    #[test]
+    fn an_absolute_target_gives_the_authority_and_connect_info_the_peer() {
+        let mut r = request(&[("Host", b"b.example")], "http://a.example:8080/hotels");
+        r.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 4000))));
+        let parts = HttpRequest::of(&r);
+        assert_eq!(parts.authority().as_deref(), Some("a.example:8080"));
+        assert_eq!(parts.peer(), Some(IpAddr::from([10, 0, 0, 1])));
+        assert_eq!(parts.path(), "/hotels");
+    }
+}

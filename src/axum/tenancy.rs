@@ -49,8 +49,8 @@ impl Tenancy {
         TenancyLayer::new(self.clone())
     }
 
-    /// The sync router (a cheap clone), e.g. to create tenants from a handler on a
-    /// blocking thread.
+    /// The sync router (clone it to move it onto a blocking thread), e.g. to create
+    /// tenants from a handler.
     pub fn router(&self) -> &SyncRouter {
         &self.inner.router
     }

@@ -8,12 +8,11 @@ use ::rocket::{Ignite, Request, Rocket, Sentinel};
 use diesel::pg::PgConnection;
 
 use super::api_error::{stash, ApiError};
-use super::state::{blocking, Tenancy};
+use super::state::{blocking, Decided, Routing, Tenancy};
 use crate::error::Error;
 use crate::pool::Routed;
 use crate::pool::Scope;
 use crate::pool::TenantPool;
-use crate::resolve::routing::{Decided, Routing};
 pub use crate::resolve::CurrentTenant;
 
 /// The request's resolution, computed at most once per request.

@@ -12,8 +12,9 @@ use crate::migrate::{NewTenant, SyncRouter};
 use crate::pool::TenantPool;
 use crate::registry::Tenant;
 use crate::registry::{RegistryCache, RegistrySnapshot};
-pub(crate) use crate::resolve::routing::blocking;
-use crate::resolve::routing::{Decided, Decider, Routing};
+// Where the guards have always found them; the decision itself is shared with axum.
+use crate::resolve::routing::Decider;
+pub(crate) use crate::resolve::routing::{blocking, Decided, Routing};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain};
 
 /// The tenancy of a Rocket application: the router (and its pool), the registry cache

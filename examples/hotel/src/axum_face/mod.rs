@@ -9,12 +9,15 @@ mod hotels;
 mod problem;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
 use diesel_tenancy::axum::Tenancy;
 use diesel_tenancy::database::create_database_if_missing;
-use diesel_tenancy::{SyncRouter, TenantMode, TenantPool, TenantPoolBuilder, TenantRoles};
+use diesel_tenancy::{
+    PoolMode, SyncRouter, TenantMode, TenantPool, TenantPoolBuilder, TenantRoles,
+};
 use serde_json::{json, Value};
 
 use crate::config::Settings;
@@ -36,20 +39,42 @@ pub fn serve(settings: &Settings, database_url: &str) -> Result<(), String> {
     runtime.block_on(run(settings, database_url))
 }
 
-/// The pools' settings, as the Rocket face's fairing makes them.
-fn pool(settings: &Settings) -> TenantPoolBuilder {
-    let builder = TenantPool::builder().row_tenants(settings.tenant_mode == TenantMode::Rows);
-    if settings.tenant_roles {
+/// The pools' settings, as the Rocket face's fairing makes them: `databases.hotel`'s
+/// `pool_size`, `timeout` (seconds, 5 by default) and `mode`, row tenants and roles.
+fn pool(settings: &Settings, database_url: &str) -> Result<TenantPoolBuilder, String> {
+    let figment = settings.figment(database_url);
+    let key = |name: &str| format!("databases.{}.{name}", crate::config::DATABASE);
+    let timeout = figment.extract_inner::<u64>(&key("timeout")).unwrap_or(5);
+    let mut builder = TenantPool::builder()
+        .connection_timeout(Duration::from_secs(timeout))
+        .row_tenants(settings.tenant_mode == TenantMode::Rows);
+    if let Ok(size) = figment.extract_inner::<u32>(&key("pool_size")) {
+        builder = builder.max_size(size);
+    }
+    match figment
+        .extract_inner::<String>(&key("mode"))
+        .ok()
+        .as_deref()
+    {
+        None | Some("session") => {}
+        Some("transaction_local") => builder = builder.mode(PoolMode::TransactionLocal),
+        Some(other) => {
+            return Err(format!(
+                "databases.hotel.mode is {other:?}: use session or transaction_local"
+            ))
+        }
+    }
+    Ok(if settings.tenant_roles {
         builder.tenant_roles(TenantRoles::new())
     } else {
         builder
-    }
+    })
 }
 
 async fn run(settings: &Settings, database_url: &str) -> Result<(), String> {
     let text = |e: diesel_tenancy::Error| e.to_string();
     let url = database_url.to_owned();
-    let sync = pool(settings).max_size(2);
+    let sync = pool(settings, database_url)?.max_size(2);
     let sync = tokio::task::spawn_blocking(move || sync.build(&url))
         .await
         .map_err(|e| e.to_string())?
@@ -58,7 +83,7 @@ async fn run(settings: &Settings, database_url: &str) -> Result<(), String> {
         .public_tenant(true)
         .tenant_mode(settings.tenant_mode)
         .hooks(seed::hooks(settings.seed_demo));
-    let pool = pool(settings)
+    let pool = pool(settings, database_url)?
         .build_async(database_url)
         .await
         .map_err(text)?;
