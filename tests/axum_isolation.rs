@@ -41,6 +41,12 @@ async fn a_tenant_deleted_after_the_decision_is_400_and_one_made_again_starts_em
     // Deleted and created again between the decision and the checkout: the checkout
     // refuses the old route, the request is decided again, and reads the new schema.
     assert_eq!(get_as(&app, "/stale/recreate", "acme").await, ok("[]"));
+    // The same through the pipelined checkout: `first` runs again on the new route.
+    assert_eq!(send(&app, "POST", "/hotels/older", &acme).await, ok("1"));
+    assert_eq!(
+        get_as(&app, "/stale/recreate-pipelined", "acme").await,
+        ok("[]")
+    );
     // Deleted for good: 400, as for a tenant never registered.
     assert_eq!(
         get_as(&app, "/stale/delete", "acme").await,

@@ -5,10 +5,15 @@
 mod axum_support;
 mod common;
 
+use std::time::{Duration, Instant};
+
+use common::fault_proxy::{Fault, FaultProxy, Who};
+
 use axum::http::StatusCode;
 use axum_support::*;
+use diesel_tenancy::axum::Tenancy;
 use diesel_tenancy::testing::TestTenancy;
-use diesel_tenancy::{DomainName, NewTenant};
+use diesel_tenancy::{DomainName, NewTenant, TenantPool};
 
 /// A test database with tenants `acme` (domain `acme.example.com`) and `globex`.
 fn tenants() -> TestTenancy {
@@ -148,4 +153,65 @@ async fn a_request_with_no_tenant_gets_no_connection() {
         tenant_not_found()
     );
     assert_eq!(get_as(&strict, "/maybe", "acme").await, ok("acme"));
+}
+
+/// Polls `check` every 10 ms until it holds or 10 seconds pass.
+async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_registry_that_cannot_be_confirmed_is_503_on_tenant_routes_only() {
+    // The router's pool has one connection, held below: the registry cannot be reloaded.
+    let test = TestTenancy::builder(common::TENANT)
+        .pool(
+            TenantPool::builder()
+                .max_size(1)
+                .connection_timeout(Duration::from_secs(5)),
+        )
+        .start();
+    test.create_tenant("acme");
+    // The registry's change feed goes through a proxy that cuts it.
+    let proxy = FaultProxy::start(test_support::Server::of(&common::base_url()).port);
+    let pool = async_pool()
+        .build_async(test.url())
+        .await
+        .expect("the async pool");
+    let tenancy = Tenancy::builder(test.router().clone(), pool)
+        .max_registry_age(Duration::from_millis(500))
+        .start(&proxy.url(test.url()))
+        .await
+        .expect("the tenancy starts");
+    let app = app(&tenancy);
+    assert_eq!(get_as(&app, "/whoami", "acme").await.0, StatusCode::OK);
+
+    let held = test.pool().public().expect("the router's one connection");
+    proxy.set(Who::Listener, Fault::Refuse);
+    proxy.cut(Who::Listener);
+    assert!(
+        eventually(|| async { tenancy.cache().fresh_snapshot().is_err() }).await,
+        "the cached registry aged past its bound"
+    );
+    let unavailable = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"detail":"Tenant registry unavailable, try again later"}"#.to_owned(),
+    );
+    assert_eq!(get_as(&app, "/whoami", "acme").await, unavailable);
+    assert_eq!(get_as(&app, "/hotels", "acme").await, unavailable);
+    // `public` needs no registry.
+    assert_eq!(get_as(&app, "/tenants", "acme").await, ok(r#"["acme"]"#));
+
+    // With the router's connection back, the registry is reloaded through it.
+    drop(held);
+    assert!(
+        eventually(|| async { get_as(&app, "/whoami", "acme").await.0 == StatusCode::OK }).await,
+        "tenant routes recover through the pool while the feed is still down"
+    );
 }

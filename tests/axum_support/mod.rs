@@ -9,7 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use diesel_tenancy::axum::{ApiError, CurrentTenant, PublicDb, Tenancy, TenantConn, TenantDb};
+use diesel_tenancy::axum::{
+    ApiError, CurrentTenant, PublicDb, Tenancy, TenancyBuilder, TenantConn, TenantDb,
+};
 use diesel_tenancy::diesel_async;
 use diesel_tenancy::{Error, NewTenant, SyncRouter, TenantPool, TenantPoolBuilder};
 use futures_util::FutureExt;
@@ -79,14 +81,15 @@ async fn maybe(tenant: Option<CurrentTenant>) -> String {
     tenant.map_or_else(|| "none".to_owned(), |t| t.name().to_owned())
 }
 
-/// Decides the request, then deletes its tenant (and with `recreate=true` creates it
-/// again, empty, on the same schema name) before checking out: the route is stale.
+/// Decides the request, then deletes its tenant (and with `recreate…` creates it again,
+/// empty, on the same schema name) before checking out (with `…-pipelined` through
+/// `checkout_with`): the route is stale.
 async fn stale(
     db: TenantDb,
     tenancy: Tenancy,
     Path(then): Path<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let recreate = then == "recreate";
+    let recreate = then.starts_with("recreate");
     let router = tenancy.router().clone();
     let name = db.tenant().name().to_owned();
     tokio::task::spawn_blocking(move || {
@@ -129,8 +132,18 @@ pub fn async_pool() -> TenantPoolBuilder {
 
 /// Starts the tenancy of `router`'s database (`url`), with `pool` as the async pool.
 pub async fn start(router: &SyncRouter, pool: TenantPoolBuilder, url: &str) -> Tenancy {
+    start_with(router, pool, url, |b| b).await
+}
+
+/// [`start`], with the builder adjusted.
+pub async fn start_with(
+    router: &SyncRouter,
+    pool: TenantPoolBuilder,
+    url: &str,
+    adjust: impl FnOnce(TenancyBuilder) -> TenancyBuilder,
+) -> Tenancy {
     let pool = pool.build_async(url).await.expect("the async pool");
-    Tenancy::builder(router.clone(), pool)
+    adjust(Tenancy::builder(router.clone(), pool))
         .start(url)
         .await
         .expect("the tenancy starts")
