@@ -9,6 +9,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "async")]
+mod async_stand_in;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -48,6 +50,11 @@ pub use registry::{
 pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
+#[cfg(feature = "async")]
+pub use async_stand_in::{AsyncTenantConnection, AsyncTenantPool};
+
 pub use diesel;
+#[cfg(feature = "async")]
+pub use diesel_async;
 pub use diesel_migrations;
 pub use r2d2;

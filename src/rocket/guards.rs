@@ -43,6 +43,12 @@ impl CurrentTenant {
         self
     }
 
+    /// What the request named, to decide it again once its route proved stale.
+    #[cfg(feature = "rocket-async")]
+    pub(super) fn named(&self) -> &Arc<[TenantRef]> {
+        &self.named
+    }
+
     /// The scope this tenant's connections are put into.
     pub fn scope(&self) -> &Scope {
         &self.scope
@@ -120,14 +126,14 @@ impl Serialize for CurrentTenant {
 /// The request's resolution, computed at most once per request.
 struct Resolved(Result<Decided, ApiError>);
 
-fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
+pub(super) fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
     request.rocket().state::<Tenancy>().ok_or_else(|| {
         log::error!("diesel-tenancy: a tenancy guard ran without `TenancyFairing` attached");
         ApiError::new(Status::InternalServerError, "Internal server error")
     })
 }
 
-fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
+pub(super) fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
     let error = stash(request, error);
     Outcome::Error((error.status(), error))
 }
@@ -155,7 +161,7 @@ impl<'r> FromRequest<'r> for CurrentTenant {
     }
 }
 
-fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
+pub(super) fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
     if rocket.state::<Tenancy>().is_some() {
         return false;
     }

@@ -174,6 +174,8 @@
 //! fairing aborts with an error naming the missing fairing (the guards are `Sentinel`s).
 
 mod api_error;
+#[cfg(feature = "rocket-async")]
+mod async_db;
 mod config;
 mod fairing;
 mod guards;
@@ -181,6 +183,9 @@ mod state;
 mod sync_db_pools;
 
 pub use api_error::{catchers, ApiError, TENANT_NOT_FOUND};
+#[cfg(feature = "rocket-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rocket-async")))]
+pub use async_db::AsyncTenantDb;
 pub use fairing::TenancyFairing;
 pub use guards::{CurrentTenant, PublicDb, TenantDb};
 pub use state::Tenancy;
