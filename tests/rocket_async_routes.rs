@@ -1,7 +1,168 @@
-//! `AsyncTenantDb` routes: a stale route is decided again, row tenants are served, and
-//! launch aborts when the async pool is missing.
+//! `AsyncTenantDb` routes: a route proved stale is decided again (a tenant deleted and
+//! created again serves its new rows, a deleted one is 400), row tenants are served and
+//! kept apart, and launch aborts when the async pool or the fairing is missing.
 
 mod common;
 mod rocket_async_support;
 
-fn main() {}
+use common::hotels::add_hotel;
+use common::{TestDb, TENANT};
+use diesel_tenancy::rocket::Tenancy;
+use diesel_tenancy::testing::{AsyncTenantClient, TestTenancy};
+use diesel_tenancy::{NewTenant, SyncRouter, TenantMode, TenantPool};
+use rocket::error::ErrorKind;
+use rocket::http::{Header, Status};
+use rocket::local::asynchronous::Client;
+use rocket_async_support::{app, async_routes, base_figment, fairing, figment, NOT_FOUND};
+
+async fn body(response: rocket::local::asynchronous::LocalResponse<'_>) -> (Status, String) {
+    (
+        response.status(),
+        response.into_string().await.unwrap_or_default(),
+    )
+}
+
+fn add(tenancy: &TestTenancy, tenant: &str, hotel: &str) {
+    let schema = diesel_tenancy::SchemaName::new(tenant).unwrap();
+    let mut conn = tenancy.pool().tenant(&schema).unwrap();
+    add_hotel(&mut conn, hotel);
+    conn.commit().unwrap();
+}
+
+#[rocket::async_test]
+async fn a_stale_route_is_decided_again_once() {
+    for mode in ["session", "transaction_local"] {
+        let tenancy = TestTenancy::new(TENANT);
+        tenancy.create_tenant("acme");
+        add(&tenancy, "acme", "old");
+        // A registry that stays fresh for an hour without its change feed: the app keeps
+        // routing `acme` to the schema it first saw.
+        let figment = figment(tenancy.url(), mode).merge(("tenancy.max_registry_age", 3600.0));
+        let client = Client::tracked(app(figment, fairing())).await.unwrap();
+        let acme = AsyncTenantClient::header(&client, "acme").await;
+        let list = || async { body(acme.get("/hotels").dispatch().await).await };
+        assert_eq!(
+            list().await,
+            (Status::Ok, r#"[[1,"old"]]"#.into()),
+            "{mode}"
+        );
+        let cache = client.rocket().state::<Tenancy>().unwrap().cache();
+        cache.stop();
+
+        // Deleted and created again on the same schema name: the pinned checkout proves the
+        // route stale, the registry is reloaded, and the new tenant's rows are served.
+        tenancy.router().delete_tenant("acme", true).unwrap();
+        tenancy.create_tenant("acme");
+        add(&tenancy, "acme", "new");
+        let before = cache.generation();
+        assert_eq!(
+            list().await,
+            (Status::Ok, r#"[[1,"new"]]"#.into()),
+            "{mode}"
+        );
+        assert_eq!(cache.generation(), before + 1, "{mode}: one reload");
+        // The pipelined checkout is decided again the same way.
+        tenancy.router().delete_tenant("acme", true).unwrap();
+        tenancy.create_tenant("acme");
+        let schema = body(acme.get("/schema").dispatch().await).await;
+        assert_eq!(schema, (Status::Ok, "acme".into()), "{mode}");
+        assert_eq!(cache.generation(), before + 2, "{mode}: one more reload");
+
+        // Deleted for good: 400, never another tenant's rows.
+        tenancy.router().delete_tenant("acme", true).unwrap();
+        for request in [
+            acme.get("/hotels"),
+            acme.post("/hotels/x"),
+            acme.get("/schema"),
+        ] {
+            let got = body(request.dispatch().await).await;
+            assert_eq!(got, (Status::BadRequest, NOT_FOUND.into()), "{mode}");
+        }
+    }
+}
+
+#[rocket::async_test]
+async fn row_tenants_are_served_and_kept_apart() {
+    let db = TestDb::new();
+    let (_, app_url) = db.plain_owner();
+    let pool = TenantPool::builder()
+        .max_size(2)
+        .row_tenants(true)
+        .build(&app_url)
+        .unwrap();
+    let router = SyncRouter::new(pool, TENANT);
+    router.migrate_shared().expect("shared set and row schema");
+    for name in ["a", "b"] {
+        let t = router
+            .create_tenant(&NewTenant::named(name).mode(TenantMode::Rows))
+            .unwrap();
+        let mut conn = router.pool().row_tenant(t.id).unwrap();
+        add_hotel(&mut conn, &format!("{name}-hotel"));
+        conn.commit().unwrap();
+    }
+    for mode in ["session", "transaction_local"] {
+        let figment = figment(&app_url, mode).merge(("tenancy.tenant_mode", "rows"));
+        let client = Client::tracked(app(figment, fairing())).await.unwrap();
+        let a = AsyncTenantClient::header(&client, "a").await;
+        let b = AsyncTenantClient::header(&client, "b").await;
+        let (status, _) = body(a.post(format!("/hotels/a-{mode}")).dispatch().await).await;
+        assert_eq!(status, Status::Ok, "{mode}");
+        let (status, a_rows) = body(a.get("/hotels").dispatch().await).await;
+        assert_eq!(status, Status::Ok, "{mode}");
+        assert!(a_rows.contains("a-hotel") && a_rows.contains(&format!("a-{mode}")));
+        let (status, b_rows) = body(b.get("/hotels").dispatch().await).await;
+        assert_eq!(status, Status::Ok, "{mode}");
+        assert!(b_rows.contains("b-hotel"), "{mode}: {b_rows}");
+        assert!(!b_rows.contains("a-"), "{mode}: b sees a's rows: {b_rows}");
+        let unknown = client
+            .get("/hotels")
+            .header(Header::new("Tenant-Header", "c"));
+        let got = body(unknown.dispatch().await).await;
+        assert_eq!(got, (Status::BadRequest, NOT_FOUND.into()), "{mode}");
+    }
+}
+
+fn sentinel_names(error: &rocket::Error) -> Vec<&'static str> {
+    match error.kind() {
+        ErrorKind::SentinelAborts(sentries) => sentries.iter().map(|s| s.type_name).collect(),
+        other => panic!("expected a sentinel abort, got {other:?}"),
+    }
+}
+
+#[rocket::async_test]
+async fn launch_aborts_without_the_async_pool_or_the_fairing() {
+    let tenancy = TestTenancy::new(TENANT);
+    let off = figment(tenancy.url(), "session").merge(("tenancy.async_pool", false));
+    let Err(error) = Client::tracked(app(off, fairing().async_pool(true))).await else {
+        panic!("launch must abort without the async pool: the configuration wins");
+    };
+    let names = sentinel_names(&error);
+    assert!(
+        names.iter().any(|n| n.ends_with("AsyncTenantDb")),
+        "{names:?}"
+    );
+
+    let Err(error) = Client::tracked(app(base_figment(tenancy.url(), "session"), fairing())).await
+    else {
+        panic!("launch must abort: the async pool is off by default");
+    };
+    assert!(sentinel_names(&error)
+        .iter()
+        .any(|n| n.ends_with("AsyncTenantDb")));
+
+    let bare = rocket::custom(figment(tenancy.url(), "session")).mount("/", async_routes());
+    let Err(error) = Client::tracked(bare).await else {
+        panic!("launch must abort without the fairing");
+    };
+    assert!(sentinel_names(&error)
+        .iter()
+        .any(|n| n.ends_with("AsyncTenantDb")));
+
+    // The builder option turns it on where the configuration says nothing.
+    let on = fairing().async_pool(true);
+    let client = Client::tracked(app(base_figment(tenancy.url(), "session"), on))
+        .await
+        .expect("it launches");
+    let state = client.rocket().state::<Tenancy>().unwrap();
+    assert!(state.async_pool().is_ok());
+}

@@ -8,7 +8,7 @@ use diesel_tenancy::rocket::{catchers, ApiError, AsyncTenantDb, TenancyFairing};
 use rocket::figment::Figment;
 use rocket::futures::FutureExt;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes, Build, Rocket};
+use rocket::{get, post, routes, Build, Rocket, Route};
 
 use crate::common::hotels::hotels;
 use crate::common::TENANT;
@@ -80,15 +80,19 @@ async fn schema(db: AsyncTenantDb) -> Result<String, ApiError> {
     Ok(schema)
 }
 
-/// Rocket's debug defaults, quiet, with `databases.hotel` on `url` and the async pool on.
-pub fn figment(url: &str, mode: &str) -> Figment {
+/// Rocket's debug defaults, quiet, with `databases.hotel` on `url` in pool mode `mode`.
+pub fn base_figment(url: &str, mode: &str) -> Figment {
     Figment::from(rocket::Config::debug_default())
         .merge(("log_level", "critical"))
         .merge(("cli_colors", false))
         .merge(("databases.hotel.url", url))
         .merge(("databases.hotel.pool_size", 2))
         .merge(("databases.hotel.mode", mode))
-        .merge(("tenancy.async_pool", true))
+}
+
+/// [`base_figment`] with the async pool on.
+pub fn figment(url: &str, mode: &str) -> Figment {
+    base_figment(url, mode).merge(("tenancy.async_pool", true))
 }
 
 /// The fairing over the hotel tenant set.
@@ -96,11 +100,16 @@ pub fn fairing() -> TenancyFairing {
     TenancyFairing::new("hotel", TENANT)
 }
 
+/// The routes on `AsyncTenantDb`.
+pub fn async_routes() -> Vec<Route> {
+    routes![list, add, add_uncommitted, schema]
+}
+
 /// The test app: the async routes, the JSON catchers.
 pub fn app(figment: Figment, fairing: TenancyFairing) -> Rocket<Build> {
     rocket::custom(figment)
         .attach(fairing)
-        .mount("/", routes![list, add, add_uncommitted, schema])
+        .mount("/", async_routes())
         .register("/", catchers())
 }
 
