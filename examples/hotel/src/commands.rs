@@ -61,6 +61,7 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
         Ok(rocket) => rocket,
         Err(e) => return cli::fail(&e),
     };
+    println!("hotel: the hotel API runs on the {} face", settings.face);
     match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => cli::fail(&e),
