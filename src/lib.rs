@@ -9,8 +9,6 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "async")]
-mod async_stand_in;
 #[cfg(feature = "cli")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
 pub mod cli;
@@ -38,6 +36,9 @@ pub use migrate::{
     RowSchemaStatus, SyncRouter, TenantHooks, TenantMove, TenantPlacement, TenantReport,
     TenantRoleReport, TenantRun, TenantStatus, TransferMode, UnprotectedTable, REGISTRY_MIGRATIONS,
 };
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use pool::{AsyncTenantConnection, AsyncTenantPool};
 pub use pool::{
     ConnectionManager, ManagedConnection, PoolMode, Scope, TenantConnection, TenantPool,
     TenantPoolBuilder, TenantRoles,
@@ -50,11 +51,9 @@ pub use registry::{
 pub use schema_name::{SchemaName, SchemaRules};
 pub use schema_union::SchemaUnion;
 
-#[cfg(feature = "async")]
-pub use async_stand_in::{AsyncTenantConnection, AsyncTenantPool};
-
 pub use diesel;
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use diesel_async;
 pub use diesel_migrations;
 pub use r2d2;

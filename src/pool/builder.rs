@@ -291,4 +291,55 @@ impl TenantPoolBuilder {
             .build(manager)?;
         Ok(TenantPool::from_r2d2(inner, settings))
     }
+
+    /// Builds the async pool ([`AsyncTenantPool`](crate::AsyncTenantPool), feature
+    /// `async`) with these settings, and opens one connection to fail now if the database
+    /// cannot be reached within the connection timeout.
+    ///
+    /// It runs the same checks as [`build`](Self::build) first (the transaction pooler
+    /// probe, the Citus and row-security refusals), on a blocking thread. `min_idle` and
+    /// `test_on_check_out` do not apply: deadpool opens connections on demand, and every
+    /// checkout is a round trip that proves the connection anyway. `max_lifetime` and
+    /// `idle_timeout` are checked when a connection is handed out.
+    #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+    pub async fn build_async(self, database_url: &str) -> Result<crate::AsyncTenantPool> {
+        let manager = self.manager(database_url)?;
+        let url = database_url.to_owned();
+        let checks = self.connections.clone();
+        let behind_pooler = tokio::task::spawn_blocking(move || -> Result<bool> {
+            let pooler = manager.probe()?;
+            if let Some(what) = checks.nologin_roles() {
+                super::citus::refuse_nologin_roles_at(&url, what)?;
+            }
+            if checks.row_tenants() {
+                super::row_security::refuse_unbound_login_at(&url)?;
+            }
+            Ok(pooler)
+        })
+        .await
+        .map_err(|e| crate::Error::Unavailable {
+            what: "the pool builder's blocking task",
+            reason: e.to_string(),
+        })??;
+        let settings = Arc::new(self.connections);
+        let manager = super::async_manager::AsyncManager::new(
+            database_url.to_owned(),
+            Arc::clone(&settings),
+            behind_pooler,
+            self.max_lifetime,
+            self.idle_timeout,
+        );
+        let max_size = usize::try_from(self.max_size).unwrap_or(usize::MAX);
+        let inner = deadpool::managed::Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(self.connection_timeout))
+            .create_timeout(Some(self.connection_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| crate::Error::Config(format!("the async pool: {e}")))?;
+        let pool = super::async_pool::AsyncTenantPool::new(inner, settings);
+        pool.warm_up().await?;
+        Ok(pool)
+    }
 }

@@ -6,19 +6,22 @@ use diesel::sql_types::Bool;
 
 use crate::error::{Error, Result};
 
+/// Whether the `citus` extension is installed, answered as [`Answer`].
+pub(crate) const INSTALLED_SQL: &str =
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus";
+
+/// The answer to [`INSTALLED_SQL`].
 #[derive(QueryableByName)]
-struct Answer {
+pub(crate) struct Answer {
     #[diesel(sql_type = Bool)]
-    citus: bool,
+    pub(crate) citus: bool,
 }
 
 /// Whether the `citus` extension is installed in the connection's database.
 pub(crate) fn installed(conn: &mut PgConnection) -> Result<bool> {
-    Ok(diesel::sql_query(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS citus",
-    )
-    .get_result::<Answer>(conn)?
-    .citus)
+    Ok(diesel::sql_query(INSTALLED_SQL)
+        .get_result::<Answer>(conn)?
+        .citus)
 }
 
 /// Fails with [`Error::NeedsCitus`] naming `what` unless the database is a Citus one.
@@ -36,7 +39,12 @@ pub(crate) fn require(conn: &mut PgConnection, what: &'static str) -> Result<()>
 /// when the pool is built, with [`Error::Citus`]; `what` names the option ("tenant
 /// roles", "row tenants").
 pub(crate) fn refuse_nologin_roles(conn: &mut PgConnection, what: &'static str) -> Result<()> {
-    if installed(conn)? {
+    refuse_nologin_roles_if(installed(conn)?, what)
+}
+
+/// [`refuse_nologin_roles`] once the database answered whether it is a Citus one.
+pub(crate) fn refuse_nologin_roles_if(citus: bool, what: &'static str) -> Result<()> {
+    if citus {
         return Err(Error::Citus {
             what,
             reason: format!(

@@ -12,10 +12,22 @@
 //!   clean and sets the path; `watch.rs` records what the server reported.
 //! - [`TenantRoles`] (`tenant_roles.rs`): the settings and names of per-tenant database
 //!   roles, which every tenant checkout sets.
+//! - With the `async` feature, [`AsyncTenantPool`] (`async_pool.rs`): the same on
+//!   diesel-async and deadpool (`async_manager.rs`), handing out
+//!   [`AsyncTenantConnection`]s (`async_connection.rs`) over `async_managed.rs`. Both
+//!   faces leave every decision to `session.rs` and only do their own I/O.
 //! - `citus.rs`: whether the database is a Citus one (tenant roles are refused there).
 //! - `schema_lock.rs`: the advisory lock of a schema, shared by a checkout of a pinned
 //!   route and taken exclusively by the router.
 
+#[cfg(feature = "async")]
+mod async_connection;
+#[cfg(feature = "async")]
+mod async_managed;
+#[cfg(feature = "async")]
+mod async_manager;
+#[cfg(feature = "async")]
+mod async_pool;
 mod builder;
 pub(crate) mod citus;
 mod connection;
@@ -27,11 +39,16 @@ mod proof;
 mod row_security;
 mod schema_lock;
 mod scope;
+mod session;
 mod settings;
 mod tenant_pool;
 mod tenant_roles;
 mod watch;
 
+#[cfg(feature = "async")]
+pub use async_connection::AsyncTenantConnection;
+#[cfg(feature = "async")]
+pub use async_pool::AsyncTenantPool;
 pub use builder::TenantPoolBuilder;
 pub use connection::TenantConnection;
 pub use managed::ManagedConnection;

@@ -147,8 +147,15 @@ impl RowProof {
     }
 }
 
+/// Who the session logged in as, answered as [`Login`].
+pub(crate) const LOGIN_SQL: &str = "SELECT rolname::pg_catalog.text AS name, \
+     pg_catalog.current_database()::pg_catalog.text AS database, \
+     rolsuper AS superuser, rolbypassrls AS bypassrls FROM pg_catalog.pg_roles \
+     WHERE rolname OPERATOR(pg_catalog.=) session_user";
+
+/// The answer to [`LOGIN_SQL`].
 #[derive(QueryableByName)]
-struct Login {
+pub(crate) struct Login {
     #[diesel(sql_type = Text)]
     name: String,
     #[diesel(sql_type = Text)]
@@ -164,13 +171,12 @@ struct Login {
 /// the row role were reset, and could not be proven bound at all. Asked once per
 /// connection, when it is opened.
 pub(crate) fn refuse_unbound_login(conn: &mut PgConnection) -> Result<()> {
-    let login = diesel::sql_query(
-        "SELECT rolname::pg_catalog.text AS name, \
-         pg_catalog.current_database()::pg_catalog.text AS database, \
-         rolsuper AS superuser, rolbypassrls AS bypassrls FROM pg_catalog.pg_roles \
-         WHERE rolname OPERATOR(pg_catalog.=) session_user",
-    )
-    .get_result::<Login>(conn)?;
+    let login = diesel::sql_query(LOGIN_SQL).get_result::<Login>(conn)?;
+    refuse_unbound(&login)
+}
+
+/// [`refuse_unbound_login`] once the database answered [`LOGIN_SQL`].
+pub(crate) fn refuse_unbound(login: &Login) -> Result<()> {
     if login.superuser || login.bypassrls {
         return Err(Error::RowSecurity {
             reason: unbound_login_reason(&login.name, login.superuser, &login.database),

@@ -60,6 +60,11 @@ impl Flags {
         self.0.depth.fetch_add(1, Ordering::AcqRel)
     }
 
+    /// Queries started and not yet finished (a dropped query future never finishes).
+    pub(crate) fn running(&self) -> u32 {
+        self.0.depth.load(Ordering::Acquire)
+    }
+
     fn finish_query(&self) {
         let _ = self
             .0
@@ -105,11 +110,25 @@ pub(crate) struct Watch {
     flags: Flags,
     /// The application's instrumentation, which sees every event after the watch.
     inner: Option<Box<dyn Instrumentation>>,
+    /// Queries may overlap (diesel-async pipelines them): a query started inside another
+    /// is then no sign of a type lookup.
+    concurrent: bool,
 }
 
 impl Watch {
     pub(crate) fn new(id: u64, flags: Flags, inner: Option<Box<dyn Instrumentation>>) -> Self {
-        Watch { id, flags, inner }
+        Watch {
+            id,
+            flags,
+            inner,
+            concurrent: false,
+        }
+    }
+
+    /// The same watch for a connection whose queries may overlap.
+    pub(crate) fn concurrent(mut self, concurrent: bool) -> Self {
+        self.concurrent = concurrent;
+        self
     }
 
     /// Whether `instrumentation` is the watch installed on connection `id`.
@@ -124,7 +143,7 @@ impl Instrumentation for Watch {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         match &event {
             InstrumentationEvent::StartQuery { query, .. } => {
-                let nested = self.flags.start_query() > 0;
+                let nested = self.flags.start_query() > 0 && !self.concurrent;
                 // Only Diesel's own type lookups run inside another query; their text is
                 // Diesel's, rendered here and nowhere else.
                 let mut text = String::new();

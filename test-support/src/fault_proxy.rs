@@ -31,6 +31,9 @@ pub enum Fault {
     Slow(Duration),
     /// Close new connections right after their startup packet.
     Refuse,
+    /// Forward what the client sends; hold back what the server answers (until the
+    /// fault changes), so a test sees what a client sent before it read any reply.
+    HoldReplies,
 }
 
 #[derive(Default)]
@@ -139,8 +142,8 @@ fn connection(mut client: TcpStream, target: u16, shared: &Arc<(Mutex<State>, Co
         shared.0.lock().unwrap().open.push((who, c3, s3));
     }
     let back = Arc::clone(shared);
-    std::thread::spawn(move || pump(s2, c2, who, &back));
-    pump(client, server, who, shared);
+    std::thread::spawn(move || pump(s2, c2, who, true, &back));
+    pump(client, server, who, false, shared);
 }
 
 /// The client's first message: a length-prefixed startup packet (or an SSL/GSS request,
@@ -162,8 +165,15 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Copies `from` to `to`, chunk by chunk, obeying the current fault of `who`.
-fn pump(mut from: TcpStream, mut to: TcpStream, who: Who, shared: &Arc<(Mutex<State>, Condvar)>) {
+/// Copies `from` to `to`, chunk by chunk, obeying the current fault of `who`; `replies`:
+/// this is the server-to-client direction.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    who: Who,
+    replies: bool,
+    shared: &Arc<(Mutex<State>, Condvar)>,
+) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -173,7 +183,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, who: Who, shared: &Arc<(Mutex<St
         let (lock, wake) = &**shared;
         let mut state = lock.lock().unwrap();
         let cuts = state.cuts;
-        while fault_of(&state, who) == Fault::Freeze && state.cuts == cuts {
+        let held =
+            |fault: Fault| fault == Fault::Freeze || (replies && fault == Fault::HoldReplies);
+        while held(fault_of(&state, who)) && state.cuts == cuts {
             state = wake.wait(state).unwrap();
         }
         let fault = fault_of(&state, who);
