@@ -82,6 +82,32 @@ async fn a_stale_route_is_decided_again_once() {
 }
 
 #[rocket::async_test]
+async fn a_missing_relation_is_decided_again() {
+    let tenancy = TestTenancy::new(TENANT);
+    tenancy.create_tenant("acme");
+    // Session mode: a checkout holds no lock on its schema after it, so the tenant can
+    // go between the checkout and the query.
+    let client = Client::tracked(app(figment(tenancy.url(), "session"), fairing()))
+        .await
+        .unwrap();
+    let acme = AsyncTenantClient::header(&client, "acme").await;
+    // The handler deletes its own tenant, then its query misses the schema: the tenant
+    // is gone, so 400, as if the request had come a moment later.
+    let got = body(acme.get("/hotels/deleted-meanwhile").dispatch().await).await;
+    assert_eq!(got, (Status::BadRequest, NOT_FOUND.into()));
+
+    // A table the application dropped itself, the tenant still there: its own error.
+    tenancy.create_tenant("globex");
+    let globex = AsyncTenantClient::header(&client, "globex").await;
+    let schema = diesel_tenancy::SchemaName::new("globex").unwrap();
+    let mut conn = tenancy.pool().tenant(&schema).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut *conn, "DROP TABLE hotels").unwrap();
+    conn.commit().unwrap();
+    let (status, _) = body(globex.get("/hotels/dropped-table").dispatch().await).await;
+    assert_eq!(status, Status::InternalServerError);
+}
+
+#[rocket::async_test]
 async fn row_tenants_are_served_and_kept_apart() {
     let db = TestDb::new();
     let (_, app_url) = db.plain_owner();

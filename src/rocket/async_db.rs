@@ -129,6 +129,12 @@ impl AsyncTenantDb {
     /// otherwise (in `TransactionLocal` mode; in `Session` mode each statement commits as
     /// it runs, unless `f` opens a transaction).
     ///
+    /// If `f` fails after a query met a relation or schema that does not exist, the
+    /// registry is reloaded and the request decided again, as
+    /// [`TenantDb::run`](super::TenantDb::run) does: a tenant deleted meanwhile is
+    /// [`Error::UnknownTenant`] (400), one that now routes elsewhere
+    /// [`Error::StaleRoute`] (400), and otherwise `f`'s error stands.
+    ///
     /// ```rust,no_run
     /// use diesel::prelude::*;
     /// use diesel_async::RunQueryDsl;
@@ -169,9 +175,21 @@ impl AsyncTenantDb {
                 Ok(value)
             }
             Err(e) => {
+                let (missed, used) = (conn.missed_relation(), conn.scope().clone());
                 // The closure's error wins over a failed rollback.
                 let _ = conn.rollback().await;
-                Err(e)
+                if !missed {
+                    return Err(e);
+                }
+                // A relation or schema was missing: is the tenant gone?
+                match self.decide_again().await {
+                    Ok(now) if now == used => Err(e),
+                    Ok(_) => Err(Error::StaleRoute {
+                        schema: used.schema().map(ToString::to_string).unwrap_or_default(),
+                    }
+                    .into()),
+                    Err(gone) => Err(gone.into()),
+                }
             }
         }
     }

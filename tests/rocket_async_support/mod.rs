@@ -4,11 +4,11 @@
 
 use diesel::prelude::*;
 use diesel_tenancy::diesel_async::RunQueryDsl;
-use diesel_tenancy::rocket::{catchers, ApiError, AsyncTenantDb, TenancyFairing};
+use diesel_tenancy::rocket::{catchers, ApiError, AsyncTenantDb, Tenancy, TenancyFairing};
 use rocket::figment::Figment;
 use rocket::futures::FutureExt;
 use rocket::serde::json::Json;
-use rocket::{get, post, routes, Build, Rocket, Route};
+use rocket::{get, post, routes, Build, Rocket, Route, State};
 
 use crate::common::hotels::hotels;
 use crate::common::TENANT;
@@ -20,6 +20,51 @@ async fn list(db: AsyncTenantDb) -> Result<Json<Vec<(i64, String)>>, ApiError> {
         async move {
             let rows = hotels::table
                 .order(hotels::id)
+                .select((hotels::id, hotels::name))
+                .load(conn)
+                .await?;
+            Ok::<_, ApiError>(rows)
+        }
+        .boxed()
+    })
+    .await
+    .map(Json)
+}
+
+/// Deletes the request's own tenant (and its schema) after the checkout, then lists its
+/// hotels on the same connection: the query meets a schema that is gone.
+#[get("/hotels/deleted-meanwhile")]
+async fn deleted_meanwhile(
+    db: AsyncTenantDb,
+    tenancy: &State<Tenancy>,
+) -> Result<Json<Vec<(i64, String)>>, ApiError> {
+    let name = db.tenant().name().to_owned();
+    let router = tenancy.router()?;
+    db.run(|conn| {
+        async move {
+            let deleted =
+                rocket::tokio::task::spawn_blocking(move || router.delete_tenant(&name, true));
+            deleted
+                .await
+                .map_err(|_| ApiError::new(rocket::http::Status::InternalServerError, "join"))??;
+            let rows = hotels::table
+                .select((hotels::id, hotels::name))
+                .load(conn)
+                .await?;
+            Ok::<_, ApiError>(rows)
+        }
+        .boxed()
+    })
+    .await
+    .map(Json)
+}
+
+/// Lists the hotels of a table the test dropped by hand: the application's own error.
+#[get("/hotels/dropped-table")]
+async fn dropped_table(db: AsyncTenantDb) -> Result<Json<Vec<(i64, String)>>, ApiError> {
+    db.run(|conn| {
+        async move {
+            let rows = hotels::table
                 .select((hotels::id, hotels::name))
                 .load(conn)
                 .await?;
@@ -102,7 +147,14 @@ pub fn fairing() -> TenancyFairing {
 
 /// The routes on `AsyncTenantDb`.
 pub fn async_routes() -> Vec<Route> {
-    routes![list, add, add_uncommitted, schema]
+    routes![
+        list,
+        add,
+        add_uncommitted,
+        schema,
+        deleted_meanwhile,
+        dropped_table
+    ]
 }
 
 /// The test app: the async routes, the JSON catchers.
