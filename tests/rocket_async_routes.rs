@@ -192,3 +192,77 @@ async fn launch_aborts_without_the_async_pool_or_the_fairing() {
     let state = client.rocket().state::<Tenancy>().unwrap();
     assert!(state.async_pool().is_ok());
 }
+
+#[derive(diesel::QueryableByName)]
+struct Backends {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Backends of the test database other than `conn`'s own.
+fn other_backends(conn: &mut diesel::PgConnection) -> i64 {
+    use diesel::RunQueryDsl;
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .get_result::<Backends>(conn)
+    .unwrap()
+    .n
+}
+
+/// A real server on a loopback port: after shutdown the async pool is let go of with the
+/// sync one, and no backend of the service is left.
+#[test]
+fn a_served_instance_closes_its_async_pool_at_shutdown() {
+    use diesel::Connection;
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let tenancy = TestTenancy::new(TENANT);
+    tenancy.create_tenant("demo1");
+    let mut admin = diesel::PgConnection::establish(tenancy.url()).unwrap();
+    // The test's own pool's backends, there before the service and after it.
+    let before = other_backends(&mut admin);
+    let figment = figment(tenancy.url(), "session")
+        .merge(("port", 0))
+        .merge(("address", "127.0.0.1"));
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let rocket =
+        app(figment, fairing()).attach(rocket::fairing::AdHoc::on_liftoff("port", move |r| {
+            Box::pin(async move {
+                let _ = port_tx.send((r.config().port, r.shutdown()));
+            })
+        }));
+    let server = std::thread::spawn(move || rocket::execute(rocket.launch()).map_err(Box::new));
+    let (port, shutdown) = port_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /hotels HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTenant-Header: demo1\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("[]"), "{response}");
+
+    shutdown.notify();
+    let stopped = server.join().unwrap().unwrap();
+    let state = stopped.state::<Tenancy>().unwrap();
+    // Rocket 0.5 may return from `launch()` before its shutdown fairings ran; the
+    // fairing's watcher then releases everything shortly after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let released = state.async_pool().is_err_and(|e| e.is_unavailable());
+        if released && other_backends(&mut admin) == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the async pool was not let go of"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
