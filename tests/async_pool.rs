@@ -413,3 +413,94 @@ async fn a_deleted_tenant_is_a_stale_route_and_the_pool_goes_on() {
     let mut conn = pool.tenant(&schema("a")).await.unwrap();
     assert_eq!(here(&mut conn).await.schema, "a");
 }
+
+/// Behind PgBouncer in transaction mode (one server connection for every client one):
+/// `TransactionLocal`, the proof inline, the first query pipelined, tenants interleaved
+/// from two client connections on the one backend; `Session` mode is refused there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_local_behind_pgbouncer() {
+    let db = TestDb::new();
+    let _router = schema_tenants(&db);
+    let bouncer = common::pgbouncer::PgBouncer::start(&db.url, 1);
+    let pool = TenantPool::builder()
+        .mode(PoolMode::TransactionLocal)
+        .statement_cache(false)
+        .max_size(3)
+        .connection_timeout(Duration::from_secs(10))
+        .build_async(&bouncer.url)
+        .await
+        .unwrap();
+    // Two tasks, one per tenant, each on its own client connection; PgBouncer serves
+    // both from its one backend, transaction by transaction.
+    let tasks: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|tenant| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for round in 0..5 {
+                    let (mut conn, first) = pool
+                        .checkout_with(Scope::Tenant(schema(tenant)), list)
+                        .await
+                        .unwrap();
+                    let rows = first.unwrap();
+                    assert_eq!(rows.len(), round, "{tenant} round {round}: {rows:?}");
+                    assert!(rows.iter().all(|(_, n)| n == tenant), "{rows:?}");
+                    assert_eq!(here(&mut conn).await.schema, tenant);
+                    add(&mut conn, tenant).await;
+                    conn.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let session = TenantPool::builder().build_async(&bouncer.url).await;
+    assert!(
+        matches!(session, Err(Error::SessionModeBehindPooler)),
+        "{session:?}"
+    );
+}
+
+/// A borrower that swaps its own `AsyncPgConnection` into the guard does not put it in
+/// the pool: check-in finds no pool instrumentation on it and closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_connection_is_not_returned_to_the_pool() {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    async fn pid(conn: &mut AsyncPgConnection) -> i32 {
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(conn)
+            .await
+            .unwrap()
+            .pid
+    }
+    let db = TestDb::new();
+    let _router = schema_tenants(&db);
+    let pool = TenantPool::builder()
+        .max_size(1)
+        .build_async(&db.url)
+        .await
+        .unwrap();
+    let mut conn = pool.tenant(&schema("a")).await.unwrap();
+    let pooled = pid(&mut conn).await;
+    let mut own = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let foreign = pid(&mut own).await;
+    std::mem::swap(&mut *conn, &mut own);
+    drop(conn);
+    let mut next = pool.tenant(&schema("b")).await.unwrap();
+    let served = pid(&mut next).await;
+    assert_ne!(
+        served, foreign,
+        "the borrower's own connection entered the pool"
+    );
+    assert_ne!(
+        served, pooled,
+        "the pool's connection is the borrower's now"
+    );
+    assert_eq!(here(&mut next).await.schema, "b");
+    drop(own);
+}
