@@ -32,6 +32,8 @@ pub(super) struct Options {
     tenant_mode: Option<TenantMode>,
     /// `Some`: the configuration turns the pool's row tenants on or off.
     row_tenants: Option<bool>,
+    /// Whether the fairing also builds the async pool (feature `rocket-async`).
+    async_pool: bool,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             tenant_roles: None,
             tenant_mode: None,
             row_tenants: None,
+            async_pool: false,
         }
     }
 }
@@ -145,6 +148,16 @@ impl Options {
         self.tenant_mode = Some(mode);
     }
 
+    #[cfg(feature = "rocket-async")]
+    pub(super) fn set_async_pool(&mut self, enabled: bool) {
+        self.async_pool = enabled;
+    }
+
+    #[cfg(feature = "rocket-async")]
+    pub(super) fn async_pool(&self) -> bool {
+        self.async_pool
+    }
+
     pub(super) fn public_tenant(&self) -> bool {
         self.public_tenant
     }
@@ -215,6 +228,7 @@ struct TenancySection {
     tenant_roles: Option<bool>,
     tenant_mode: Option<String>,
     row_tenants: Option<bool>,
+    async_pool: Option<bool>,
 }
 
 /// Reads `databases.<database>` and `tenancy` from `figment` on top of `defaults`;
@@ -285,6 +299,10 @@ pub(super) fn read(
         })?);
     }
     o.row_tenants = tenancy.row_tenants.or(o.row_tenants);
+    o.async_pool = tenancy.async_pool.unwrap_or(o.async_pool);
+    if o.async_pool && cfg!(not(feature = "rocket-async")) {
+        return Err("`tenancy.async_pool` needs diesel-tenancy's `rocket-async` feature".into());
+    }
     if o.header.as_deref().is_some_and(|h| h.trim().is_empty()) {
         return Err("`tenancy.header` cannot be empty; use `false` to turn it off".into());
     }
@@ -348,6 +366,17 @@ mod tests {
         let err =
             parse("[databases.app]\nurl = \"u\"\n[tenancy]\ntenant_mode = \"cells\"").unwrap_err();
         assert!(err.contains("tenant_mode") && err.contains("rows"), "{err}");
+
+        let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nasync_pool = false").unwrap();
+        assert!(!o.async_pool);
+        let read = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nasync_pool = true");
+        match read {
+            Ok((_, o)) => assert!(cfg!(feature = "rocket-async") && o.async_pool),
+            Err(e) => assert!(
+                !cfg!(feature = "rocket-async") && e.contains("rocket-async"),
+                "{e}"
+            ),
+        }
 
         let (_, o) = parse("[databases.app]\nurl = \"u\"\n[tenancy]\nheader = false").unwrap();
         assert_eq!(o.header, None);

@@ -208,6 +208,18 @@ impl TenancyFairing {
         self
     }
 
+    /// Whether the fairing also builds an [`AsyncTenantPool`](crate::AsyncTenantPool),
+    /// which [`AsyncTenantDb`](super::AsyncTenantDb) checks out from. It has the same
+    /// settings as the sync pool (`pool_size`, `timeout`, `mode`, tenant roles, row
+    /// tenants), and its own connections: up to `pool_size` more. Defaults to `false`.
+    /// Config key: `tenancy.async_pool`.
+    #[cfg(feature = "rocket-async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rocket-async")))]
+    pub fn async_pool(mut self, enabled: bool) -> Self {
+        self.options.set_async_pool(enabled);
+        self
+    }
+
     fn setup(&self) -> Setup {
         Setup {
             tenant: Arc::clone(&self.tenant),
@@ -216,6 +228,32 @@ impl TenancyFairing {
             rules: self.rules.clone(),
             hooks: self.hooks.clone(),
         }
+    }
+}
+
+impl TenancyFairing {
+    /// The managed state over what ignite built, plus the async pool when asked for.
+    #[cfg_attr(not(feature = "rocket-async"), allow(clippy::unused_async))]
+    async fn state(
+        &self,
+        url: &str,
+        options: &Options,
+        (router, cache): (SyncRouter, RegistryCache),
+    ) -> Result<Tenancy> {
+        let chain = options.chain(&self.resolvers);
+        let prefix = options.path_prefix().map(str::to_owned);
+        let tenancy = Tenancy::new(router, cache, chain, prefix);
+        #[cfg(feature = "rocket-async")]
+        if options.async_pool() {
+            let pool = options
+                .pool_builder(self.pool.clone())
+                .build_async(url)
+                .await?;
+            tenancy.set_async_pool(pool);
+        }
+        #[cfg(not(feature = "rocket-async"))]
+        let _ = url;
+        Ok(tenancy)
     }
 }
 
@@ -356,16 +394,12 @@ impl Fairing for TenancyFairing {
         let setup = self.setup();
         let (url2, options2) = (url.clone(), options.clone());
         let built = blocking(move || setup.build(&url2, &options2)).await;
+        let built = match built {
+            Ok(built) => self.state(&url, &options, built).await,
+            Err(e) => Err(e),
+        };
         match built {
-            Ok((router, cache)) => {
-                let chain = options.chain(&self.resolvers);
-                Ok(rocket.manage(Tenancy::new(
-                    router,
-                    cache,
-                    chain,
-                    options.path_prefix().map(str::to_owned),
-                )))
-            }
+            Ok(tenancy) => Ok(rocket.manage(tenancy)),
             Err(e) => {
                 log::error!(
                     "diesel-tenancy: cannot start tenancy for database `{}` ({}): {e}",

@@ -18,14 +18,14 @@ pub use crate::resolve::CurrentTenant;
 /// The request's resolution, computed at most once per request.
 struct Resolved(Result<Decided, ApiError>);
 
-fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
+pub(super) fn tenancy<'r>(request: &'r Request<'_>) -> Result<&'r Tenancy, ApiError> {
     request.rocket().state::<Tenancy>().ok_or_else(|| {
         log::error!("diesel-tenancy: a tenancy guard ran without `TenancyFairing` attached");
         ApiError::new(Status::InternalServerError, "Internal server error")
     })
 }
 
-fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
+pub(super) fn fail<T>(request: &Request<'_>, error: ApiError) -> Outcome<T, ApiError> {
     let error = stash(request, error);
     Outcome::Error((error.status(), error))
 }
@@ -53,7 +53,7 @@ impl<'r> FromRequest<'r> for CurrentTenant {
     }
 }
 
-fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
+pub(super) fn abort_without_fairing(rocket: &Rocket<Ignite>, guard: &str) -> bool {
     if rocket.state::<Tenancy>().is_some() {
         return false;
     }

@@ -170,10 +170,80 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Async handlers (feature `rocket-async`)
+//!
+//! With `tenancy.async_pool = true` (or [`TenancyFairing::async_pool`]) the fairing also
+//! builds an [`AsyncTenantPool`](crate::AsyncTenantPool), with the pool settings above
+//! and connections of its own. `AsyncTenantDb` checks out from it in the request's
+//! decided scope, so the handler awaits diesel-async queries on its own task (no
+//! blocking-pool handoff); it fails like [`TenantDb`], and re-decides a stale route the
+//! same way. [`TenantDb`] and [`PublicDb`] keep working beside it.
+//!
+#![cfg_attr(not(feature = "rocket-async"), doc = "```rust,ignore")]
+#![cfg_attr(feature = "rocket-async", doc = "```rust,no_run")]
+//! use diesel::prelude::*;
+//! use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+//! use diesel_tenancy::diesel_async::RunQueryDsl;
+//! use diesel_tenancy::rocket::{catchers, ApiError, AsyncTenantDb, TenancyFairing};
+//! use rocket::futures::FutureExt;
+//! use rocket::serde::json::Json;
+//! use rocket::{get, post, routes};
+//!
+//! const TENANT_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations_tenant");
+//!
+//! diesel::table! {
+//!     hotels (id) {
+//!         id -> BigInt,
+//!         name -> Varchar,
+//!     }
+//! }
+//!
+//! /// The handler's own connection: commit it, or in `TransactionLocal` mode its work
+//! /// is rolled back when it drops.
+//! #[get("/hotels")]
+//! async fn list(db: AsyncTenantDb) -> Result<Json<Vec<String>>, ApiError> {
+//!     let mut conn = db.connection().await?;
+//!     let names = hotels::table.select(hotels::name).load(&mut conn).await?;
+//!     conn.commit().await?;
+//!     Ok(Json(names))
+//! }
+//!
+//! /// `run`: committed when the closure returns `Ok`, rolled back otherwise.
+//! #[post("/hotels/<name>")]
+//! async fn add(db: AsyncTenantDb, name: String) -> Result<Json<i64>, ApiError> {
+//!     db.run(|conn| {
+//!         async move {
+//!             let id = diesel::insert_into(hotels::table)
+//!                 .values(hotels::name.eq(name))
+//!                 .returning(hotels::id)
+//!                 .get_result(conn)
+//!                 .await?;
+//!             Ok(Json(id))
+//!         }
+//!         .boxed()
+//!     })
+//!     .await
+//! }
+//!
+//! #[rocket::main]
+//! async fn main() -> Result<(), rocket::Error> {
+//!     rocket::build()
+//!         .attach(TenancyFairing::new("hotel", TENANT_MIGRATIONS).async_pool(true))
+//!         .mount("/", routes![list, add])
+//!         .register("/", catchers())
+//!         .launch()
+//!         .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Launching a route that uses [`CurrentTenant`], [`TenantDb`] or [`PublicDb`] without the
-//! fairing aborts with an error naming the missing fairing (the guards are `Sentinel`s).
+//! fairing aborts with an error naming the missing fairing (the guards are `Sentinel`s);
+//! `AsyncTenantDb` also aborts the launch when the async pool is off.
 
 mod api_error;
+#[cfg(feature = "rocket-async")]
+mod async_db;
 mod config;
 mod fairing;
 mod guards;
@@ -181,6 +251,9 @@ mod state;
 mod sync_db_pools;
 
 pub use api_error::{catchers, ApiError, TENANT_NOT_FOUND};
+#[cfg(feature = "rocket-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rocket-async")))]
+pub use async_db::AsyncTenantDb;
 pub use fairing::TenancyFairing;
 pub use guards::{CurrentTenant, PublicDb, TenantDb};
 pub use state::Tenancy;

@@ -16,6 +16,14 @@ use crate::registry::{RegistryCache, RegistrySnapshot};
 use crate::resolve::routing::Decider;
 pub(crate) use crate::resolve::routing::{blocking, Decided, Routing};
 use crate::resolve::{split_path_prefix, RequestParts, Resolution, ResolverChain};
+#[cfg(feature = "rocket-async")]
+use crate::AsyncTenantPool;
+
+/// Why the async pool is missing, for the launch log and [`Tenancy::async_pool`].
+#[cfg(feature = "rocket-async")]
+pub(crate) const ASYNC_POOL_OFF: &str = "the async pool is off: set `tenancy.async_pool = true` \
+     in Rocket.toml (or ROCKET_TENANCY='{async_pool=true}'), or call \
+     TenancyFairing::async_pool(true)";
 
 /// The tenancy of a Rocket application: the router (and its pool), the registry cache
 /// and the resolver chain. Managed by [`TenancyFairing`](super::TenancyFairing); reach it
@@ -37,6 +45,9 @@ pub struct Tenancy {
 struct Live {
     router: SyncRouter,
     pool: TenantPool,
+    /// The async pool, when the fairing was asked for it.
+    #[cfg(feature = "rocket-async")]
+    async_pool: Option<AsyncTenantPool>,
 }
 
 /// Lets go of a [`Tenancy`]'s pool and stops its registry listener, if the state still
@@ -75,6 +86,8 @@ impl Tenancy {
             live: Arc::new(RwLock::new(Some(Live {
                 pool: router.pool().clone(),
                 router,
+                #[cfg(feature = "rocket-async")]
+                async_pool: None,
             }))),
             path_prefix,
         }
@@ -89,6 +102,32 @@ impl Tenancy {
     /// The connection pool (a cheap clone); see [`router`](Self::router).
     pub fn pool(&self) -> Result<TenantPool> {
         self.live(|live| live.pool.clone())
+    }
+
+    /// The async pool (a cheap clone), built by the fairing with `tenancy.async_pool`
+    /// (or [`TenancyFairing::async_pool`](super::TenancyFairing::async_pool)). Fails with
+    /// [`Error::Config`] when it was not asked for, and like [`router`](Self::router) once
+    /// the server is shutting down.
+    #[cfg(feature = "rocket-async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rocket-async")))]
+    pub fn async_pool(&self) -> Result<AsyncTenantPool> {
+        self.live(|live| live.async_pool.clone())?
+            .ok_or_else(|| Error::Config(ASYNC_POOL_OFF.into()))
+    }
+
+    /// Whether the fairing built the async pool (false once the server shut down).
+    #[cfg(feature = "rocket-async")]
+    pub(crate) fn has_async_pool(&self) -> bool {
+        self.live(|live| live.async_pool.is_some()).unwrap_or(false)
+    }
+
+    /// Hands the async pool the fairing built to the requests.
+    #[cfg(feature = "rocket-async")]
+    pub(crate) fn set_async_pool(&self, pool: AsyncTenantPool) {
+        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(live) = live.as_mut() {
+            live.async_pool = Some(pool);
+        }
     }
 
     fn live<T>(&self, f: impl FnOnce(&Live) -> T) -> Result<T> {

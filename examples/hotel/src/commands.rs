@@ -8,6 +8,7 @@ use diesel_tenancy::database::create_database_if_missing;
 use diesel_tenancy::{cli, SyncRouter, TenantMode, TenantPool, TenantPoolBuilder, TenantRoles};
 
 use crate::config::Settings;
+use crate::face::Face;
 use crate::service::{service, TENANT_MIGRATIONS};
 use crate::{database, seed};
 
@@ -57,7 +58,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn serve(settings: &Settings, database_url: &str) -> ExitCode {
-    if crate::axum_face::chosen() {
+    if settings.face == Face::Axum {
         return match crate::axum_face::serve(settings, database_url) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
@@ -67,6 +68,7 @@ fn serve(settings: &Settings, database_url: &str) -> ExitCode {
         Ok(rocket) => rocket,
         Err(e) => return cli::fail(&e),
     };
+    println!("hotel: the hotel API runs on the {} face", settings.face);
     match rocket::execute(rocket.launch()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => cli::fail(&e),

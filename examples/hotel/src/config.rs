@@ -10,11 +10,14 @@
 //! | admin API and panel | `HOTEL_ADMIN_TOKEN` | `admin_token` | off |
 //! | a demo hotel in every new tenant | `HOTEL_SEED_DEMO` (`1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`) | `seed_demo` | off |
 //! | a database role per tenant (each request runs as its tenant's role) | `HOTEL_TENANT_ROLES` (as `HOTEL_SEED_DEMO`) | | off |
+//! | the web stack serving `/hotels/` ([`Face`]): Rocket on the sync pool, Rocket awaiting diesel-async queries on the async pool, or axum on the async pool (the admin API too; JSON bodies only, no panel or media) | `HOTEL_FACE` (`rocket`, `rocket-async` or `axum`) | | `rocket` |
 //! | the mode of new tenants: a schema each, or rows in shared tables (row-level security; the login role must be a plain role, not a superuser) | `HOTEL_TENANT_MODE` (`schema` or `rows`) | `tenancy.tenant_mode` | `schema` |
 
 use std::path::{Path, PathBuf};
 
 use diesel_tenancy::TenantMode;
+
+use crate::face::Face;
 use rocket::data::ToByteUnit;
 use rocket::figment::Figment;
 
@@ -64,6 +67,8 @@ pub struct Settings {
     /// The mode of new tenants (`diesel_tenancy::TenantMode`): `Rows` keeps them in the
     /// shared row schema's tables, apart by row-level security.
     pub tenant_mode: TenantMode,
+    /// The web stack serving the hotel API.
+    pub face: Face,
     figment: Figment,
 }
 
@@ -139,6 +144,7 @@ impl Settings {
                     format!("HOTEL_TENANT_MODE is {mode:?}: use schema (the default) or rows")
                 })?,
             };
+        let face = var(env, "HOTEL_FACE").map_or(Ok(Face::Rocket), |f| Face::parse(&f))?;
         let figment = base
             .merge(("limits.json", 1.mebibytes()))
             .merge(("limits.string", 64.kibibytes()))
@@ -153,6 +159,7 @@ impl Settings {
             seed_demo,
             tenant_roles,
             tenant_mode,
+            face,
             figment,
         })
     }

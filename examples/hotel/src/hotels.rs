@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use diesel_tenancy::diesel::PgConnection;
-use diesel_tenancy::rocket::{ApiError, TenantDb};
-use diesel_tenancy::{SchemaName, TenantPool};
+use diesel_tenancy::rocket::ApiError;
 use rocket::fairing::AdHoc;
 use rocket::http::Status;
 use rocket::response::status::Created;
@@ -15,9 +13,10 @@ use rocket::{delete, get, patch, post, put, routes, uri, State};
 
 use crate::body::{HotelInput, PictureInput};
 use crate::config::MediaRoot;
-use crate::model::{self, Changes, Hotel, NewHotel};
+use crate::model::{Changes, Hotel, NewHotel};
 use crate::picture;
 use crate::problem::Problem;
+pub use crate::rows::Rows;
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("Hotels", |rocket| async {
@@ -29,34 +28,29 @@ pub fn stage() -> AdHoc {
 }
 
 #[get("/hotels")]
-async fn list(db: TenantDb) -> Result<Json<Vec<Hotel>>, Problem> {
-    db.run(|conn| model::list(conn).map_err(Problem::from))
-        .await
-        .map(Json)
+async fn list(rows: Rows) -> Result<Json<Vec<Hotel>>, Problem> {
+    rows.list().await.map(Json)
 }
 
 /// A segment that is not an id forwards, and the service answers 404 (`problem.rs`).
 #[get("/hotels/<id>")]
-async fn retrieve(db: TenantDb, id: i64) -> Result<Json<Hotel>, Problem> {
-    db.run(move |conn| model::get(conn, id).map_err(Problem::from))
-        .await?
-        .map(Json)
-        .ok_or_else(Problem::not_found)
+async fn retrieve(rows: Rows, id: i64) -> Result<Json<Hotel>, Problem> {
+    rows.get(id).await?.map(Json).ok_or_else(Problem::not_found)
 }
 
 /// The tenant of a route that takes a body: its error is answered only after the body
 /// guard ran, which reads (or drains) the body, so that a client still sending gets the
 /// 400 instead of a reset.
-type TenantOf = Result<TenantDb, ApiError>;
+type TenantOf = Result<Rows, ApiError>;
 
 #[post("/hotels", data = "<body>")]
 async fn create(
-    db: TenantOf,
+    rows: TenantOf,
     body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Created<Json<Hotel>>, Problem> {
-    let db = db?;
-    let hotel = insert(&Rows::Request(db), body?, &media.0).await?;
+    let rows = rows?;
+    let hotel = insert(&rows, body?, &media.0).await?;
     // DRF's URLs end with a slash (the routes match with or without it).
     let location = uri!(retrieve(hotel.id));
     let location = location.map_path(|p| format!("{p}/")).unwrap_or(location);
@@ -66,73 +60,39 @@ async fn create(
 
 #[put("/hotels/<id>", data = "<body>")]
 async fn replace(
-    db: TenantOf,
+    rows: TenantOf,
     id: i64,
     body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Json<Hotel>, Problem> {
-    update(db, id, body, &media.0).await
+    update(rows, id, body, &media.0).await
 }
 
 #[patch("/hotels/<id>", data = "<body>")]
 async fn partial_update(
-    db: TenantOf,
+    rows: TenantOf,
     id: i64,
     body: Result<HotelInput, Problem>,
     media: &State<MediaRoot>,
 ) -> Result<Json<Hotel>, Problem> {
-    update(db, id, body, &media.0).await
+    update(rows, id, body, &media.0).await
 }
 
 /// PUT and PATCH: the body guard already applied the mode (all fields or any subset).
 async fn update(
-    db: TenantOf,
+    rows: TenantOf,
     id: i64,
     body: Result<HotelInput, Problem>,
     media: &Path,
 ) -> Result<Json<Hotel>, Problem> {
-    let db = db?;
-    change(&Rows::Request(db), id, body?, media).await.map(Json)
+    let rows = rows?;
+    change(&rows, id, body?, media).await.map(Json)
 }
 
 #[delete("/hotels/<id>")]
-async fn destroy(db: TenantDb, id: i64, media: &State<MediaRoot>) -> Result<Status, Problem> {
-    remove(&Rows::Request(db), id, &media.0).await?;
+async fn destroy(rows: Rows, id: i64, media: &State<MediaRoot>) -> Result<Status, Problem> {
+    remove(&rows, id, &media.0).await?;
     Ok(Status::NoContent)
-}
-
-/// Where hotel rows are read and written: the request's tenant (the `/hotels` API) or
-/// a tenant the admin panel picked.
-pub enum Rows {
-    Request(TenantDb),
-    Chosen(TenantPool, SchemaName),
-}
-
-impl Rows {
-    /// The schema, which also names the tenant's media directory.
-    pub fn schema(&self) -> &str {
-        match self {
-            Rows::Request(db) => db.tenant().schema(),
-            Rows::Chosen(_, schema) => schema.as_str(),
-        }
-    }
-
-    /// Runs `f` on a connection scoped to the tenant, on a blocking thread.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, Problem>
-    where
-        F: FnOnce(&mut PgConnection) -> Result<T, Problem> + Send + 'static,
-        T: Send + 'static,
-    {
-        match self {
-            Rows::Request(db) => db.run(f).await,
-            Rows::Chosen(pool, schema) => {
-                let (pool, schema) = (pool.clone(), schema.clone());
-                rocket::tokio::task::spawn_blocking(move || pool.with_tenant(&schema, f))
-                    .await
-                    .map_err(|e| Problem::internal("hotel task", &e))?
-            }
-        }
-    }
 }
 
 /// Creates a hotel from a validated body, storing its picture first (and removing it
@@ -147,9 +107,7 @@ pub async fn insert(rows: &Rows, input: HotelInput, media: &Path) -> Result<Hote
         description: text.description.unwrap_or_default(),
         picture: stored.clone().flatten(),
     };
-    let result = rows
-        .run(move |conn| model::insert(conn, &new).map_err(Problem::from))
-        .await;
+    let result = rows.insert(new).await;
     if result.is_err() {
         discard(media, &schema, stored.flatten()).await;
     }
@@ -173,13 +131,11 @@ pub async fn change(
         description: text.description,
         picture: stored.clone(),
     };
-    let result = rows
-        .run(move |conn| model::update(conn, id, &changes).map_err(Problem::from))
-        .await;
+    let result = rows.update(id, changes).await;
     match result {
         Ok(Some((before, after))) => {
-            if before.picture.is_some() && before.picture != after.picture {
-                discard(media, &schema, before.picture).await;
+            if before.is_some() && before != after.picture {
+                discard(media, &schema, before).await;
             }
             Ok(after)
         }
@@ -196,10 +152,7 @@ pub async fn change(
 
 /// Deletes hotel `id` (404 if there is none) and its picture's file.
 pub async fn remove(rows: &Rows, id: i64, media: &Path) -> Result<Hotel, Problem> {
-    let deleted = rows
-        .run(move |conn| model::delete(conn, id).map_err(Problem::from))
-        .await?
-        .ok_or_else(Problem::not_found)?;
+    let deleted = rows.delete(id).await?.ok_or_else(Problem::not_found)?;
     discard(media, rows.schema(), deleted.picture.clone()).await;
     Ok(deleted)
 }

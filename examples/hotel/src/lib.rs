@@ -19,18 +19,18 @@ mod commands;
 pub mod config;
 mod database;
 mod embedded_pg;
+pub mod face;
 mod health;
 mod hotels;
 mod media;
 mod model;
-// The hotel queries on diesel-async (the axum face awaits some; the async Rocket face all).
-#[allow(dead_code)]
 mod model_async;
 mod oversize;
 mod panel;
 mod pg_server;
 mod picture;
 mod problem;
+mod rows;
 mod seed;
 mod service;
 mod validate;

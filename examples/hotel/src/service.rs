@@ -8,6 +8,7 @@ use diesel_tenancy::TenantRoles;
 use rocket::{Build, Rocket};
 
 use crate::config::{self, MediaRoot, Settings};
+use crate::face::Face;
 use crate::{admin, health, hotels, media, oversize, panel, problem, seed};
 
 /// The hotels table (the library's `migrations_tenant/`), applied to every tenant schema and, with the public-tenant option,
@@ -21,7 +22,10 @@ pub fn rocket(settings: &Settings, database_url: &str) -> Rocket<Build> {
         tenancy = tenancy.tenant_roles(TenantRoles::new());
     }
     tenancy = tenancy.tenant_mode(settings.tenant_mode);
+    // The async face's hotel handlers check out from the async pool.
+    tenancy = tenancy.async_pool(settings.face == Face::RocketAsync);
     rocket::custom(settings.figment(database_url))
+        .manage(settings.face)
         .attach(tenancy.hooks(seed::hooks(settings.seed_demo)))
         .manage(MediaRoot(settings.media_root.clone()))
         .attach(problem::stage())

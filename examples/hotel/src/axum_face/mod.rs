@@ -1,4 +1,4 @@
-//! The hotel service on axum (`HOTEL_FACE=axum`): the same `/hotels/` API, admin API
+//! The hotel service on axum (`HOTEL_FACE=axum`, [`Face::Axum`](crate::face::Face)): the same `/hotels/` API, admin API
 //! and `/health` as the Rocket face, from the same database, with the same answers; the
 //! tenant resolved by `diesel_tenancy::axum`'s layer, each hotel query awaited on the
 //! async pool. The admin panel, media files and multipart bodies are the Rocket face's.
@@ -23,11 +23,6 @@ use serde_json::{json, Value};
 use crate::config::Settings;
 use crate::seed;
 use crate::service::TENANT_MIGRATIONS;
-
-/// Whether `HOTEL_FACE` asks for this face.
-pub fn chosen() -> bool {
-    std::env::var("HOTEL_FACE").is_ok_and(|face| face.trim().eq_ignore_ascii_case("axum"))
-}
 
 /// Serves until Ctrl-C: creates the database if missing, migrates, starts the tenancy.
 pub fn serve(settings: &Settings, database_url: &str) -> Result<(), String> {

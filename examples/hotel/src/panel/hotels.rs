@@ -19,7 +19,7 @@ use super::{Html, PanelError, Reply};
 use crate::body::{self, HotelForm, PictureInput};
 use crate::config::MediaRoot;
 use crate::hotels::{self, Rows};
-use crate::model::{self, Hotel};
+use crate::model::Hotel;
 use crate::picture;
 use crate::problem::Problem;
 use crate::validate::Mode;
@@ -52,9 +52,7 @@ fn rows(tenancy: &Tenancy, tenant: &Tenant) -> Result<Rows, PanelError> {
 }
 
 async fn load(rows: &Rows, id: i64) -> Result<Hotel, PanelError> {
-    rows.run(move |c| model::get(c, id).map_err(Problem::from))
-        .await?
-        .ok_or(PanelError::NotFound)
+    rows.get(id).await?.ok_or(PanelError::NotFound)
 }
 
 /// The hotel form page: `hotel` is the stored row when editing.

@@ -267,7 +267,7 @@ pub async fn show_page(
 ) -> Result<Html, PanelError> {
     let schema = tenant.schema_name.clone();
     let rows = Rows::Chosen(pool(tenancy)?, schema.clone());
-    let hotels = rows.run(|c| model::list(c).map_err(Problem::from)).await?;
+    let hotels = rows.list().await?;
     let hotels = hotels
         .into_iter()
         .map(|h| HotelRow {

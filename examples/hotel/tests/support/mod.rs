@@ -371,6 +371,7 @@ pub fn hotel_command(db_url: &str, media: &Path) -> Command {
         .env_remove("HOTEL_EMBEDDED_PG")
         .env_remove("HOTEL_PG_DIR")
         .env_remove("HOTEL_SEED_DEMO")
+        .env_remove("HOTEL_FACE")
         .env("DATABASE_URL", db_url)
         .env("MEDIA_ROOT", media.join("media"))
         .env("ROCKET_CLI_COLORS", "false")

@@ -1,9 +1,7 @@
-//! The same black-box checks against the Rocket face and the axum face of the hotel
-//! service (`HOTEL_FACE=axum`), each the real binary over real HTTP on a database of its
-//! own: DRF's ModelViewSet semantics, validation, `public`, unknown tenants, isolation.
-//! The axum face passes only if it answers exactly as the Rocket face does. (The checks
-//! are those of the async-Rocket branch's `hotel_faces.rs`; once both branches are in,
-//! the axum face is one more entry of its `FACES` and this file goes.)
+//! The same black-box checks against every face of the hotel service (`HOTEL_FACE`),
+//! each the real binary over real HTTP on a database of its own: the seed's proof of
+//! concept, DRF's ModelViewSet semantics, validation, `public`, unknown tenants. A face
+//! passes only if it answers exactly as the others do.
 
 mod support;
 
@@ -11,8 +9,8 @@ use diesel::prelude::*;
 use serde_json::{json, Value};
 use support::{fresh_database, Http, Options, Server};
 
-/// The faces compared here, by their `HOTEL_FACE` value.
-const FACES: &[&str] = &["rocket", "axum"];
+/// Every face, by its `HOTEL_FACE` value. A new face is one more line here.
+const FACES: &[&str] = &["rocket", "rocket-async", "axum"];
 
 const DEMO1: [(&str, &str); 1] = [("Tenant-Header", "demo1")];
 const DEMO2: [(&str, &str); 1] = [("Tenant-Header", "demo2")];
@@ -213,10 +211,12 @@ fn every_face_serves_the_same_api_with_the_same_isolation() {
         };
         let server = Server::start_url(db.url(), options);
         let seen = checks(face, &server, db.url());
-        if *face == "axum" {
-            let log = server.log_text();
-            assert!(log.contains("the hotel API runs on the axum face"), "{log}");
-        }
+        let banner = format!("the hotel API runs on the {face} face");
+        assert!(
+            server.log_text().contains(&banner),
+            "{face}: {}",
+            server.log_text()
+        );
         transcripts.push((face, seen));
     }
     let (first, expected) = &transcripts[0];
@@ -226,4 +226,21 @@ fn every_face_serves_the_same_api_with_the_same_isolation() {
         }
         assert_eq!(seen.len(), expected.len());
     }
+}
+
+#[test]
+fn an_unknown_face_is_refused_at_start() {
+    let db = fresh_database();
+    let media = std::env::temp_dir();
+    let out = support::hotel_command(db.url(), &media)
+        .env("HOTEL_FACE", "warp")
+        .arg("serve")
+        .output()
+        .expect("run the hotel binary");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HOTEL_FACE") && stderr.contains("rocket-async"),
+        "{stderr}"
+    );
 }
