@@ -14,7 +14,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        Decision::of(parts, "CurrentTenant")?.current_tenant()
+        Decision::of(parts, "CurrentTenant")?.current_tenant().await
     }
 }
 
@@ -24,7 +24,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentTenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, ApiError> {
-        Ok(Decision::of(parts, "CurrentTenant")?.current_tenant().ok())
+        let decision = Decision::of(parts, "CurrentTenant")?;
+        Ok(decision.current_tenant().await.ok())
     }
 }
 

@@ -17,7 +17,9 @@ use crate::resolve::RequestParts;
 /// A tower layer that decides each request's tenant by the [`Tenancy`]'s resolver chain
 /// against its registry cache (no database round trip while the change feed is healthy;
 /// see [`Tenancy::fresh_snapshot`]) and stores the decision in the request's extensions
-/// for the extractors.
+/// for the extractors. It reads the request as it arrives; the lookup runs once, when
+/// the first extractor asks for the tenant (as Rocket's guards do), so a route that needs
+/// no tenant never waits for the registry.
 ///
 /// By default the layer lets every request through and the extractors answer for it:
 /// [`CurrentTenant`](crate::resolve::CurrentTenant) and [`TenantDb`](super::TenantDb)
@@ -83,16 +85,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let decide = self.tenancy.decide(&HttpRequest::of(&request));
-        let tenancy = self.tenancy.clone();
+        let named = self.tenancy.named(&HttpRequest::of(&request));
+        let decision = Decision::new(self.tenancy.clone(), named);
         let require_tenant = self.require_tenant;
         // The clone that was driven to readiness serves this request.
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            let decision = Decision::new(tenancy, decide.await);
             if require_tenant {
-                if let Err(e) = decision.current_tenant() {
+                if let Err(e) = decision.current_tenant().await {
                     return Ok(e.into_response());
                 }
             }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::migrate::{MigrateOptions, NewTenant, SyncRouter};
 use crate::registry::{RegistryCache, RegistrySnapshot, Tenant};
 use crate::resolve::routing::{blocking, Decided, Decider, Routing};
-use crate::resolve::{HttpError, RequestParts, ResolverChain};
+use crate::resolve::{HttpError, Malformed, RequestParts, ResolverChain, TenantRef};
 use crate::AsyncTenantPool;
 
 /// The tenancy of an axum application: the sync router (migrations, tenant admin,
@@ -119,17 +119,20 @@ impl Tenancy {
         .await
     }
 
-    /// Decides `request` (read now, so the request need not be `Sync`).
-    pub(crate) fn decide(
+    /// What `request` names, by the resolver chain (no lookup yet).
+    pub(crate) fn named(&self, request: &dyn RequestParts) -> Result<Vec<TenantRef>, Malformed> {
+        self.resolvers().named(request)
+    }
+
+    /// Decides what a request named against the registry cache (within its bound).
+    pub(crate) async fn decide(
         &self,
-        request: &dyn RequestParts,
-    ) -> impl std::future::Future<Output = Result<Decided, HttpError>> + Send + 'static {
-        let named = self.resolvers().named(request);
-        let this = self.clone();
-        async move {
-            let reload = || this.reload_task();
-            this.inner.decider.decide(named, reload).await
-        }
+        named: Result<Vec<TenantRef>, Malformed>,
+    ) -> Result<Decided, HttpError> {
+        self.inner
+            .decider
+            .decide(named, || self.reload_task())
+            .await
     }
 
     /// What a request needs to be decided again once its route proved stale.

@@ -116,7 +116,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantDb {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let decision = Decision::of(parts, "TenantDb")?;
         Ok(TenantDb {
-            tenant: decision.current_tenant()?,
+            tenant: decision.current_tenant().await?,
             tenancy: decision.tenancy().clone(),
         })
     }

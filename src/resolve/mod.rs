@@ -1,4 +1,8 @@
-//! Turning a request's header, host or path into a tenant: pure, framework-free logic.
+//! Turning a request's header, host or path into a tenant: pure, framework-free logic;
+//! and what the web faces (features `rocket`, `axum`) share on top of it: deciding a
+//! request's route against the registry cache within its bound (`routing.rs`), the
+//! [`CurrentTenant`] they hand out, and the statuses and details of their errors
+//! (`http_error.rs`).
 //!
 //! A [`ResolverChain`] tries its rules in order; the default chain is the tenant header,
 //! then the host. The first rule that *names* something decides: a name that is not
