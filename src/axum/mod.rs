@@ -88,7 +88,7 @@
 //!
 //! # What each extractor answers
 //!
-//! | request | [`CurrentTenant`](crate::resolve::CurrentTenant), [`TenantDb`], [`TenantConn`] | [`PublicDb`] |
+//! | request | [`CurrentTenant`], [`TenantDb`], [`TenantConn`] | [`PublicDb`] |
 //! |---|---|---|
 //! | a registered tenant (any case, trimmed) | that tenant | `public` |
 //! | `public` (any case) | 400 `Tenant not found`; `public` with the public-tenant option | `public` |

@@ -18,7 +18,7 @@ pub use crate::resolve::TENANT_NOT_FOUND;
 /// Returned by the guards, by [`TenantDb::run`](super::TenantDb::run) (through `From`),
 /// and usable as a handler's error type. Converting a crate [`Error`] maps a database
 /// that cannot be reached to 503, a client mistake to 4xx (a lifecycle hook's
-/// [`Refusal`] to 409 with its reason), and only the rest to 500 (logged, with a
+/// [`Refusal`](crate::Refusal) to 409 with its reason), and only the rest to 500 (logged, with a
 /// generic detail).
 ///
 /// ```
