@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use common::hotels::hotels;
 use common::{TestDb, TENANT};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Text;
 use diesel_tenancy::diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_tenancy::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_tenancy::{

@@ -10,7 +10,7 @@ use common::fault_proxy::{Fault, FaultProxy, Who};
 use common::hotels::hotels;
 use common::{TestDb, TENANT};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Text};
+use diesel::sql_types::Text;
 use diesel_tenancy::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_tenancy::{
     Error, NewTenant, PoolMode, SchemaName, Scope, SyncRouter, TenantMode, TenantPool,

@@ -51,16 +51,12 @@ impl AsyncTenantConnection {
     pub(super) fn managed(&mut self) -> &mut super::async_managed::AsyncManagedConnection {
         // `inner` is only taken by `drop`.
         self.inner
-            .as_mut()
-            .map(|o| &mut **o)
+            .as_deref_mut()
             .unwrap_or_else(|| unreachable_taken())
     }
 
     fn managed_ref(&self) -> &super::async_managed::AsyncManagedConnection {
-        self.inner
-            .as_ref()
-            .map(|o| &**o)
-            .unwrap_or_else(|| unreachable_taken())
+        self.inner.as_deref().unwrap_or_else(|| unreachable_taken())
     }
 
     /// The scope this connection is bound to.

@@ -173,6 +173,7 @@ impl Session {
         self.id
     }
 
+    #[cfg(feature = "async")]
     pub(crate) fn flags(&self) -> &Flags {
         &self.flags
     }

@@ -61,6 +61,7 @@ impl Flags {
     }
 
     /// Queries started and not yet finished (a dropped query future never finishes).
+    #[cfg(feature = "async")]
     pub(crate) fn running(&self) -> u32 {
         self.0.depth.load(Ordering::Acquire)
     }
