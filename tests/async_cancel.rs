@@ -273,10 +273,12 @@ async fn drive(pool: &AsyncTenantPool, mode: PoolMode, victim: &Expect<'_>, othe
             polls += 1;
             assert!(polls < 500, "{mode:?} {op:?} never completed");
         }
+        // Every operation with I/O awaits at least once; how many polls it takes beyond
+        // that depends on when the server's answer arrives.
         let has_io = !matches!((op, mode), (Op::Commit, PoolMode::Session));
         assert!(
-            !has_io || cancelled >= 2,
-            "{mode:?} {op:?}: only {cancelled} await points were driven"
+            !has_io || cancelled >= 1,
+            "{mode:?} {op:?}: no await point was driven"
         );
     }
 }

@@ -37,7 +37,7 @@ fn picture_url<S: serde::Serializer>(p: &Option<String>, s: S) -> Result<S::Ok, 
     }
 }
 
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = hotels)]
 pub struct NewHotel {
     pub name: String,

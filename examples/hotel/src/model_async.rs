@@ -4,32 +4,50 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel_tenancy::diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::model::{hotels, Changes, Hotel, NewHotel};
 
-pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Hotel>> {
-    hotels::table
-        .order(hotels::id)
-        .select(Hotel::as_select())
-        .load(conn)
-        .await
+/// The hotels in id order, as the first query of a checkout (`checkout_with`): sent with
+/// the checkout message, in its round trip.
+pub fn list_first(conn: &AsyncPgConnection) -> BoxFuture<'_, QueryResult<Vec<Hotel>>> {
+    async move {
+        let mut conn = conn;
+        hotels::table
+            .order(hotels::id)
+            .select(Hotel::as_select())
+            .load(&mut conn)
+            .await
+    }
+    .boxed()
 }
 
-pub async fn get(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Hotel>> {
-    hotels::table
-        .find(id)
-        .select(Hotel::as_select())
-        .first(conn)
-        .await
-        .optional()
+/// Hotel `id`, if there is one, as the first query of a checkout.
+pub fn get_first(conn: &AsyncPgConnection, id: i64) -> BoxFuture<'_, QueryResult<Option<Hotel>>> {
+    async move {
+        let mut conn = conn;
+        hotels::table
+            .find(id)
+            .select(Hotel::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+    }
+    .boxed()
 }
 
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewHotel) -> QueryResult<Hotel> {
-    diesel::insert_into(hotels::table)
-        .values(new)
-        .returning(Hotel::as_returning())
-        .get_result(conn)
-        .await
+/// Writes a new hotel, as the first query of a checkout (it owns its row: a checkout may
+/// call it again on another connection).
+pub fn insert_first(conn: &AsyncPgConnection, new: NewHotel) -> BoxFuture<'_, QueryResult<Hotel>> {
+    async move {
+        let mut conn = conn;
+        diesel::insert_into(hotels::table)
+            .values(&new)
+            .returning(Hotel::as_returning())
+            .get_result(&mut conn)
+            .await
+    }
+    .boxed()
 }
 
 /// A row of [`update`]: the hotel after the change, and its picture before.

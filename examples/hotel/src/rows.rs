@@ -54,8 +54,11 @@ impl Rows {
     pub async fn list(&self) -> Result<Vec<Hotel>, Problem> {
         match self {
             Rows::Async(db) => {
-                db.run(|c| async move { Ok(model_async::list(c).await?) }.boxed())
-                    .await
+                // The query leaves with the checkout, in one round trip.
+                let (conn, hotels) = db.connection_with(model_async::list_first).await?;
+                let hotels = hotels?;
+                conn.commit().await?;
+                Ok(hotels)
             }
             _ => self.blocking(|c| Ok(model::list(c)?)).await,
         }
@@ -65,8 +68,12 @@ impl Rows {
     pub async fn get(&self, id: i64) -> Result<Option<Hotel>, Problem> {
         match self {
             Rows::Async(db) => {
-                db.run(move |c| async move { Ok(model_async::get(c, id).await?) }.boxed())
-                    .await
+                let (conn, hotel) = db
+                    .connection_with(|c| model_async::get_first(c, id))
+                    .await?;
+                let hotel = hotel?;
+                conn.commit().await?;
+                Ok(hotel)
             }
             _ => self.blocking(move |c| Ok(model::get(c, id)?)).await,
         }
@@ -76,8 +83,12 @@ impl Rows {
     pub async fn insert(&self, new: NewHotel) -> Result<Hotel, Problem> {
         match self {
             Rows::Async(db) => {
-                db.run(|c| async move { Ok(model_async::insert(c, &new).await?) }.boxed())
-                    .await
+                let (conn, hotel) = db
+                    .connection_with(|c| model_async::insert_first(c, new.clone()))
+                    .await?;
+                let hotel = hotel?;
+                conn.commit().await?;
+                Ok(hotel)
             }
             _ => self.blocking(move |c| Ok(model::insert(c, &new)?)).await,
         }

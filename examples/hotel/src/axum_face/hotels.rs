@@ -9,15 +9,12 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use diesel::prelude::*;
 use diesel_tenancy::axum::{ApiError, TenantDb};
-use diesel_tenancy::diesel_async::RunQueryDsl;
-use futures_util::FutureExt;
 
 use super::body;
 use super::problem::not_found;
 use crate::body::{HotelInput, PictureInput};
-use crate::model::{hotels, Changes, Hotel, NewHotel};
+use crate::model::{Changes, Hotel, NewHotel};
 use crate::model_async;
 use crate::picture;
 use crate::problem::Problem;
@@ -47,29 +44,19 @@ fn id(segment: &str) -> Result<i64, Problem> {
 
 /// The list, its query pipelined with the checkout.
 async fn list(db: TenantDb) -> Result<Json<Vec<Hotel>>, Problem> {
-    let (_conn, hotels) = db
-        .checkout_with(|conn| {
-            async move {
-                let mut conn = conn;
-                hotels::table
-                    .order(hotels::id)
-                    .select(Hotel::as_select())
-                    .load(&mut conn)
-                    .await
-            }
-            .boxed()
-        })
-        .await?;
-    Ok(Json(hotels?))
+    // The query leaves with the checkout, in one round trip.
+    let (conn, hotels) = db.checkout_with(model_async::list_first).await?;
+    let hotels = hotels?;
+    conn.commit().await?;
+    Ok(Json(hotels))
 }
 
 async fn retrieve(db: TenantDb, Path(segment): Path<String>) -> Result<Json<Hotel>, Problem> {
     let id = id(&segment)?;
-    let mut conn = db.checkout().await?;
-    model_async::get(&mut conn, id)
-        .await?
-        .map(Json)
-        .ok_or_else(Problem::not_found)
+    let (conn, hotel) = db.checkout_with(|c| model_async::get_first(c, id)).await?;
+    let hotel = hotel?;
+    conn.commit().await?;
+    hotel.map(Json).ok_or_else(Problem::not_found)
 }
 
 /// The body is read before the tenant's error is answered, as on the Rocket face.
@@ -89,8 +76,10 @@ async fn create(
         description: text.description.unwrap_or_default(),
         picture: None,
     };
-    let mut conn = db.checkout().await?;
-    let hotel = model_async::insert(&mut conn, &new).await?;
+    let (conn, hotel) = db
+        .checkout_with(|c| model_async::insert_first(c, new.clone()))
+        .await?;
+    let hotel = hotel?;
     conn.commit().await?;
     // DRF's URLs end with a slash.
     let location = format!("/hotels/{}/", hotel.id);
