@@ -364,6 +364,7 @@ impl Session {
     }
 
     /// Whether a query of this checkout failed on a missing relation or schema.
+    #[cfg(any(feature = "rocket", feature = "async"))]
     pub(crate) fn missed_relation(&self) -> bool {
         self.flags.get() & watch::MISSING_RELATION != 0
     }
