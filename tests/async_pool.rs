@@ -504,3 +504,97 @@ async fn a_swapped_connection_is_not_returned_to_the_pool() {
     assert_eq!(here(&mut next).await.schema, "b");
     drop(own);
 }
+
+/// A hostile borrower on the async face: SQL that leaves state behind on the server (a
+/// temporary table shadowing `hotels`, settings, a held cursor, `LISTEN`, an open block
+/// opened behind diesel-async's back, another role, a function that sets the path,
+/// forgotten statements). The next innocent checkout of the other tenant, plain or with
+/// its first query pipelined behind the checkout, sees only its own rows, in its own
+/// schema, as the login role, and no block opened before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_borrower_never_reaches_the_next_innocent_checkout() {
+    use diesel_tenancy::diesel_async::SimpleAsyncConnection;
+    let attacks: &[&str] = &[
+        "CREATE TEMP TABLE hotels (id bigint, name text); INSERT INTO hotels VALUES (1, 'leak')",
+        "SET search_path TO a",
+        "SELECT set_config('search_path', 'a', false)",
+        "CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE sql AS $$ SELECT set_config('search_path', 'a', false) $$; SELECT pg_temp.f()",
+        "BEGIN; DECLARE held CURSOR WITH HOLD FOR SELECT 1; COMMIT",
+        "LISTEN leak",
+        "BEGIN; INSERT INTO hotels (name, location, description) VALUES ('leak', 'x', 'y')",
+        "SET ROLE postgres",
+        "SET SESSION AUTHORIZATION postgres",
+        "SET default_transaction_read_only = on",
+        "DEALLOCATE ALL",
+        "DISCARD ALL",
+    ];
+    for mode in MODES {
+        let db = TestDb::new();
+        let login = test_support::Server::of(&db.url).user;
+        let _router = schema_tenants(&db);
+        let pool = TenantPool::builder()
+            .max_size(1)
+            .mode(mode)
+            .build_async(&db.url)
+            .await
+            .unwrap();
+        let mut b = pool.tenant(&schema("b")).await.unwrap();
+        add(&mut b, "b1").await;
+        b.commit().await.unwrap();
+        for (i, attack) in attacks.iter().enumerate() {
+            let mut hostile = pool.tenant(&schema("a")).await.unwrap();
+            // Some attacks fail in some modes (e.g. DISCARD ALL inside the pool's
+            // transaction): what matters is what they leave behind.
+            let _ = hostile.batch_execute(attack).await;
+            let _ = hostile.commit().await;
+            // Every other time the innocent's first query (a write) rides behind the
+            // checkout message: it must land in b or nowhere, never where the hostile
+            // borrower left the session.
+            let pipelined = i % 2 == 0;
+            let mut conn = if pipelined {
+                let (conn, id) = pool
+                    .checkout_with(Scope::Tenant(schema("b")), |c| insert(c, "innocent"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{mode:?} after {attack:?}: {e}"));
+                id.unwrap();
+                conn
+            } else {
+                pool.tenant(&schema("b"))
+                    .await
+                    .unwrap_or_else(|e| panic!("{mode:?} after {attack:?}: {e}"))
+            };
+            let rows: Vec<String> = names(&mut conn).await.into_iter().map(|(_, n)| n).collect();
+            assert_eq!(rows[0], "b1", "{mode:?} after {attack:?}");
+            assert_eq!(rows.len(), 2 + i / 2, "{mode:?} after {attack:?}: {rows:?}");
+            assert!(
+                rows[1..].iter().all(|n| n == "innocent"),
+                "{mode:?} after {attack:?}: {rows:?}"
+            );
+            let at = here(&mut conn).await;
+            assert_eq!(at.schema, "b", "{mode:?} after {attack:?}");
+            assert_eq!(at.role, login, "{mode:?} after {attack:?}");
+            assert_eq!(
+                in_block(&mut conn).await,
+                mode == PoolMode::TransactionLocal,
+                "{mode:?} after {attack:?}"
+            );
+            conn.commit().await.unwrap();
+        }
+        // The block opened behind diesel-async's back: in `Session` mode the next proof
+        // refused it and the connection was closed, so the insert never committed; in
+        // `TransactionLocal` it ran inside the pool's transaction, which the borrower
+        // itself committed, in its own tenant.
+        let expected = if mode == PoolMode::TransactionLocal {
+            vec![(1, "leak".to_owned())]
+        } else {
+            vec![]
+        };
+        let mut a = pool.tenant(&schema("a")).await.unwrap();
+        assert_eq!(
+            names(&mut a).await,
+            expected,
+            "{mode:?}: tenant a (an innocent write landed there?)"
+        );
+        a.commit().await.unwrap();
+    }
+}
