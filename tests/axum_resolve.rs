@@ -215,3 +215,42 @@ async fn a_registry_that_cannot_be_confirmed_is_503_on_tenant_routes_only() {
         "tenant routes recover through the pool while the feed is still down"
     );
 }
+
+/// Over the wire (HTTP/1.1 on a real socket, hyper's parser): an absolute-form request
+/// target names its host, which wins over a `Host` header naming another (RFC 9112
+/// §3.2.2), the point the Rocket face cannot read (issue 19).
+#[tokio::test]
+async fn an_absolute_form_target_names_the_host_over_the_wire() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let test = tenants();
+    let app = app(&start(test.router(), async_pool(), test.url()).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let ask = |request: &'static str| async move {
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let absolute = ask(
+        "GET http://acme.example.com/schema HTTP/1.1\r\nHost: other.example.com\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+    assert!(absolute.ends_with("acme"), "{absolute}");
+    let unknown = ask(
+        "GET http://other.example.com/schema HTTP/1.1\r\nHost: acme.example.com\r\n\
+         Connection: close\r\n\r\n",
+    )
+    .await;
+    assert!(unknown.starts_with("HTTP/1.1 400"), "{unknown}");
+    assert!(
+        unknown.contains(r#"{"detail":"Tenant not found"}"#),
+        "{unknown}"
+    );
+    server.abort();
+}
