@@ -13,16 +13,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use common::hotels::hotels;
+use common::async_hotels::{self, add, here, in_block, insert};
 use common::{TestDb, TENANT};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use diesel_tenancy::diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_tenancy::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_tenancy::diesel_async::{AsyncConnection, AsyncPgConnection};
 use diesel_tenancy::{
     AsyncTenantPool, NewTenant, PoolMode, SchemaName, Scope, SyncRouter, TenantMode, TenantPool,
 };
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::BoxFuture;
 
 /// Polls the inner future at most `left` times, then gives up and drops it.
 struct PollLimit<F: Future> {
@@ -50,78 +49,24 @@ async fn limited<F: Future>(fut: F, polls: usize) -> Option<F::Output> {
     .await
 }
 
-#[derive(QueryableByName, Debug)]
-struct Here {
-    #[diesel(sql_type = Text)]
-    schema: String,
-    #[diesel(sql_type = Text)]
-    role: String,
-    #[diesel(sql_type = Text)]
-    tenant: String,
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    pid: i32,
-    /// `now()` of this statement; see [`here`].
-    #[diesel(sql_type = Text)]
-    now: String,
-}
-
-async fn here(conn: &mut AsyncPgConnection) -> Here {
-    diesel::sql_query(
-        "SELECT coalesce(current_schema(), '')::text AS schema, current_user::text AS role, \
-         coalesce(current_setting('diesel_tenancy.tenant', true), '')::text AS tenant, \
-         pg_backend_pid() AS pid, \
-         now()::text AS now",
-    )
-    .get_result(conn)
-    .await
-    .expect("here")
-}
-
-/// Whether the session runs inside a transaction block: `now()` (the transaction's
-/// start) stays the same across two statements only inside one.
-async fn in_block(conn: &mut AsyncPgConnection) -> bool {
-    let first = here(conn).await.now;
-    let second = here(conn).await.now;
-    first == second
-}
-
 const CANCELLED: &str = "cancelled";
 
 async fn insert_on(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    diesel::insert_into(hotels::table)
-        .values((
-            hotels::name.eq(CANCELLED),
-            hotels::location.eq("x"),
-            hotels::description.eq("y"),
-        ))
-        .returning(hotels::id)
-        .get_result(conn)
-        .await
+    add(conn, CANCELLED).await
 }
 
-fn insert(conn: &AsyncPgConnection) -> BoxFuture<'_, QueryResult<i64>> {
-    async move {
-        let mut conn = conn;
-        diesel::insert_into(hotels::table)
-            .values((
-                hotels::name.eq(CANCELLED),
-                hotels::location.eq("x"),
-                hotels::description.eq("y"),
-            ))
-            .returning(hotels::id)
-            .get_result(&mut conn)
-            .await
-    }
-    .boxed()
+/// The cancelled work's first query.
+fn insert_cancelled(conn: &AsyncPgConnection) -> BoxFuture<'_, QueryResult<i64>> {
+    insert(conn, CANCELLED)
 }
 
+/// The hotel names.
 async fn names(conn: &mut AsyncPgConnection) -> Vec<String> {
-    hotels::table
-        .order(hotels::id)
-        .select(hotels::name)
-        .load(conn)
+    async_hotels::names(conn)
         .await
-        .expect("list hotels")
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
 }
 
 /// The operations whose every await point is driven.
@@ -155,7 +100,7 @@ async fn run(pool: &AsyncTenantPool, scope: &Scope, op: Op, polls: usize) -> boo
             .map(|conn| drop(conn.expect("checkout")))
             .is_some(),
         Op::Pipelined => {
-            let done = limited(pool.checkout_with(scope.clone(), insert), polls).await;
+            let done = limited(pool.checkout_with(scope.clone(), insert_cancelled), polls).await;
             match done {
                 Some(Ok((conn, first))) => {
                     first.expect("first query");

@@ -6,99 +6,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::async_hotels::{add, here, in_block, insert, list, names};
 use common::fault_proxy::{Fault, FaultProxy, Who};
-use common::hotels::hotels;
 use common::{TestDb, TENANT};
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use diesel_tenancy::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_tenancy::{
     Error, NewTenant, PoolMode, SchemaName, Scope, SyncRouter, TenantMode, TenantPool,
 };
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::FutureExt;
 
 const MODES: [PoolMode; 2] = [PoolMode::Session, PoolMode::TransactionLocal];
-
-#[derive(QueryableByName, Debug)]
-struct Here {
-    #[diesel(sql_type = Text)]
-    schema: String,
-    #[diesel(sql_type = Text)]
-    role: String,
-    /// `now()` of this statement; see [`here`].
-    #[diesel(sql_type = Text)]
-    now: String,
-}
-
-/// Where the session is: its schema, its role, and whether it runs inside a transaction
-/// block opened before this statement.
-async fn here(conn: &mut AsyncPgConnection) -> Here {
-    diesel::sql_query(
-        "SELECT coalesce(current_schema(), '')::text AS schema, current_user::text AS role, \
-         now()::text AS now",
-    )
-    .get_result(conn)
-    .await
-    .expect("here")
-}
-
-/// Whether the session runs inside a transaction block: `now()` (the transaction's
-/// start) stays the same across two statements only inside one.
-async fn in_block(conn: &mut AsyncPgConnection) -> bool {
-    let first = here(conn).await.now;
-    let second = here(conn).await.now;
-    first == second
-}
-
-async fn add(conn: &mut AsyncPgConnection, name: &str) -> i64 {
-    diesel::insert_into(hotels::table)
-        .values((
-            hotels::name.eq(name),
-            hotels::location.eq("somewhere"),
-            hotels::description.eq("nice"),
-        ))
-        .returning(hotels::id)
-        .get_result(conn)
-        .await
-        .expect("insert hotel")
-}
-
-async fn names(conn: &mut AsyncPgConnection) -> Vec<(i64, String)> {
-    hotels::table
-        .order(hotels::id)
-        .select((hotels::id, hotels::name))
-        .load(conn)
-        .await
-        .expect("list hotels")
-}
-
-fn list(conn: &AsyncPgConnection) -> BoxFuture<'_, QueryResult<Vec<(i64, String)>>> {
-    async move {
-        let mut conn = conn;
-        hotels::table
-            .order(hotels::id)
-            .select((hotels::id, hotels::name))
-            .load(&mut conn)
-            .await
-    }
-    .boxed()
-}
-
-fn insert<'c>(conn: &'c AsyncPgConnection, name: &'static str) -> BoxFuture<'c, QueryResult<i64>> {
-    async move {
-        let mut conn = conn;
-        diesel::insert_into(hotels::table)
-            .values((
-                hotels::name.eq(name),
-                hotels::location.eq("somewhere"),
-                hotels::description.eq("nice"),
-            ))
-            .returning(hotels::id)
-            .get_result(&mut conn)
-            .await
-    }
-    .boxed()
-}
 
 fn schema(name: &str) -> SchemaName {
     SchemaName::new(name).unwrap()
@@ -128,8 +46,12 @@ async fn tenants_never_see_each_other_in_either_mode() {
         for (tenant, rows) in [("a", ["a1", "a2"]), ("b", ["b1", "b2"])] {
             let mut conn = pool.tenant(&schema(tenant)).await.unwrap();
             assert_eq!(here(&mut conn).await.schema, tenant, "{mode:?}");
-            assert_eq!(add(&mut conn, rows[0]).await, 1, "{mode:?}: ids start at 1");
-            assert_eq!(add(&mut conn, rows[1]).await, 2, "{mode:?}");
+            assert_eq!(
+                add(&mut conn, rows[0]).await.unwrap(),
+                1,
+                "{mode:?}: ids start at 1"
+            );
+            assert_eq!(add(&mut conn, rows[1]).await.unwrap(), 2, "{mode:?}");
             conn.commit().await.unwrap();
         }
         let mut a = pool.tenant(&schema("a")).await.unwrap();
@@ -171,10 +93,10 @@ async fn transaction_local_keeps_only_committed_work() {
         .await
         .unwrap();
     let mut conn = pool.tenant(&schema("a")).await.unwrap();
-    add(&mut conn, "rolled back").await;
+    add(&mut conn, "rolled back").await.unwrap();
     conn.rollback().await.unwrap();
     let mut conn = pool.tenant(&schema("a")).await.unwrap();
-    add(&mut conn, "dropped").await;
+    add(&mut conn, "dropped").await.unwrap();
     drop(conn); // neither committed nor rolled back: closed, so rolled back on the server
     let (conn, id) = pool
         .checkout_with(Scope::Tenant(schema("a")), |c| insert(c, "kept"))
@@ -446,7 +368,7 @@ async fn transaction_local_behind_pgbouncer() {
                     assert_eq!(rows.len(), round, "{tenant} round {round}: {rows:?}");
                     assert!(rows.iter().all(|(_, n)| n == tenant), "{rows:?}");
                     assert_eq!(here(&mut conn).await.schema, tenant);
-                    add(&mut conn, tenant).await;
+                    add(&mut conn, tenant).await.unwrap();
                     conn.commit().await.unwrap();
                 }
             })
@@ -539,7 +461,7 @@ async fn a_hostile_borrower_never_reaches_the_next_innocent_checkout() {
             .await
             .unwrap();
         let mut b = pool.tenant(&schema("b")).await.unwrap();
-        add(&mut b, "b1").await;
+        add(&mut b, "b1").await.unwrap();
         b.commit().await.unwrap();
         for (i, attack) in attacks.iter().enumerate() {
             let mut hostile = pool.tenant(&schema("a")).await.unwrap();

@@ -1,6 +1,8 @@
 //! Shared test support: every test works in its own throwaway database.
 #![allow(dead_code)]
 
+#[cfg(feature = "async")]
+pub mod async_hotels;
 pub mod attack;
 pub mod hotels;
 pub mod sentinel;
